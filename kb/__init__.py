@@ -1,0 +1,3 @@
+"""kb: a self-hosted knowledge-base question-answering service."""
+
+__version__ = "0.1.0"
