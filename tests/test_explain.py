@@ -116,6 +116,16 @@ def test_training_leaves_the_callers_random_stream_alone():
     assert torch.equal(torch.rand(4), expected)
 
 
+def test_training_restores_the_callers_torch_thread_count():
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        train_tiny_gpt(steps=2)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
+
+
 def test_model_has_a_few_thousand_parameters(default_result):
     assert 1_000 <= default_result.parameter_count <= 10_000
 
