@@ -13,6 +13,7 @@ from kb.api import health, openai_models
 from kb.api.errors import install_error_handlers
 from kb.config import Settings
 from kb.db import Database
+from kb.pages import learn
 from kb.pages.templating import WEB_DIR
 
 log = logging.getLogger(__name__)
@@ -36,4 +37,5 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     app.mount("/static", StaticFiles(directory=str(WEB_DIR / "static")), name="static")
     app.include_router(health.router)
     app.include_router(openai_models.router)
+    app.include_router(learn.router)
     return app

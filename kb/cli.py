@@ -56,5 +56,24 @@ def serve(
     )
 
 
+@app.command()
+def explain(
+    sequence: str = typer.Option("111101111011110", help="Training sequence of 0s and 1s."),
+    steps: int = typer.Option(50, help="Training steps."),
+    seed: int = typer.Option(1337, help="Random seed (same seed, same result)."),
+    lang: str = typer.Option("en", help="en or zh."),
+) -> None:
+    """Train the two-token, three-context language model and show what it learned."""
+    from kb.errors import KBError
+    from kb.explain import format_explain_text, train_tiny_gpt, validate_explain_input
+
+    try:
+        sequence, steps = validate_explain_input(sequence, steps)
+    except KBError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(format_explain_text(train_tiny_gpt(sequence, steps, seed=seed), lang))
+
+
 if __name__ == "__main__":
     app()
