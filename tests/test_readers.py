@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import docx
 import pytest
 
-from kb.errors import KBError, UnsupportedMedia, Unprocessable
+from kb.errors import KBError, Unprocessable, UnsupportedMedia
 from kb.ingest import ReadLimits, read_document, sniff_content_type
 from kb.ingest.sniff import CSV, DOCX, HTML, MARKDOWN, PDF, TEXT
 from tests.shared_data import require_shared_data
@@ -327,7 +327,7 @@ def test_xlsx_is_named_as_a_workbook():
 
 
 def test_csv_rows_become_blocks_with_their_header():
-    data = "name;city;age\nAda;London;36\nLinus;Helsinki;\n".encode()
+    data = b"name;city;age\nAda;London;36\nLinus;Helsinki;\n"
     doc = read_document(data, "people.csv")
     assert doc.content_type == CSV
     assert [b.text for b in doc.blocks] == ["name: Ada; city: London; age: 36", "name: Linus; city: Helsinki"]

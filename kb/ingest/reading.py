@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import PurePath
 
-from kb.errors import UnsupportedMedia, Unprocessable
+from kb.errors import Unprocessable, UnsupportedMedia
 from kb.ingest import sniff
 from kb.ingest.readers import accepted_labels, find_reader
 from kb.ingest.types import ParsedDocument, ReadLimits
