@@ -46,7 +46,7 @@ MESSY = {
     "docx_tables-merged-cells.docx": Reads(DOCX, ("1 | 2 | 3", "4 | 6")),
     "html_ietf-draft.html": Reads(HTML, ("remoteStorage", "bearer tokens")),
     "html_wikipedia_list-of-time-loop-films.html": Reads(
-        HTML, ("Groundhog Day", "time loops"), absent=("Jump to navigation", "Privacy policy", "Personal tools")
+        HTML, ("Film: Groundhog Day; Year: 1993; Description: Self-centered", "time loops"), absent=("Jump to navigation", "Privacy policy", "Personal tools")
     ),
     "html_wikipedia_mozilla.html": Reads(
         HTML, ("Mozilla is a free-software community", "Firefox"), absent=("[edit]", "Privacy policy", "Navigation menu")
