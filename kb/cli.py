@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import typer
 
@@ -54,6 +55,44 @@ def serve(
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
     )
+
+
+@app.command()
+def backup(path: Path = typer.Argument(..., help="The backup file to write, e.g. kb-backup.tar.")) -> None:
+    """Back up the database (pg_dump) and the uploaded files into one tar file."""
+    from kb.backup import create_backup
+    from kb.db import Database
+
+    settings = load_settings()
+    db = Database.from_settings(settings)
+    summary = create_backup(db, settings.files_dir, path)
+    typer.echo(f"wrote {summary.path}: {_counts(summary.tables)}, {summary.files} files")
+
+
+@app.command()
+def restore(
+    path: Path = typer.Argument(..., exists=True, dir_okay=False, help="A file written by kb backup."),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+) -> None:
+    """Replace this instance's data with a backup. Stop kb serve and kb worker first."""
+    from kb.backup import read_manifest, restore_backup
+    from kb.db import Database
+
+    settings = load_settings()
+    manifest = read_manifest(path)
+    if not yes:
+        typer.confirm(
+            f"Replace all data in this kb instance with the backup of {manifest['created_at']} "
+            f"({_counts(manifest['tables'])})?",
+            abort=True,
+        )
+    db = Database.from_settings(settings)
+    summary = restore_backup(db, settings.files_dir, path)
+    typer.echo(f"restored {summary.path}: {_counts(summary.tables)}")
+
+
+def _counts(tables: dict[str, int]) -> str:
+    return ", ".join(f"{count} {table}" for table, count in tables.items())
 
 
 @app.command()
