@@ -65,7 +65,10 @@ def backup(path: Path = typer.Argument(..., help="The backup file to write, e.g.
 
     settings = load_settings()
     db = Database.from_settings(settings)
-    summary = create_backup(db, settings.files_dir, path)
+    try:
+        summary = create_backup(db, settings.files_dir, path)
+    finally:
+        db.dispose()
     typer.echo(f"wrote {summary.path}: {_counts(summary.tables)}, {summary.files} files")
 
 
@@ -87,7 +90,10 @@ def restore(
             abort=True,
         )
     db = Database.from_settings(settings)
-    summary = restore_backup(db, settings.files_dir, path)
+    try:
+        summary = restore_backup(db, settings.files_dir, path)
+    finally:
+        db.dispose()
     typer.echo(f"restored {summary.path}: {_counts(summary.tables)}")
 
 
