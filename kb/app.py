@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+import anyio
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from kb import __version__
@@ -14,7 +15,13 @@ from kb.api.errors import install_error_handlers
 from kb.config import Settings
 from kb.db import Database
 from kb.pages import learn
+from kb.pages import admin as admin_pages
+from kb.pages import auth as auth_pages
+from kb.pages.csrf import csrf_protect
+from kb.pages.headers import install_security_headers
+from kb.pages.session import SessionMiddleware
 from kb.pages.templating import WEB_DIR
+from kb.services import admin as admin_service
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +34,22 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     async def lifespan(app: FastAPI):
         if getattr(app.state, "db", None) is None:
             app.state.db = Database.from_settings(settings)
+        await anyio.to_thread.run_sync(admin_service.prepare, app.state)
         yield
         app.state.db.dispose()
 
-    app = FastAPI(title="kb", version=__version__, lifespan=lifespan)
+    # csrf_protect runs before every route: see kb/pages/csrf.py for who must send the token.
+    app = FastAPI(title="kb", version=__version__, lifespan=lifespan, dependencies=[Depends(csrf_protect)])
     app.state.settings = settings
     app.state.db = db
     install_error_handlers(app)
+    app.add_exception_handler(admin_pages.LoginRequired, admin_pages.redirect_to_login)
+    app.add_middleware(SessionMiddleware)
+    install_security_headers(app, settings.cors_origins)
     app.mount("/static", StaticFiles(directory=str(WEB_DIR / "static")), name="static")
     app.include_router(health.router)
     app.include_router(openai_models.router)
     app.include_router(learn.router)
+    app.include_router(auth_pages.router)
+    app.include_router(admin_pages.router)
     return app
