@@ -37,7 +37,7 @@ class TransformersChatModel:
 
     def count_tokens(self, text: str) -> int:
         """Tokens of plain text, without special tokens."""
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
     def count_prompt_tokens(self, messages: list[dict], tools: list[dict] | None = None) -> int:
         """Tokens of the whole templated prompt, as the model will read it."""
@@ -49,7 +49,7 @@ class TransformersChatModel:
         text = self.tokenizer.apply_chat_template(
             normalise_messages(messages), tools=tools or None, add_generation_prompt=True, tokenize=False
         )
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
 
     def _room_for_answer(self, prompt_tokens: int, max_tokens: int | None) -> int:
         room = self.context_length - prompt_tokens
