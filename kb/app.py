@@ -9,10 +9,12 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from kb import __version__
-from kb.api import health, openai_models
+from kb.api import health, keys, openai_chat, openai_embeddings, openai_models
 from kb.api.errors import install_error_handlers
+from kb.api.usage_log import UsageLogMiddleware
 from kb.config import Settings
 from kb.db import Database
+from kb.ml.registry import get_registry
 from kb.pages.templating import WEB_DIR
 
 log = logging.getLogger(__name__)
@@ -32,8 +34,14 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     app = FastAPI(title="kb", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.db = db
+    app.state.registry = get_registry(settings)
+    app.state.app_chat = None  # kb.services.gateway.AppChat: answering from an app's knowledge bases
     install_error_handlers(app)
+    app.add_middleware(UsageLogMiddleware)
     app.mount("/static", StaticFiles(directory=str(WEB_DIR / "static")), name="static")
     app.include_router(health.router)
     app.include_router(openai_models.router)
+    app.include_router(openai_chat.router)
+    app.include_router(openai_embeddings.router)
+    app.include_router(keys.router)
     return app
