@@ -244,6 +244,16 @@ def test_a_client_that_leaves_mid_stream_cancels_the_generation(live_server, mod
     assert wait_until(lambda: [r["status"] for r in usage_rows(db) if r["model"] == "endless"] == [499])
 
 
+def test_a_client_that_gives_up_on_a_plain_answer_cancels_the_generation(live_server, models, db):
+    endless = models["endless"]
+    body = {"model": "endless", "messages": QUESTION}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{live_server.url}/v1/chat/completions", json=body, headers=ROOT, timeout=httpx.Timeout(10, read=1))
+    assert endless.started.is_set()
+    assert endless.cancelled.wait(20), "the model was never told to stop"
+    assert wait_until(lambda: [r["status"] for r in usage_rows(db) if r["model"] == "endless"] == [499])
+
+
 def test_every_v1_request_is_logged_failures_included(client, live_server, db):
     client.chat.completions.create(model="echo", messages=QUESTION)
     with pytest.raises(openai.BadRequestError):

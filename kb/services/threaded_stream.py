@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+import time
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -34,6 +35,7 @@ class ThreadedStream(Generic[T]):
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._finished = False
+        self._next_disconnect_check = 0.0
         self._thread = threading.Thread(target=self._run, name="kb-generation", daemon=True)
         self._thread.start()
 
@@ -44,14 +46,18 @@ class ThreadedStream(Generic[T]):
             self.cancel.set()  # the event loop is gone (server shutting down): nobody is listening
 
     def _run(self) -> None:
+        items: Iterator[T] | None = None
         try:
-            for item in self._produce(self.cancel):
+            items = self._produce(self.cancel)
+            for item in items:
                 self._put(item)
                 if self.cancel.is_set():
                     break
         except BaseException as exc:  # handed to the reader, who decides how to report it
             self._put(_Failure(exc))
         finally:
+            if isinstance(items, Generator):
+                items.close()  # runs the producer's cleanup (e.g. releasing the model's lock) now, not at GC
             self._put(_END)
 
     async def next(self, is_disconnected: Callable[[], Awaitable[bool]] | None = None) -> T:
@@ -61,12 +67,15 @@ class ThreadedStream(Generic[T]):
         cancels it and raises GenerationCancelled.
         """
         while not self._finished:
+            # checked on a timer, not only when the model is silent: a busy model must notice too
+            if is_disconnected is not None and time.monotonic() >= self._next_disconnect_check:
+                self._next_disconnect_check = time.monotonic() + DISCONNECT_POLL_SECONDS
+                if await is_disconnected():
+                    self.close()
+                    raise GenerationCancelled("the client disconnected before the answer was ready")
             try:
                 item = await asyncio.wait_for(self._queue.get(), timeout=DISCONNECT_POLL_SECONDS)
             except TimeoutError:
-                if is_disconnected is not None and await is_disconnected():
-                    self.close()
-                    raise GenerationCancelled("the client disconnected before the answer was ready") from None
                 continue
             if item is _END:
                 self._finished = True
