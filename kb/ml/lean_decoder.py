@@ -72,10 +72,13 @@ class LeanDecoder:
         inverse = 1.0 / (_rope_theta(config) ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim))
         angles = torch.outer(torch.arange(config.max_position_embeddings, dtype=torch.float32), inverse)
         angles = torch.cat([angles, angles], dim=-1)
-        self.cos, self.sin = angles.cos(), angles.sin()
+        # rotate_half(x) * sin == roll(x, half) * signed_sin: one roll instead of two slices, a neg and a cat
+        half = self.head_dim // 2
+        self.cos, self.signed_sin = angles.cos(), torch.cat([-angles[:, :half].sin(), angles[:, half:].sin()], dim=-1)
         # keys are stored transposed, (heads, dim, positions), so scores are a plain matmul without copies
         self.keys = torch.empty(len(self.layers), self.kv_heads, self.head_dim, 0)
         self.values = torch.empty(len(self.layers), self.kv_heads, 0, self.head_dim)
+        self.layer_caches: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.length = 0
 
     def _embed(self, ids: torch.Tensor) -> torch.Tensor:
@@ -91,10 +94,10 @@ class LeanDecoder:
         keys[..., : self.length] = self.keys[..., : self.length]
         values[:, :, : self.length] = self.values[:, :, : self.length]
         self.keys, self.values = keys, values
+        self.layer_caches = list(zip(keys.unbind(0), values.unbind(0)))
 
-    def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        half = self.head_dim // 2
-        return x * cos + torch.cat([-x[..., half:], x[..., :half]], dim=-1) * sin
+    def _rotate(self, x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(x * cos, torch.roll(x, self.head_dim // 2, dims=-1), signed_sin)
 
     def _attend(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """Attention of `count` new positions over the cache; (count, heads, dim) -> (count, heads * dim)."""
@@ -114,14 +117,13 @@ class LeanDecoder:
         count, start = ids.shape[0], self.length
         end = start + count
         self._reserve(end)
-        cos, sin = self.cos[start:end, None], self.sin[start:end, None]
+        cos, sin = self.cos[start:end, None], self.signed_sin[start:end, None]
         rotary_size, width, dtype = self.q_size + self.kv_size, self.cos.shape[-1], self.dtype
         x = self._embed(ids)
         hidden = (x.shape[-1],)
-        for index, layer in enumerate(self.layers):
+        for layer, (keys, values) in zip(self.layers, self.layer_caches):
             qkv = layer.qkv(F.rms_norm(x, hidden, layer.norm1, self.eps).to(dtype)).float()
             rotated = self._rotate(qkv[:, :rotary_size].view(count, self.heads + self.kv_heads, width), cos, sin)
-            keys, values = self.keys[index], self.values[index]
             keys[:, :, start:end] = rotated[:, self.heads :].permute(1, 2, 0)
             values[:, start:end] = qkv[:, rotary_size:].view(count, self.kv_heads, width).transpose(0, 1)
             attended = self._attend(rotated[:, : self.heads], keys[:, :, :end], values[:, :end])
