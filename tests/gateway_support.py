@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+import httpx
 import openai
 
 from kb.errors import UpstreamError
@@ -17,8 +18,13 @@ QUESTION = [{"role": "user", "content": "What is pgvector?"}]
 
 
 def sdk(url: str, key: str = ROOT_KEY) -> openai.OpenAI:
-    """The official client against a running kb; no retries, so every status reaches the test."""
-    return openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=60)
+    """The official client against a running kb; no retries, so every status reaches the test.
+
+    Without keep-alive no socket outlives its response, so none is left for a later test's garbage
+    collection to warn about (warnings are errors).
+    """
+    http_client = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), timeout=60)
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, http_client=http_client)
 
 
 def wait_until(condition, timeout: float = 20.0) -> bool:

@@ -6,6 +6,7 @@ The working provider is a second kb instance serving a fake model, so both hops 
 from __future__ import annotations
 
 import json
+import socket
 
 import numpy as np
 import openai
@@ -24,6 +25,14 @@ def kb_settings(tmp_path, name: str, database_url: str, **extra) -> Settings:
 
 
 @pytest.fixture
+def dead_url():
+    """A port that refuses connections: bound (so no later server can take it) but never listening."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+
+
+@pytest.fixture
 def upstream(tmp_path, database_url, db):
     app = create_app(kb_settings(tmp_path, "upstream", database_url), db=db)
     app.state.registry.register_chat(EchoChatModel("echo"))
@@ -33,8 +42,8 @@ def upstream(tmp_path, database_url, db):
 
 
 @pytest.fixture
-def client(tmp_path, database_url, db, upstream) -> openai.OpenAI:
-    dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+def client(tmp_path, database_url, db, upstream, dead_url) -> openai.OpenAI:
+    dead = dead_url
     alive = {"base_url": f"{upstream.url}/v1", "api_key": ROOT_KEY, "priority": 1}
     models_file = tmp_path / "models.json"
     models_file.write_text(json.dumps({
@@ -49,6 +58,10 @@ def client(tmp_path, database_url, db, upstream) -> openai.OpenAI:
     app = create_app(kb_settings(tmp_path, "gateway", database_url, models_file=models_file), db=db)
     with LiveServer(app, free_port()) as server:
         yield sdk(server.url)
+    # Loaded models live for the whole process; close their connections now rather than at some later GC.
+    registry = app.state.registry
+    for model in (registry.chat("relay"), registry.chat("nowhere"), registry.embedder("relay-embed")):
+        model.pool.client.close()
 
 
 def test_chat_fails_over_to_the_provider_that_is_up(client, db):
