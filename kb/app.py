@@ -10,10 +10,12 @@ from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from kb import __version__
-from kb.api import health, openai_models
+from kb.api import health, keys, openai_chat, openai_embeddings, openai_models
 from kb.api.errors import install_error_handlers
+from kb.api.usage_log import UsageLogMiddleware
 from kb.config import Settings
 from kb.db import Database
+from kb.ml.registry import get_registry
 from kb.pages import learn
 from kb.pages import admin as admin_pages
 from kb.pages import auth as auth_pages
@@ -42,8 +44,11 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     app = FastAPI(title="kb", version=__version__, lifespan=lifespan, dependencies=[Depends(csrf_protect)])
     app.state.settings = settings
     app.state.db = db
+    app.state.registry = get_registry(settings)
+    app.state.app_chat = None  # kb.services.gateway.AppChat: answering from an app's knowledge bases
     install_error_handlers(app)
     app.add_exception_handler(admin_pages.LoginRequired, admin_pages.redirect_to_login)
+    app.add_middleware(UsageLogMiddleware)
     app.add_middleware(SessionMiddleware)
     install_security_headers(app, settings.cors_origins)
     app.mount("/static", StaticFiles(directory=str(WEB_DIR / "static")), name="static")
@@ -52,4 +57,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     app.include_router(learn.router)
     app.include_router(auth_pages.router)
     app.include_router(admin_pages.router)
+    app.include_router(openai_chat.router)
+    app.include_router(openai_embeddings.router)
+    app.include_router(keys.router)
     return app
