@@ -24,6 +24,10 @@ class DenseLinear:
         """x: (rows, in_features) in the weights' dtype."""
         return F.linear(x, self.weight, self.bias)
 
+    def rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """Some output rows of the weights, as float32."""
+        return self.weight[ids].float()
+
 
 class Int8Linear:
     """Weights as int8 with one scale per output row; activations bf16."""
@@ -32,7 +36,8 @@ class Int8Linear:
         weight = weight.float()
         scales = (weight.abs().amax(dim=1) / 127.0).clamp(min=1e-10)
         self.weight = torch.round(weight / scales[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
-        self.scales = scales.to(torch.bfloat16)
+        self.scales = scales.to(torch.bfloat16)  # what the kernel takes with bf16 input
+        self.exact_scales = scales
         self.bias = bias.to(torch.bfloat16) if bias is not None else None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -41,8 +46,8 @@ class Int8Linear:
         return y + self.bias if self.bias is not None else y
 
     def rows(self, ids: torch.Tensor) -> torch.Tensor:
-        """Dequantised rows (an embedding lookup sharing the lm_head's weights)."""
-        return self.weight[ids].to(torch.bfloat16) * self.scales[ids, None]
+        """Some output rows of the weights, dequantised to float32 (e.g. a tied embedding lookup)."""
+        return self.weight[ids].float() * self.exact_scales[ids, None]
 
 
 class Int4Linear:
@@ -67,15 +72,16 @@ class Int4Linear:
         self.scale, self.low = scale, low
         self.bias = bias.to(torch.bfloat16) if bias is not None else None
 
-    def unpacked(self) -> torch.Tensor:
-        """The weights as a bf16 matrix."""
-        levels = torch.stack([self.nibbles & 15, self.nibbles >> 4], dim=-1).view(*self.low.shape[:2], INT4_GROUP)
-        return torch.addcmul(self.low, levels.float(), self.scale).view(self.low.shape[0], -1).to(torch.bfloat16)
+    def rows(self, ids: torch.Tensor | slice = slice(None)) -> torch.Tensor:
+        """Some output rows of the weights (all by default), dequantised to float32."""
+        nibbles, low, scale = self.nibbles[ids], self.low[ids], self.scale[ids]
+        levels = torch.stack([nibbles & 15, nibbles >> 4], dim=-1).view(*low.shape[:2], INT4_GROUP)
+        return torch.addcmul(low, levels.float(), scale).view(low.shape[0], -1)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x: (rows, in_features) bf16."""
         if x.shape[0] >= GEMM_ROWS:
-            return F.linear(x, self.unpacked(), self.bias)
+            return F.linear(x, self.rows().to(torch.bfloat16), self.bias)
         y = torch.ops.aten._weight_int4pack_mm_for_cpu(x, self.weight, INT4_GROUP, self.scales_and_zeros)
         return y + self.bias if self.bias is not None else y
 
