@@ -205,13 +205,13 @@ def build_tiny_tokenizer(vocab_size: int = 600) -> object:
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         additional_special_tokens=["<|im_start|>"],
-        model_max_length=256,
+        model_max_length=100_000,  # the model config holds the real context length
     )
     tokenizer.chat_template = TINY_CHAT_TEMPLATE
     return tokenizer
 
 
-def build_tiny_qwen(path: str | Path, seed: int = 0, context_length: int = 256) -> str:
+def build_tiny_qwen(path: str | Path, seed: int = 0, context_length: int = 512) -> str:
     """Write a tiny random Qwen2 chat model (two layers, ~600-token vocabulary) to `path`; returns the path."""
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM

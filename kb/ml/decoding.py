@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Protocol
 
 import torch
@@ -21,6 +22,9 @@ class TransformersDecoder:
     def __init__(self, model: torch.nn.Module):
         self.model = model
         self.cache: object | None = None
+        # transformers renamed `past_key_values` to `cache` (5.2x); speak whichever this version knows
+        parameters = inspect.signature(model.forward).parameters
+        self._cache_argument = "cache" if "cache" in parameters else "past_key_values"
 
     @torch.inference_mode()
     def start(self, token_ids: list[int]) -> torch.Tensor:
@@ -29,14 +33,14 @@ class TransformersDecoder:
 
         self.cache = DynamicCache(config=self.model.config)
         output = self.model(
-            input_ids=torch.tensor([token_ids]), past_key_values=self.cache, use_cache=True, logits_to_keep=1
+            input_ids=torch.tensor([token_ids]), **{self._cache_argument: self.cache}, use_cache=True, logits_to_keep=1
         )
         return output.logits[0, -1]
 
     @torch.inference_mode()
     def step(self, token_id: int) -> torch.Tensor:
         """Feed one token; returns the logits for the next."""
-        output = self.model(input_ids=torch.tensor([[token_id]]), past_key_values=self.cache, use_cache=True)
+        output = self.model(input_ids=torch.tensor([[token_id]]), **{self._cache_argument: self.cache}, use_cache=True)
         return output.logits[0, -1]
 
 

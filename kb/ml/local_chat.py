@@ -11,6 +11,7 @@ import torch
 
 from kb.errors import BadRequest, ServiceUnavailable
 from kb.ml.decoding import Decoder, IncrementalDetokenizer, TransformersDecoder, choose_token
+from kb.ml.lean_decoder import LeanDecoder, lean_decoder_supports
 from kb.ml.messages import normalise_messages
 from kb.ml.specs import ModelSpec
 from kb.ml.stops import AnswerAssembler
@@ -37,7 +38,7 @@ class TransformersChatModel:
 
     def count_tokens(self, text: str) -> int:
         """Tokens of plain text, without special tokens."""
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
     def count_prompt_tokens(self, messages: list[dict], tools: list[dict] | None = None) -> int:
         """Tokens of the whole templated prompt, as the model will read it."""
@@ -49,7 +50,7 @@ class TransformersChatModel:
         text = self.tokenizer.apply_chat_template(
             normalise_messages(messages), tools=tools or None, add_generation_prompt=True, tokenize=False
         )
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
 
     def _room_for_answer(self, prompt_tokens: int, max_tokens: int | None) -> int:
         room = self.context_length - prompt_tokens
@@ -141,4 +142,11 @@ def load_transformers_chat(
         hint = "" if Path(folder_or_id).exists() else " (hub ids must already be in the local Hugging Face cache)"
         raise ServiceUnavailable(f"cannot load chat model '{spec.name}' from {folder_or_id}{hint}: {exc}", code="model_unavailable") from exc
     context_length = spec.context_length or int(getattr(model.config, "max_position_embeddings", 0) or 2048)
-    return TransformersChatModel(spec.name, tokenizer, TransformersDecoder(model), context_length, _eos_ids(tokenizer, model))
+    return TransformersChatModel(spec.name, tokenizer, choose_decoder(spec, model, weight_bits), context_length, _eos_ids(tokenizer, model))
+
+
+def choose_decoder(spec: ModelSpec, model: torch.nn.Module, weight_bits: tuple[int, int] | None) -> Decoder:
+    """The lean decoder where the architecture allows (GGUF weights stay packed), else transformers' own forward."""
+    if spec.fast_decode and lean_decoder_supports(model.config):
+        return LeanDecoder(model, *(weight_bits or (16, 16)))
+    return TransformersDecoder(model)
