@@ -39,7 +39,7 @@ TRANSIENT_ERRORS = (ServiceUnavailable, UpstreamError, RateLimited)
 EMBED_SLICE = 128  # texts per progress step; the embedder batches inside it
 EMBED_BATCH = 32
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
-Guard = Callable[[Session], None]
+Settle = Callable[[Session], None]
 
 
 class CollectionGone(Exception):
@@ -150,12 +150,12 @@ def _new_chunk(row: PlannedChunk, vectors: np.ndarray, count_tokens, source_id: 
 
 def _write(
     rt: Runtime, collection: CollectionRecord, plan: list[PlannedChunk], vectors: np.ndarray, count_tokens,
-    stats: dict, warnings: list[str], guard: Guard | None,
+    stats: dict, warnings: list[str], settle: Settle | None,
 ) -> CollectionRecord:
     """Replace the collection's chunks and mark it ready, all in one transaction."""
     with rt.db.session() as session:
-        if guard is not None:
-            guard(session)
+        if settle is not None:
+            settle(session)
         if collection_store.get_collection(session, collection.id, for_update=True) is None:
             raise CollectionGone()
         chunk_store.delete_collection_chunks(session, collection.id)
@@ -173,11 +173,11 @@ def _write(
         return collection_store.get_collection(session, collection.id)  # type: ignore[return-value]
 
 
-def record_error(rt: Runtime, collection_id: int, message: str, *, guard: Guard | None = None, **extra) -> None:
+def record_error(rt: Runtime, collection_id: int, message: str, *, settle: Settle | None = None, **extra) -> None:
     """End a collection in `error` with a message a user can act on."""
     with rt.db.session() as session:
-        if guard is not None:
-            guard(session)
+        if settle is not None:
+            settle(session)
         collection_store.mark_error(session, collection_id, message, **extra)
         session.commit()
 
@@ -186,14 +186,15 @@ def ingest_collection(
     rt: Runtime,
     collection_id: int,
     *,
-    guard: Guard | None = None,
+    settle: Settle | None = None,
     cancel: threading.Event | None = None,
     progress: Progress | None = None,
 ) -> CollectionRecord | None:
     """Turn one queued collection into stored chunks; None when it was deleted meanwhile.
 
-    `guard(session)` runs inside every transaction that records an outcome (the worker passes
-    `queue.assert_owned`); `cancel` stops at the next checkpoint with `kb.errors.Cancelled`.
+    `settle(session)` runs inside the transaction that records the outcome (ready or error): the
+    worker checks there that it still owns the job and marks the job done, so the outcome and the
+    job's end are one commit. `cancel` stops at the next checkpoint with `kb.errors.Cancelled`.
     """
     with rt.db.session() as session:
         collection = collection_store.get_collection(session, collection_id)
@@ -241,7 +242,7 @@ def ingest_collection(
             seconds={k: round(v, 2) for k, v in timings.items()},
         )
         tracker.stage("embedding", 97)
-        stored = _write(rt, collection, plan, vectors, embedder.count_tokens, stats, warnings, guard)
+        stored = _write(rt, collection, plan, vectors, embedder.count_tokens, stats, warnings, settle)
     except CollectionGone:
         log.info("'%s' (collection %d) was deleted while being processed; stopped", collection.name, collection_id)
         return None
@@ -249,7 +250,7 @@ def ingest_collection(
         raise
     except KBError as exc:
         log.info("Could not process '%s' (collection %d): %s", collection.name, collection_id, exc.message)
-        record_error(rt, collection_id, exc.message, guard=guard, warnings=warnings)
+        record_error(rt, collection_id, exc.message, settle=settle, warnings=warnings)
         with rt.db.session() as session:
             return collection_store.get_collection(session, collection_id)
     log.info(
