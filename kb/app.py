@@ -15,6 +15,7 @@ from kb.api.errors import install_error_handlers
 from kb.config import Settings
 from kb.db import Database
 from kb.ml.registry import ModelRegistry
+from kb.pages import learn
 from kb.pages.templating import WEB_DIR
 from kb.runtime import Runtime, app_registry
 
@@ -62,4 +63,5 @@ def create_app(
     app.include_router(datasets.router)
     app.include_router(collections.router)
     app.include_router(chunks.router)
+    app.include_router(learn.router)
     return app

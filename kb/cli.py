@@ -140,5 +140,68 @@ def ingest(
     raise typer.Exit(code=1 if failed else 0)
 
 
+@app.command()
+def backup(path: Path = typer.Argument(..., help="The backup file to write, e.g. kb-backup.tar.")) -> None:
+    """Back up the database (pg_dump) and the uploaded files into one tar file."""
+    from kb.backup import create_backup
+    from kb.db import Database
+
+    settings = load_settings()
+    db = Database.from_settings(settings)
+    try:
+        summary = create_backup(db, settings.files_dir, path)
+    finally:
+        db.dispose()
+    typer.echo(f"wrote {summary.path}: {_counts(summary.tables)}, {summary.files} files")
+
+
+@app.command()
+def restore(
+    path: Path = typer.Argument(..., exists=True, dir_okay=False, help="A file written by kb backup."),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+) -> None:
+    """Replace this instance's data with a backup. Stop kb serve and kb worker first."""
+    from kb.backup import read_manifest, restore_backup
+    from kb.db import Database
+
+    settings = load_settings()
+    manifest = read_manifest(path)
+    if not yes:
+        typer.confirm(
+            f"Replace all data in this kb instance with the backup of {manifest['created_at']} "
+            f"({_counts(manifest['tables'])})?",
+            abort=True,
+        )
+    db = Database.from_settings(settings)
+    try:
+        summary = restore_backup(db, settings.files_dir, path)
+    finally:
+        db.dispose()
+    typer.echo(f"restored {summary.path}: {_counts(summary.tables)}")
+
+
+def _counts(tables: dict[str, int]) -> str:
+    return ", ".join(f"{count} {table}" for table, count in tables.items())
+
+
+@app.command()
+def explain(
+    sequence: str = typer.Option("111101111011110", help="Training sequence of 0s and 1s."),
+    steps: int = typer.Option(50, help="Training steps."),
+    seed: int = typer.Option(1337, help="Random seed (same seed, same result)."),
+    lang: str = typer.Option("en", help="en or zh."),
+) -> None:
+    """Train the two-token, three-context language model and show what it learned."""
+    from kb.errors import KBError
+    from kb.explain import format_explain_text, train_tiny_gpt, validate_explain_input
+
+    try:
+        sequence, steps = validate_explain_input(sequence, steps)
+    except KBError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(format_explain_text(train_tiny_gpt(sequence, steps, seed=seed), lang))
+
+
 if __name__ == "__main__":
     app()

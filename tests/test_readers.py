@@ -6,6 +6,7 @@ import codecs
 import io
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 
 import docx
@@ -13,6 +14,7 @@ import pytest
 
 from kb.errors import KBError, Unprocessable, UnsupportedMedia
 from kb.ingest import ReadLimits, read_document, sniff_content_type
+from kb.ingest.garble import looks_garbled
 from kb.ingest.sniff import CSV, DOCX, HTML, MARKDOWN, PDF, TEXT
 from tests.shared_data import require_shared_data
 
@@ -44,7 +46,7 @@ MESSY = {
     "docx_tables-merged-cells.docx": Reads(DOCX, ("1 | 2 | 3", "4 | 6")),
     "html_ietf-draft.html": Reads(HTML, ("remoteStorage", "bearer tokens")),
     "html_wikipedia_list-of-time-loop-films.html": Reads(
-        HTML, ("Groundhog Day", "time loops"), absent=("Jump to navigation", "Privacy policy", "Personal tools")
+        HTML, ("Film: Groundhog Day; Year: 1993; Description: Self-centered", "time loops"), absent=("Jump to navigation", "Privacy policy", "Personal tools")
     ),
     "html_wikipedia_mozilla.html": Reads(
         HTML, ("Mozilla is a free-software community", "Firefox"), absent=("[edit]", "Privacy policy", "Navigation menu")
@@ -203,10 +205,38 @@ def test_pdf_with_a_page_tree_loop_does_not_hang():
     assert any("damaged" in w for w in doc.warnings)
 
 
+def test_pdf_decompression_bomb_is_refused_without_expanding_it():
+    squeezer = zlib.compressobj(9)
+    payload = b"".join(squeezer.compress(b"0 0 m " * 200_000) for _ in range(80)) + squeezer.flush()  # ~96 MB
+    plain = make_pdf(["Hello bomb"])
+    stream = b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(payload), payload)
+    bomb = plain.replace(b"<< /Length 41 >>\nstream\nBT /F1 12 Tf 72 720 Td (Hello bomb) Tj ET\nendstream", stream)
+    assert bomb != plain and len(bomb) < 512 * 1024
+    with pytest.raises(Unprocessable, match="too large when decompressed") as caught:
+        read_document(bomb, "bomb.pdf")
+    assert caught.value.code == "decompression_bomb"
+
+
 def test_pdf_reading_stops_at_the_page_limit_with_a_warning():
     doc = read_document(make_pdf(["one", "two", "three"]), "long.pdf", limits=ReadLimits(max_pages=2))
     assert [b.text for b in doc.blocks] == ["one", "two"]
     assert "Only the first 2 of 3 pages were read." in doc.warnings
+
+
+def test_pdf_reading_is_bounded_in_time():
+    with pytest.raises(Unprocessable, match="took longer than 0 s"):
+        read_document(make_pdf(["one", "two"]), "slow.pdf", limits=ReadLimits(max_seconds=0))
+
+
+def test_garble_detector_flags_broken_font_output_but_not_real_writing():
+    assert looks_garbled("3HQČåQt\x03SURVWĜHGN\\\x03QD\x03~þWHFK")  # pypdf on the Czech file
+    assert looks_garbled("ISSUE Date˖2019-4-25 Buyer˖哾㦓")  # pypdf on the Chinese invoice
+    assert looks_garbled("ɹɹং Θͨ͘͠ͱ͍;ݱ৅͸၊ఆ͞Εͨ༗ަػྲྀి౯ͷͻͱͭͷ੨͍র໌Ͱ͢")  # pypdf on the Japanese poem
+    kits = [require_shared_data("squad_dev_kit", "docs"), require_shared_data("cmrc_dev_kit", "docs")]
+    paragraphs = [p for kit in kits for f in sorted(kit.glob("*.md")) for p in f.read_text("utf-8").split("\n\n")]
+    assert len(paragraphs) > 1500
+    assert [p[:40] for p in paragraphs if looks_garbled(p)] == []
+    assert not looks_garbled("Peněžní prostředky na účtech. Příliš žluťoučký kůň. حَبيبي habibi. みんなのおのおの")
 
 
 def _zip_with_declared_size(member: str, payload: bytes, declared: int) -> bytes:

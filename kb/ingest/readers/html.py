@@ -196,11 +196,14 @@ class _Walker:
         cells = [row for row in cells if any(text for _, text in row)]
         if not cells:
             return
-        first = cells[0]
-        if len(first) >= 2 and all(tag == "th" for tag, _ in first):
-            lines = table_lines([[text for _, text in row] for row in cells[1:]], [text for _, text in first])
-        else:
+        # The header is the first all-<th> row; a title row spanning the table may come before it.
+        at = next((i for i, row in enumerate(cells[:3]) if len(row) >= 2 and all(tag == "th" for tag, _ in row)), None)
+        if at is None:
             lines = [_row_line(row) for row in cells]
+        else:
+            header = [text for _, text in cells[at]]
+            body = [[text for _, text in row] for row in cells[at + 1 :]]
+            lines = [_row_line(row) for row in cells[:at]] + table_lines(body, header)
         lines = [line for line in lines if line]
         if lines:
             self.blocks.append(self.headings.block("\n".join(lines), "table" if len(lines) > 1 else "text"))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pypdf import PasswordType, PdfReader
-from pypdf.errors import DependencyError
+from pypdf.errors import DependencyError, LimitReachedError
 
 from kb.errors import Unprocessable
 from kb.ingest import sniff
@@ -31,6 +31,7 @@ class _Pages:
     count: int = 0
     title: str | None = None
     warnings: list[str] = field(default_factory=list)
+    timed_out: bool = False
 
 
 class _Damaged(Exception):
@@ -53,6 +54,8 @@ def read_pdf(data: bytes, name: str, limits: ReadLimits) -> ParsedDocument:
         for number, text in sorted(pages.texts.items())
         for para in paragraphs(text)
     ]
+    if not blocks and pages.timed_out:
+        raise Unprocessable(f"{name} took longer than {limits.max_seconds:.0f} s to read; split it into smaller files.", code="too_slow")
     if not blocks:
         raise Unprocessable(
             f"{name} looks scanned: it has no text layer; run OCR first (for example ocrmypdf) and upload the result.",
@@ -71,26 +74,32 @@ def _read_with_pypdf(data: bytes, name: str, limits: ReadLimits, deadline: float
         count = len(pdf.pages)
     except Unprocessable:
         raise
+    except LimitReachedError as exc:
+        raise _too_large(name) from exc
     except Exception as exc:  # noqa: BLE001  (pypdf raises many types on malformed input)
         raise _Damaged(_reason(exc)) from exc
     pages = _Pages(count=count, title=_title(pdf))
     failed: list[int] = []
-    last_error = ""
+    last_error: Exception | None = None
     for index in range(min(count, limits.max_pages)):
         if time.monotonic() > deadline:
+            pages.timed_out = True
             pages.warnings.append(f"Reading stopped after page {index} of {count}: it took longer than {limits.max_seconds:.0f} s.")
             break
         try:
             pages.texts[index + 1] = _clean(pdf.pages[index].extract_text() or "")
         except Exception as exc:  # noqa: BLE001  (one bad page must not sink the document)
             failed.append(index + 1)
-            last_error = _reason(exc)
+            last_error = exc
     if count > limits.max_pages:
         pages.warnings.append(f"Only the first {limits.max_pages} of {count} pages were read.")
-    if failed:
+    if last_error is not None:
+        bomb = isinstance(last_error, LimitReachedError)
         if not pages.texts:
-            raise _Damaged(last_error)
-        pages.warnings.append(f"Could not read {_pages_phrase(failed)} ({last_error}); skipped.")
+            # A lenient second parser would only expand a decompression bomb further.
+            raise _too_large(name) if bomb else _Damaged(_reason(last_error))
+        reason = "too large when decompressed" if bomb else _reason(last_error)
+        pages.warnings.append(f"Could not read {_pages_phrase(failed)} ({reason}); skipped.")
     return pages
 
 
@@ -170,6 +179,10 @@ def _run_pdfminer(data: bytes, limits: ReadLimits, deadline: float, pages: list[
 
 def _clean(text: str) -> str:
     return reflow(join_cjk_lines(tidy(text)))
+
+
+def _too_large(name: str) -> Unprocessable:
+    return Unprocessable(f"{name} is too large when decompressed (a compression bomb?); kb will not expand it.", code="decompression_bomb")
 
 
 def _title(pdf: PdfReader) -> str | None:
