@@ -39,7 +39,12 @@ class Settings(BaseSettings):
 
     cors_origins: list[str] = Field(default_factory=list)
     secure_cookies: bool = Field(default=False, description="Mark cookies Secure (set when served over HTTPS).")
-    session_secret: SecretStr | None = Field(default=None, description="Signs session cookies; generated and kept under data_dir when unset.")
+    session_secret: SecretStr | None = Field(
+        default=None, description="Signs session cookies; generated once and kept in the database when unset."
+    )
+    session_hours: float = Field(default=12, gt=0, description="How long an admin login lasts.")
+    login_max_failures: int = Field(default=5, ge=1, description="Failed logins from one address before a lockout.")
+    login_lockout_seconds: float = Field(default=30, gt=0, description="First lockout; each further failure doubles it.")
     log_level: str = "INFO"
 
     @field_validator("data_dir")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -23,8 +24,23 @@ from kb.migrate import upgrade
 
 ROOT_KEY = "test-root-key"
 ROOT = {"Authorization": f"Bearer {ROOT_KEY}"}
+ADMIN_PASSWORD = "kb-admin-test-password"
 TEMPLATE_DB = "kb_test_template"
 REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config) -> None:
+    """Give each run a private tmp_path root: pytest prunes the shared default root's older folders,
+    which removed live files (an embedded server's data) from under another run on the same machine."""
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        config.option.basetemp = tempfile.mkdtemp(prefix="kb-pytest-")
+        config._kb_private_basetemp = config.option.basetemp
+
+
+def pytest_unconfigure(config) -> None:
+    private = getattr(config, "_kb_private_basetemp", None)
+    if private:
+        shutil.rmtree(private, ignore_errors=True)
 
 
 def shared_data_dir() -> Path:
@@ -100,6 +116,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         data_dir=tmp_path / "data",
         database_url=database_url,
         root_key=ROOT_KEY,
+        admin_password=ADMIN_PASSWORD,
         torch_threads=2,
     )
 
@@ -112,6 +129,33 @@ def app(settings: Settings, db: Database):
 @pytest.fixture
 def client(app) -> Iterator[TestClient]:
     with TestClient(app) as test_client:
+        yield test_client
+
+
+def csrf_token_of(html: str) -> str:
+    """The CSRF token a page carries in its `<meta name="csrf-token">`."""
+    match = re.search(r'<meta name="csrf-token" content="([^"]+)">', html)
+    assert match, "the page carries no CSRF token"
+    return match.group(1)
+
+
+def log_in(client: TestClient, password: str = ADMIN_PASSWORD) -> str:
+    """Log `client` in through the login form; it then sends the session's CSRF header by default."""
+    form_token = csrf_token_of(client.get("/admin/login").text)
+    response = client.post(
+        "/admin/login", data={"password": password, "csrf_token": form_token}, follow_redirects=False
+    )
+    assert response.status_code == 303, response.text
+    token = csrf_token_of(client.get("/admin").text)
+    client.headers["X-CSRF-Token"] = token
+    return token
+
+
+@pytest.fixture
+def admin_client(app) -> Iterator[TestClient]:
+    """A client logged in to the admin pages with the session cookie; sends X-CSRF-Token on every request."""
+    with TestClient(app) as test_client:
+        log_in(test_client)
         yield test_client
 
 

@@ -30,4 +30,6 @@ def render(request: Request, template: str, context: dict | None = None, *, stat
 
 
 def render_error_page(request: Request, status: int, message: str, *, headers=None) -> HTMLResponse:
+    # Fixed messages that have a translation are shown in the reader's language, others as raised.
+    message = translate(request_language(request), message)
     return render(request, "error.html", {"status": status, "message": message}, status_code=status, headers=headers)
