@@ -44,8 +44,8 @@ class SearchResult:
 
 
 def model_registry(deps):
-    """The models to use: `deps.models` when a caller (a test) provides one, else the process registry."""
-    return getattr(deps, "models", None) or get_registry(deps.settings)
+    """The models to use: `deps.registry` when the caller has one (the app, a runtime, a test), else the process's."""
+    return getattr(deps, "registry", None) or get_registry(deps.settings)
 
 
 def vocabulary_coverage(embedder, text: str) -> float:
@@ -129,7 +129,7 @@ def search_datasets(
 ) -> SearchResult:
     """Find the quotes for `query` in the datasets: search, fuse, threshold, (rerank), cut to the budget.
 
-    `deps` carries `.db` and `.settings` (the app's state does); `max_tokens` counts quote text with
+    `deps` carries `.db`, `.settings` and optionally `.registry` (the app's state does); `max_tokens` counts quote text with
     the tokenizer of `chat_model` (default: the configured chat model), which is loaded for it.
     """
     query = check_request(query, mode, limit, min_score, max_tokens)

@@ -94,19 +94,24 @@ def set_ef_search(session: Session, ef_search: int) -> None:
     session.execute(text("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)"))
 
 
+def vector_search_sql(dataset_id: int, dim: int, limit: int) -> str:
+    """The nearest-neighbour query for one dataset, written so the planner can use its partial HNSW index."""
+    dataset_id, limit = _int(dataset_id, "dataset_id"), _int(limit, "limit")
+    distance = _distance(dim)
+    return (
+        f"SELECT * FROM (SELECT {_HIT_COLUMNS}, 1 - ({distance}) AS similarity FROM chunk c "
+        f"WHERE c.dataset_id = {dataset_id} AND c.embedding IS NOT NULL AND {_SEARCHABLE} "
+        f"ORDER BY {distance} LIMIT {limit}) v ORDER BY similarity DESC, id"
+    )
+
+
 def vector_search(
     session: Session, dataset_id: int, query_vector: Sequence[float], *, limit: int, ef_search: int = DEFAULT_EF_SEARCH
 ) -> ListResult:
     """The `limit` chunks nearest the query by cosine, walked on the dataset's HNSW index."""
-    dataset_id, limit = _int(dataset_id, "dataset_id"), _int(limit, "limit")
     set_ef_search(session, ef_search)
     rows = session.execute(
-        text(
-            f"SELECT * FROM (SELECT {_HIT_COLUMNS}, {_similarity(query_vector)} AS similarity FROM chunk c "
-            f"WHERE c.dataset_id = {dataset_id} AND {_SEARCHABLE} ORDER BY {_distance(query_vector)} LIMIT {limit}) v "
-            "ORDER BY similarity DESC, id"
-        ),
-        {"q": vector_literal(query_vector)},
+        text(vector_search_sql(dataset_id, len(query_vector), limit)), {"q": vector_literal(query_vector)}
     ).all()
     hits = [_hit(row, float(row.similarity), _unit(row.similarity), rank) for rank, row in enumerate(rows, 1)]
     return ListResult(hits, {hit.chunk_id: hit.scaled for hit in hits})
@@ -121,7 +126,7 @@ def vector_scores(
         return {}
     rows = session.execute(
         text(
-            f"SELECT c.id, {_similarity(query_vector)} AS similarity FROM chunk c "
+            f"SELECT c.id, 1 - ({_distance(len(query_vector))}) AS similarity FROM chunk c "
             f"WHERE c.dataset_id = {dataset_id} AND c.id = ANY(CAST(:ids AS bigint[]))"
         ),
         {"q": vector_literal(query_vector), "ids": sorted({int(i) for i in chunk_ids})},
@@ -129,14 +134,10 @@ def vector_scores(
     return {row.id: _unit(row.similarity) for row in rows}
 
 
-def _distance(query_vector: Sequence[float]) -> str:
-    """The cosine distance in the exact form of the partial index's expression."""
-    dim = _int(len(query_vector), "dimension")
+def _distance(dim: int) -> str:
+    """Cosine distance to `:q` in the exact form of the partial index's expression."""
+    dim = _int(dim, "dimension")
     return f"c.embedding::vector({dim}) <=> CAST(:q AS vector({dim}))"
-
-
-def _similarity(query_vector: Sequence[float]) -> str:
-    return f"1 - ({_distance(query_vector)})"
 
 
 def _unit(similarity: float) -> float:
@@ -150,7 +151,7 @@ def _unit(similarity: float) -> float:
 _BM25 = f"""
 WITH stats AS (
     SELECT count(*) AS n, coalesce(avg(length(c.fts)), 1) AS avgdl
-    FROM chunk c WHERE c.dataset_id = {{dataset_id}} AND {_SEARCHABLE}
+    FROM chunk c WHERE c.dataset_id = {{dataset_id}} AND c.fts IS NOT NULL AND {_SEARCHABLE}
 ), matched AS (
     SELECT c.id, c.fts FROM chunk c
     WHERE c.dataset_id = {{dataset_id}} AND c.fts @@ CAST(:tsquery AS tsquery) AND {_SEARCHABLE}
