@@ -10,7 +10,7 @@ from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from kb import __version__
-from kb.api import chunks, collections, datasets, health, keys, openai_chat, openai_embeddings, openai_models
+from kb.api import chunks, collections, datasets, health, keys, openai_chat, openai_embeddings, openai_models, search
 from kb.api.errors import install_error_handlers
 from kb.api.usage_log import UsageLogMiddleware
 from kb.config import Settings
@@ -82,4 +82,5 @@ def create_app(
     app.include_router(openai_chat.router)
     app.include_router(openai_embeddings.router)
     app.include_router(keys.router)
+    app.include_router(search.router)
     return app
