@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.staticfiles import StaticFiles
 
 from kb import __version__
-from kb.api import chunks, collections, datasets, health, openai_models
+from kb.api import chunks, collections, datasets, health, openai_models, search
 from kb.api.errors import install_error_handlers
 from kb.config import Settings
 from kb.db import Database
@@ -78,6 +78,7 @@ def create_app(
     app.include_router(datasets.router)
     app.include_router(collections.router)
     app.include_router(chunks.router)
+    app.include_router(search.router)
     app.include_router(learn.router)
     app.include_router(auth_pages.router)
     app.include_router(admin_pages.router)
