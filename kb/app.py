@@ -22,6 +22,7 @@ from kb.pages import auth as auth_pages
 from kb.pages import chunks as chunk_pages
 from kb.pages import collections as collection_pages
 from kb.pages import datasets as dataset_pages
+from kb.pages import search as search_pages
 from kb.pages.csrf import csrf_protect
 from kb.pages.headers import install_security_headers
 from kb.pages.session import SessionMiddleware
@@ -85,4 +86,5 @@ def create_app(
     app.include_router(dataset_pages.router)  # before collection_pages: /admin/datasets/new is not a dataset id
     app.include_router(collection_pages.router)
     app.include_router(chunk_pages.router)
+    app.include_router(search_pages.router)
     return app

@@ -289,3 +289,49 @@ def test_the_upload_area_carries_the_api_url_and_the_csrf_token_for_its_script(a
     assert csrf_token_of(page) == admin_client.headers["X-CSRF-Token"]
     assert '<input type="file" id="upload-files" class="visually-hidden" multiple>' in page
     assert '<script src="/static/collections.js"></script>' in page
+
+
+def search_page(client, dataset_id: int, **params) -> str:
+    response = client.get(f"/admin/datasets/{dataset_id}/search", params=params)
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+def test_the_search_test_shows_each_result_with_score_lists_source_and_timings(admin_client):
+    dataset_id = create(admin_client, "handbook")
+    collection_id = wait_for_status(admin_client, upload(admin_client, dataset_id, "lakes.md", MARKDOWN))["id"]
+    assert "Ask a question as a user would" in search_page(admin_client, dataset_id)
+    assert re.search(r'<a href="/admin/datasets/\d+/search" aria-current="page">Search test</a>', search_page(admin_client, dataset_id))
+
+    page = search_page(admin_client, dataset_id, query="perch whitefish", mode="hybrid", limit="1")
+    (result,) = re.findall(r'<article class="card result".*?</article>', page, re.S)
+    assert "Perch and whitefish live in it." in result
+    assert f'<a href="/admin/collections/{collection_id}/chunks">lakes.md</a>' in result
+    assert "Alpine lakes &gt; Fish" in result
+    assert '<span class="badge" data-list="fulltext">full text #1' in result and 'data-list="vector"' in result
+    assert re.search(r'<span class="score"[^>]*>0\.\d{3}</span>', result)
+    assert re.search(r"total: \d+\.\d ms", page) and "1 results" in page
+
+    fulltext = search_page(admin_client, dataset_id, query="perch", mode="fulltext")
+    assert 'data-list="fulltext"' in fulltext and 'data-list="vector"' not in fulltext
+    assert '<option value="fulltext" selected>' in fulltext
+    nothing = search_page(admin_client, dataset_id, query="perch", min_score="0.999")
+    assert "Nothing found" in nothing
+
+
+def test_a_search_setting_the_search_refuses_is_explained_on_the_page(admin_client):
+    dataset_id = create(admin_client, "handbook")
+    response = admin_client.get(f"/admin/datasets/{dataset_id}/search", params={"query": "perch", "limit": "0"})
+    assert response.status_code == 400 and "limit must be between 1 and 100" in response.text
+    assert 'name="limit" min="1" max="100" value="0"' in response.text
+
+
+def test_hostile_document_text_is_shown_as_text_in_search_results(admin_client):
+    dataset_id = create(admin_client, "handbook")
+    wait_for_status(admin_client, upload(admin_client, dataset_id, "safety.md", HOSTILE_MARKDOWN.encode()))
+    page = search_page(admin_client, dataset_id, query="swimmers pier harbour office sunset", limit="5")
+    assert 'class="card result"' in page
+    for hostile in HOSTILE_MARKUP:
+        assert hostile not in page, hostile
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "[harbour office](javascript:alert(1))" in page and 'href="javascript' not in page
