@@ -198,13 +198,13 @@ def test_the_chunks_page_pages_through_and_filters_a_documents_chunks(admin_clie
     assert total > 20
 
     first = admin_client.get(f"/admin/collections/{item['id']}/chunks").text
-    assert first.count('class="card chunk"') == 20 and f"{total} chunks" in first
+    assert first.count('class="card chunk"') == 20 and f"Chunks: {total}" in first
     assert f'href="/admin/collections/{item["id"]}/chunks?offset=20" rel="next"' in first
     second = admin_client.get(f"/admin/collections/{item['id']}/chunks?offset=20").text
     assert "Paragraph 0 " not in second and 'rel="prev"' in second
 
     filtered = admin_client.get(f"/admin/collections/{item['id']}/chunks?q=lake number 17 ").text
-    assert filtered.count('class="card chunk"') == 1 and "1 chunks contain “lake number 17”" in filtered
+    assert filtered.count('class="card chunk"') == 1 and "Chunks containing “lake number 17”: 1" in filtered
 
 
 def test_editing_a_chunk_saves_its_text_and_answer_and_a_blank_text_is_refused(admin_client):
@@ -310,7 +310,7 @@ def test_the_search_test_shows_each_result_with_score_lists_source_and_timings(a
     assert "Alpine lakes &gt; Fish" in result
     assert '<span class="badge" data-list="fulltext">full text #1' in result and 'data-list="vector"' in result
     assert re.search(r'<span class="score"[^>]*>0\.\d{3}</span>', result)
-    assert re.search(r"total: \d+\.\d ms", page) and "1 results" in page
+    assert re.search(r"total: \d+\.\d ms", page) and "Results: 1" in page
 
     fulltext = search_page(admin_client, dataset_id, query="perch", mode="fulltext")
     assert 'data-list="fulltext"' in fulltext and 'data-list="vector"' not in fulltext

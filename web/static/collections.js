@@ -25,15 +25,17 @@
     return row.querySelector('[data-field="' + name + '"]');
   }
 
+  // The same figures as Jinja's filesizeformat on the server-rendered rows.
   function humanSize(bytes) {
-    const units = ["B", "kB", "MB", "GB"];
-    let value = bytes;
+    if (bytes < 1000) return bytes === 1 ? "1 Byte" : bytes + " Bytes";
+    const units = ["kB", "MB", "GB", "TB"];
+    let value = bytes / 1000;
     let unit = 0;
     while (value >= 1000 && unit < units.length - 1) {
       value /= 1000;
       unit += 1;
     }
-    return (unit ? value.toFixed(1) : String(value)) + " " + units[unit];
+    return value.toFixed(1) + " " + units[unit];
   }
 
   function sourceText(item) {
