@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import html
+import json
 import re
 
+from fastapi.testclient import TestClient
+
+from kb.app import create_app
 from kb.i18n import catalogue
+from kb.ml.types import Completion
 from kb.pages.forms import NOTICES, parse_separators, show_separators
 from tests.admin_kb_support import HOSTILE_MARKDOWN, HOSTILE_MARKUP, app, settings, wait_for_status  # noqa: F401
-from tests.conftest import csrf_token_of
+from kb.testing import EchoChatModel
+from tests.conftest import csrf_token_of, log_in
+from tests.pipeline_support import fake_registry
 
 MARKDOWN = b"# Alpine lakes\n\nLake Geneva is the largest lake in the Alps.\n\n## Fish\n\nPerch and whitefish live in it.\n"
 
@@ -335,3 +343,36 @@ def test_hostile_document_text_is_shown_as_text_in_search_results(admin_client):
         assert hostile not in page, hostile
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "[harbour office](javascript:alert(1))" in page and 'href="javascript' not in page
+
+
+class OnePairChat(EchoChatModel):
+    """Writes one question/answer pair for every passage, as a well-behaved chat model would."""
+
+    def generate(self, messages, params, cancel=None):
+        self.calls.append(messages)
+        return Completion("Q1: What leaves Lausanne at seven?\nA1: The first ferry.", prompt_tokens=40, completion_tokens=12, finish_reason="stop")
+
+
+def test_qa_split_documents_show_their_pair_counts_and_pairs_beside_their_source_passage(settings, db):
+    registry = fake_registry(settings, chat=OnePairChat())
+    with TestClient(create_app(settings, db=db, registry=registry, run_worker=True)) as client:
+        log_in(client)
+        dataset_id = create(client, "ferries", mode="qa")
+        paste(client, dataset_id, "timetable", "The first ferry to Montreux leaves Lausanne at seven.")
+        (item,) = client.get(f"/api/datasets/{dataset_id}/collections").json()["items"]
+        assert wait_for_status(client, item["id"])["mode"] == "qa"
+
+        row = re.search(r'<tr class="collection".*?</tr>', client.get(f"/admin/datasets/{dataset_id}").text, re.S).group(0)
+        assert "Q/A split — pairs: 1; passages: 1, without pairs: 0." in row
+        chunks = client.get(f"/admin/collections/{item['id']}/chunks").text
+    source, pair = re.findall(r'<article class="card chunk".*?</article>', chunks, re.S)
+    assert "Source passage" in source and "Not searched itself" in source and "/edit" not in source
+    assert "Q/A pair" in pair and "What leaves Lausanne at seven?" in pair and "The first ferry." in pair and "/edit" in pair
+
+
+def test_the_documents_page_speaks_chinese_when_asked(admin_client):
+    dataset_id = create(admin_client, "handbook")
+    page = admin_client.get(f"/admin/datasets/{dataset_id}?lang=zh").text
+    assert "上传文档" in page and "粘贴文本" in page and "检索测试" in page
+    labels = json.loads(html.unescape(re.search(r"data-labels='([^']+)'", page).group(1)))
+    assert labels["status"]["ready"] == "就绪" and "{pairs}" in labels["qa"]
