@@ -107,6 +107,10 @@ def test_uploaded_documents_become_ready_a_bad_one_fails_with_a_reason_and_searc
     page.set_viewport_size({"width": 390, "height": 844})
     assert_fits_a_phone(page)
     screenshot(page, "admin-search-phone")
+    page.click("nav.admin-nav >> text=Datasets")
+    expect(page.locator("tr[data-dataset] [data-count=collections]")).to_have_text("3")
+    assert_fits_a_phone(page)
+    screenshot(page, "admin-datasets-phone")
 
 
 def test_a_file_dropped_on_the_upload_area_is_uploaded_with_its_progress_shown(page):
@@ -159,6 +163,9 @@ def test_a_dataset_is_deleted_only_after_its_name_is_typed(page):
     log_in(page)
     create_dataset(page, "Short-lived")
     page.click("nav.tabs >> text=Settings")
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert_fits_a_phone(page)
+    screenshot(page, "admin-dataset-settings-phone")
     delete_button = page.locator("form[data-confirm-form] button[type=submit]")
     expect(delete_button).to_be_disabled()
     page.fill("#confirm_name", "Short-live")
