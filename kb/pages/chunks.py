@@ -90,8 +90,6 @@ def edit_chunk(
     try:
         chunk = service.update_chunk(rt, chunk_id, ChunkUpdate(q=form.q, a=form.a))
     except (ValidationError, KBError) as exc:
-        if isinstance(exc, KBError) and exc.status_code == 404:
-            raise
         refused = Refused.of(f"edit-{chunk_id}", form, exc, PAIR_LABELS)
         return chunks_page(request, rt, form.collection_id, offset=form.offset, contains=form.filter, refused=refused)
     return _back(request, chunk.collection_id, form, "chunk_saved")
@@ -114,8 +112,6 @@ def add_pair(
     try:
         chunk = service.add_manual_chunk(rt, dataset_id, ChunkCreate(q=form.q, a=form.a))
     except (ValidationError, KBError) as exc:
-        if isinstance(exc, KBError) and exc.status_code == 404:
-            raise
         refused = Refused.of("pair", form, exc, PAIR_LABELS)
         if form.collection_id is None:
             return collections_page(request, rt, dataset_id, refused=refused)
