@@ -7,15 +7,15 @@ from contextlib import asynccontextmanager
 
 import anyio
 from fastapi import Depends, FastAPI
-from fastapi.concurrency import run_in_threadpool
 from fastapi.staticfiles import StaticFiles
 
 from kb import __version__
-from kb.api import chunks, collections, datasets, health, openai_models, search
+from kb.api import chunks, collections, datasets, health, keys, openai_chat, openai_embeddings, openai_models, search
 from kb.api.errors import install_error_handlers
+from kb.api.usage_log import UsageLogMiddleware
 from kb.config import Settings
 from kb.db import Database
-from kb.ml.registry import ModelRegistry
+from kb.ml.registry import ModelRegistry, get_registry
 from kb.pages import learn
 from kb.pages import admin as admin_pages
 from kb.pages import auth as auth_pages
@@ -27,7 +27,7 @@ from kb.pages.csrf import csrf_protect
 from kb.pages.headers import install_security_headers
 from kb.pages.session import SessionMiddleware
 from kb.pages.templating import WEB_DIR
-from kb.runtime import Runtime, app_registry
+from kb.runtime import Runtime
 from kb.services import admin as admin_service
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,6 @@ def create_app(
         if getattr(app.state, "db", None) is None:
             app.state.db = Database.from_settings(settings)
         await anyio.to_thread.run_sync(admin_service.prepare, app.state)
-        app_registry(app.state)  # reads the model list (a bad models file stops start-up); models load on first use
         worker = None
         if run_worker:
             from kb.worker import Worker
@@ -61,16 +60,18 @@ def create_app(
         app.state.worker = worker
         yield
         if worker is not None:
-            await run_in_threadpool(worker.shutdown)
+            await anyio.to_thread.run_sync(worker.shutdown)
         app.state.db.dispose()
 
     # csrf_protect runs before every route: see kb/pages/csrf.py for who must send the token.
     app = FastAPI(title="kb", version=__version__, lifespan=lifespan, dependencies=[Depends(csrf_protect)])
     app.state.settings = settings
     app.state.db = db
-    app.state.registry = registry
+    app.state.registry = registry or get_registry(settings)  # models load on first use
+    app.state.app_chat = None  # kb.services.gateway.AppChat: answering from an app's knowledge bases
     install_error_handlers(app)
     app.add_exception_handler(admin_pages.LoginRequired, admin_pages.redirect_to_login)
+    app.add_middleware(UsageLogMiddleware)
     app.add_middleware(SessionMiddleware)
     install_security_headers(app, settings.cors_origins)
     app.mount("/static", StaticFiles(directory=str(WEB_DIR / "static")), name="static")
@@ -87,4 +88,7 @@ def create_app(
     app.include_router(collection_pages.router)
     app.include_router(chunk_pages.router)
     app.include_router(search_pages.router)
+    app.include_router(openai_chat.router)
+    app.include_router(openai_embeddings.router)
+    app.include_router(keys.router)
     return app

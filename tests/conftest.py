@@ -29,6 +29,20 @@ TEMPLATE_DB = "kb_test_template"
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config) -> None:
+    """Give each run a private tmp_path root: pytest prunes the shared default root's older folders,
+    which removed live files (an embedded server's data) from under another run on the same machine."""
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        config.option.basetemp = tempfile.mkdtemp(prefix="kb-pytest-")
+        config._kb_private_basetemp = config.option.basetemp
+
+
+def pytest_unconfigure(config) -> None:
+    private = getattr(config, "_kb_private_basetemp", None)
+    if private:
+        shutil.rmtree(private, ignore_errors=True)
+
+
 def shared_data_dir() -> Path:
     """`shared/data` next to the checkout (CI lays it beside the clone), or KB_SHARED_DATA."""
     candidates = [os.environ.get("KB_SHARED_DATA"), REPO.parent / "shared" / "data", "/work/shared/data"]
