@@ -1,0 +1,107 @@
+"""Finding model files and turning a `.gguf` file into a transformers folder, cached once per machine."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from kb.errors import ServiceUnavailable
+from kb.ml.specs import PACKAGE_PREFIX, ModelSpec, package_path
+
+log = logging.getLogger(__name__)
+_threads_set = False
+
+
+def use_torch_threads(count: int) -> None:
+    """Pin torch's intra-op threads once per process (the machine's cores are shared with the database)."""
+    global _threads_set
+    if not _threads_set or torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+        _threads_set = True
+
+
+def resolve_source(spec: ModelSpec) -> str:
+    """A local path (package references resolved) or, when nothing exists at that path, a hub id."""
+    assert spec.path is not None
+    if spec.path.startswith(PACKAGE_PREFIX):
+        path = package_path(spec.path)
+    else:
+        path = Path(spec.path).expanduser()
+    if path.exists():
+        return str(path.resolve())
+    if spec.path.endswith(".gguf") or spec.path.startswith((PACKAGE_PREFIX, "/", ".", "~")):
+        raise ServiceUnavailable(f"model '{spec.name}': no file or folder at {path}", code="model_unavailable")
+    return spec.path
+
+
+def remote_code_allowed(spec: ModelSpec, allow_remote_code: bool) -> bool:
+    """Run a model's own Python only when its spec asks for it and the operator allowed it."""
+    if spec.trust_remote_code and not allow_remote_code:
+        log.warning("model '%s' asks for trust_remote_code but KB_ALLOW_REMOTE_CODE is off; not running its code", spec.name)
+    return spec.trust_remote_code and allow_remote_code
+
+
+def gguf_cache_folder(gguf_file: Path, cache_dir: Path) -> Path:
+    """The cache folder for one GGUF file; its name changes when the file or transformers changes."""
+    import transformers
+
+    stat = gguf_file.stat()
+    key = f"{gguf_file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{transformers.__version__}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return cache_dir / f"{gguf_file.stem}-{digest}"
+
+
+def dequantised_gguf(gguf_file: Path, cache_dir: Path) -> Path:
+    """Folder holding the GGUF model dequantised to a normal checkpoint, built on first use (~15 s)."""
+    folder = gguf_cache_folder(gguf_file, cache_dir)
+    if (folder / "config.json").exists():
+        return folder
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("dequantising %s once into %s", gguf_file.name, folder)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+    # transformers refuses to save a model that still looks GGUF-quantised; its weights are plain tensors now.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=cache_dir))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        try:
+            os.rename(staging, folder)  # atomic: a reader sees no folder or a whole one
+        except OSError:
+            if not (folder / "config.json").exists():
+                raise  # not a lost race with another process: a real failure
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def _bits(kind: object) -> int:
+    name = getattr(kind, "name", str(kind))
+    if name in ("F32", "F16", "BF16"):
+        return 16
+    return 4 if name.startswith(("Q2", "Q3", "Q4", "Q5", "IQ")) else 8
+
+
+def gguf_weight_bits(gguf_file: Path) -> tuple[int, int]:
+    """Bits per weight (4, 8 or 16) of the file's layer matrices and of its token embedding, to keep that precision."""
+    from collections import Counter
+
+    from gguf import GGUFReader
+
+    reader = GGUFReader(gguf_file)
+    matrices = [t for t in reader.tensors if len(t.shape) == 2]
+    layer_kinds = Counter(t.tensor_type.name for t in matrices if t.name.startswith("blk."))
+    embedding = next((t for t in matrices if t.name == "token_embd.weight"), None)
+    layer_bits = _bits(layer_kinds.most_common(1)[0][0]) if layer_kinds else 16
+    return layer_bits, _bits(embedding.tensor_type) if embedding is not None else layer_bits

@@ -1,0 +1,119 @@
+"""The one place models are found and loaded: lazily, once per process, bundled defaults and user models alike."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from kb.config import Settings
+from kb.errors import BadRequest, ServiceUnavailable
+from kb.ml.specs import ModelSpec, load_specs
+from kb.ml.types import ChatModel, Embedder
+
+log = logging.getLogger(__name__)
+
+_loaded: dict[tuple, object] = {}
+_loading_locks: dict[tuple, threading.Lock] = {}
+_guard = threading.Lock()
+_registries: dict[tuple, ModelRegistry] = {}
+
+
+class UnknownModel(BadRequest):
+    code = "model_not_found"
+
+
+def _load_chat(spec: ModelSpec, settings: Settings) -> ChatModel:
+    if spec.backend == "remote":
+        from kb.ml.remote import RemoteChatModel
+
+        return RemoteChatModel(spec)
+    from kb.ml.loading import dequantised_gguf, gguf_weight_bits, remote_code_allowed, resolve_source, use_torch_threads
+    from kb.ml.local_chat import load_transformers_chat
+
+    use_torch_threads(settings.torch_threads)
+    source = resolve_source(spec)
+    weight_bits = None
+    if source.endswith(".gguf"):
+        weight_bits = gguf_weight_bits(Path(source))
+        source = str(dequantised_gguf(Path(source), settings.model_cache_dir))
+    return load_transformers_chat(spec, source, remote_code_allowed(spec, settings.allow_remote_code), weight_bits)
+
+
+def _load_embedder(spec: ModelSpec, settings: Settings) -> Embedder:
+    if spec.backend == "remote":
+        from kb.ml.remote import RemoteEmbedder
+
+        return RemoteEmbedder(spec)
+    from kb.ml.local_embed import load_sentence_transformer
+    from kb.ml.loading import remote_code_allowed, resolve_source, use_torch_threads
+
+    use_torch_threads(settings.torch_threads)
+    return load_sentence_transformer(spec, resolve_source(spec), remote_code_allowed(spec, settings.allow_remote_code))
+
+
+class ModelRegistry:
+    """Looks models up by name and hands out the process-wide loaded instance."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        try:
+            specs = load_specs(settings.models_file)
+        except ValueError as exc:
+            raise ServiceUnavailable(str(exc), code="model_config_invalid") from exc
+        self._chat = {s.name: s for s in specs if s.kind == "chat"}
+        self._embedding = {s.name: s for s in specs if s.kind == "embedding"}
+
+    def chat_specs(self) -> list[ModelSpec]:
+        """Every configured chat model."""
+        return list(self._chat.values())
+
+    def embedding_specs(self) -> list[ModelSpec]:
+        """Every configured embedding model."""
+        return list(self._embedding.values())
+
+    def chat(self, name: str | None = None) -> ChatModel:
+        """The chat model by name (default: settings.chat_model), loaded on first use."""
+        spec = self._find(self._chat, name or self.settings.chat_model, "chat")
+        return self._instance(spec, _load_chat)
+
+    def embedder(self, name: str | None = None) -> Embedder:
+        """The embedder by name (default: settings.embed_model), loaded on first use."""
+        spec = self._find(self._embedding, name or self.settings.embed_model, "embedding")
+        return self._instance(spec, _load_embedder)
+
+    def loaded(self) -> list[str]:
+        """Names of this registry's models already loaded in this process."""
+        return [s.name for s in (*self._chat.values(), *self._embedding.values()) if self._key(s) in _loaded]
+
+    def _find(self, specs: dict[str, ModelSpec], name: str, kind: str) -> ModelSpec:
+        if name not in specs:
+            raise UnknownModel(f"unknown {kind} model '{name}'; configured: {', '.join(sorted(specs)) or 'none'}")
+        return specs[name]
+
+    def _key(self, spec: ModelSpec) -> tuple:
+        return (spec.model_dump_json(), self.settings.allow_remote_code, str(self.settings.model_cache_dir))
+
+    def _instance(self, spec: ModelSpec, load: object) -> object:
+        key = self._key(spec)
+        if key in _loaded:
+            return _loaded[key]
+        with _guard:
+            lock = _loading_locks.setdefault(key, threading.Lock())
+        with lock:  # two first requests at once load the model once
+            if key not in _loaded:
+                log.info("loading %s model '%s'", spec.kind, spec.name)
+                _loaded[key] = load(spec, self.settings)
+        return _loaded[key]
+
+
+def get_registry(settings: Settings) -> ModelRegistry:
+    """The process's registry for these settings (models themselves are shared process-wide)."""
+    key = (
+        str(settings.models_file), settings.chat_model, settings.embed_model,
+        settings.allow_remote_code, str(settings.model_cache_dir), settings.torch_threads,
+    )
+    with _guard:
+        if key not in _registries:
+            _registries[key] = ModelRegistry(settings)
+        return _registries[key]

