@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from kb import __version__
-from kb.api import health, openai_models
+from kb.api import apps, chats, health, openai_models
 from kb.api.errors import install_error_handlers
 from kb.config import Settings
 from kb.db import Database
@@ -36,4 +36,6 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     app.mount("/static", StaticFiles(directory=str(WEB_DIR / "static")), name="static")
     app.include_router(health.router)
     app.include_router(openai_models.router)
+    app.include_router(apps.router)
+    app.include_router(chats.router)
     return app
