@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -40,13 +42,21 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory) -> str:
-    """A PostgreSQL server URL: KB_TEST_DATABASE_URL's server if given, else an embedded one for this run."""
+def server_url() -> Iterator[str]:
+    """A PostgreSQL server URL: KB_TEST_DATABASE_URL's server if given, else an embedded one for this run.
+
+    The embedded server's data lives in its own temporary folder, not under pytest's tmp_path: pytest
+    prunes old tmp_path folders of other runs, which would pull the data out from under a concurrent run.
+    """
     external = os.environ.get("KB_TEST_DATABASE_URL")
     if external:
-        return libpq_url(external)
-    server = start_embedded_server(tmp_path_factory.mktemp("pg") / "pgdata")
-    return server.get_uri()
+        yield libpq_url(external)
+        return
+    folder = Path(tempfile.mkdtemp(prefix="kb-test-pg-"))
+    server = start_embedded_server(folder / "pgdata")
+    yield server.get_uri()
+    server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _database_url(server_url: str, name: str) -> str:
