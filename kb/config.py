@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     embed_model: str = "minilm"
     models_file: Path | None = Field(default=None, description="JSON file listing extra chat/embedding models.")
     allow_remote_code: bool = False
+    answer_max_tokens: int = Field(default=512, ge=16, description="Room kept for an app's answer when the request names none.")
 
     max_upload_mb: int = Field(default=100, ge=1)
     torch_threads: int = Field(default=2, ge=1)
