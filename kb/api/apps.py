@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel
 
 from kb.auth import Principal, require_full_access
-from kb.ml.registry import get_registry
+from kb.runtime import Runtime, runtime
 from kb.services import apps as app_service
 from kb.services.apps import AppCreate, AppUpdate, SearchSettings
 from kb.store.apps import AppRecord
@@ -51,28 +51,26 @@ def app_public(record: AppRecord) -> AppPublic:
 
 
 @router.post("", status_code=201, response_model=AppPublic)
-def create_app(body: AppCreate, request: Request, _: Principal = Depends(require_full_access)) -> AppPublic:
-    state = request.app.state
-    return app_public(app_service.create_app_record(state.db, get_registry(state.settings), body))
+def create_app(body: AppCreate, _: Principal = Depends(require_full_access), rt: Runtime = Depends(runtime)) -> AppPublic:
+    return app_public(app_service.create_app_record(rt, body))
 
 
 @router.get("", response_model=AppList)
-def list_apps(request: Request, _: Principal = Depends(require_full_access)) -> AppList:
-    return AppList(data=[app_public(r) for r in app_service.list_apps(request.app.state.db)])
+def list_apps(_: Principal = Depends(require_full_access), rt: Runtime = Depends(runtime)) -> AppList:
+    return AppList(data=[app_public(r) for r in app_service.list_apps(rt)])
 
 
 @router.get("/{app_id}", response_model=AppPublic)
-def get_app(app_id: int, request: Request, _: Principal = Depends(require_full_access)) -> AppPublic:
-    return app_public(app_service.get_app(request.app.state.db, app_id))
+def get_app(app_id: int, _: Principal = Depends(require_full_access), rt: Runtime = Depends(runtime)) -> AppPublic:
+    return app_public(app_service.get_app(rt, app_id))
 
 
 @router.patch("/{app_id}", response_model=AppPublic)
-def update_app(app_id: int, body: AppUpdate, request: Request, _: Principal = Depends(require_full_access)) -> AppPublic:
-    state = request.app.state
-    return app_public(app_service.update_app(state.db, get_registry(state.settings), app_id, body))
+def update_app(app_id: int, body: AppUpdate, _: Principal = Depends(require_full_access), rt: Runtime = Depends(runtime)) -> AppPublic:
+    return app_public(app_service.update_app(rt, app_id, body))
 
 
 @router.delete("/{app_id}", status_code=204)
-def delete_app(app_id: int, request: Request, _: Principal = Depends(require_full_access)) -> Response:
-    app_service.delete_app(request.app.state.db, app_id)
+def delete_app(app_id: int, _: Principal = Depends(require_full_access), rt: Runtime = Depends(runtime)) -> Response:
+    app_service.delete_app(rt, app_id)
     return Response(status_code=204)

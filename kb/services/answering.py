@@ -1,19 +1,17 @@
-"""Answering from an app: its settings and datasets, history kept by chatId, and the turn stored when done.
-
-`state` is anything holding `settings`, `db` and `registry` (the FastAPI app state, or a CLI runtime).
-"""
+"""Answering from an app: its settings and datasets, history kept by chatId, and the turn stored when done."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from datetime import UTC, datetime
 
 from kb.answer import Answer, AnswerConfig, RetrievedQuote, Retriever, answer_question
 from kb.errors import BadRequest, NotFound
 from kb.ml.messages import normalise_messages
 from kb.ml.types import GenerationParams, StreamDelta
+from kb.runtime import Runtime
 from kb.services import chats as chat_service
 from kb.services.apps import SearchSettings, search_settings_of
 from kb.services.chats import StoredTurn
@@ -38,7 +36,7 @@ class FinishedAnswer:
     turn: StoredTurn | None
 
 
-def app_question(state: Any, app: AppRecord, messages: Sequence[dict], chat_id: str | None) -> AppQuestion:
+def app_question(rt: Runtime, app: AppRecord, messages: Sequence[dict], chat_id: str | None) -> AppQuestion:
     """FastGPT's semantics: with a chatId only the last user message is new and history comes from the stored
     chat; without one, the earlier user/assistant messages of the request are the history."""
     clean = normalise_messages(list(messages))
@@ -48,7 +46,7 @@ def app_question(state: Any, app: AppRecord, messages: Sequence[dict], chat_id: 
     if chat_id is not None:
         if not isinstance(chat_id, str):
             raise BadRequest("chatId must be a string")
-        return AppQuestion(last["content"], chat_service.history_for(state.db, chat_id, app.id), chat_id)
+        return AppQuestion(last["content"], chat_service.history_for(rt.db, chat_id, app.id), chat_id)
     history = [{"role": m["role"], "content": m["content"]} for m in clean[:-1] if m["role"] in ("user", "assistant")]
     return AppQuestion(last["content"], history)
 
@@ -64,7 +62,7 @@ def answer_config(app: AppRecord, answer_tokens: int) -> AnswerConfig:
     )
 
 
-def dataset_retriever(state: Any, dataset_ids: Sequence[int], search: SearchSettings) -> Retriever:
+def dataset_retriever(rt: Runtime, dataset_ids: Sequence[int], search: SearchSettings) -> Retriever:
     """Search these datasets (each with its own embedder) with these settings."""
     from kb.services.search import search_datasets
 
@@ -72,7 +70,7 @@ def dataset_retriever(state: Any, dataset_ids: Sequence[int], search: SearchSett
         if not dataset_ids:
             return []
         result = search_datasets(
-            state, dataset_ids=list(dataset_ids), query=query, mode=search.mode, limit=search.limit,
+            rt, dataset_ids=list(dataset_ids), query=query, mode=search.mode, limit=search.limit,
             min_score=search.min_score, max_tokens=None, rerank=search.rerank,
         )
         # The quote budget is applied by the prompt, measured with the chat model's own tokenizer.
@@ -87,24 +85,8 @@ def dataset_retriever(state: Any, dataset_ids: Sequence[int], search: SearchSett
     return retrieve
 
 
-def answer_stream(
-    state: Any,
-    *,
-    question: str,
-    history: Sequence[dict],
-    retrieve: Retriever,
-    config: AnswerConfig,
-    chat_model: str | None,
-    params: GenerationParams,
-    cancel: threading.Event | None = None,
-) -> Iterator[StreamDelta | Answer]:
-    """Start answering with the named (or default) chat model."""
-    model = state.registry.chat(chat_model)
-    return answer_question(question, model=model, retrieve=retrieve, config=config, history=history, params=params, cancel=cancel)
-
-
 def ask_app(
-    state: Any,
+    rt: Runtime,
     app: AppRecord,
     asked: AppQuestion,
     *,
@@ -115,52 +97,49 @@ def ask_app(
 ) -> Iterator[StreamDelta | FinishedAnswer]:
     """Answer from the app's datasets; with a chatId the finished turn is stored (a failed one never is)."""
     params = params or GenerationParams(temperature=0.0)
-    answer_tokens = params.max_tokens or state.settings.answer_max_tokens
-    stream = answer_stream(
-        state,
-        question=asked.question,
-        history=asked.history,
-        retrieve=dataset_retriever(state, app.dataset_ids, search_settings_of(app)),
+    answer_tokens = params.max_tokens or rt.settings.answer_max_tokens
+    stream = answer_question(
+        asked.question,
+        model=rt.registry.chat(app.chat_model),
+        retrieve=dataset_retriever(rt, app.dataset_ids, search_settings_of(app)),
         config=answer_config(app, answer_tokens),
-        chat_model=app.chat_model,
+        history=asked.history,
         params=replace(params, max_tokens=answer_tokens),
         cancel=cancel,
     )
 
-    def run() -> Iterator[StreamDelta | FinishedAnswer]:
-        for item in stream:
-            if not isinstance(item, Answer):
-                yield item
-                continue
-            turn = None
-            if asked.chat_id is not None:
-                turn = chat_service.save_turn(
-                    state.db, chat_id=asked.chat_id, app_id=app.id, api_key_id=api_key_id, source=source,
-                    question=asked.question, answer=item,
-                )
-            yield FinishedAnswer(item, turn)
+    def store(answer: Answer) -> StoredTurn | None:
+        if asked.chat_id is None:
+            return None
+        return chat_service.save_turn(
+            rt.db, chat_id=asked.chat_id, app_id=app.id, api_key_id=api_key_id, source=source,
+            question=asked.question, answer=answer,
+        )
 
-    return run()
+    return _finished(stream, store)
+
+
+def _finished(
+    stream: Iterator[StreamDelta | Answer], store: Callable[[Answer], StoredTurn | None]
+) -> Iterator[StreamDelta | FinishedAnswer]:
+    """Pass the pieces through; store the complete answer, then hand it on with where it was stored."""
+    for item in stream:
+        yield FinishedAnswer(item, store(item)) if isinstance(item, Answer) else item
 
 
 def ask_datasets(
-    state: Any, dataset_names: Sequence[str], question: str, *, params: GenerationParams | None = None
-) -> Iterator[StreamDelta | Answer]:
-    """Answer from named datasets with default app settings (no app, no history): `kb ask --dataset`."""
-    with state.db.session() as session:
+    rt: Runtime, dataset_names: Sequence[str], question: str, *, params: GenerationParams | None = None
+) -> Iterator[StreamDelta | FinishedAnswer]:
+    """Answer from named datasets as an unsaved app with default settings: `kb ask --dataset`."""
+    with rt.db.session() as session:
         found = {name: dataset_store.get_dataset_by_name(session, name) for name in dataset_names}
     missing = [name for name, record in found.items() if record is None]
     if missing:
         raise NotFound(f"no dataset named {', '.join(repr(m) for m in missing)}", code="dataset_not_found")
-    params = params or GenerationParams(temperature=0.0)
-    answer_tokens = params.max_tokens or state.settings.answer_max_tokens
-    search = SearchSettings()
-    return answer_stream(
-        state,
-        question=question,
-        history=(),
-        retrieve=dataset_retriever(state, [record.id for record in found.values()], search),
-        config=AnswerConfig(quote_budget=search.max_tokens, answer_tokens=answer_tokens),
-        chat_model=None,
-        params=replace(params, max_tokens=answer_tokens),
+    now = datetime.now(UTC)
+    unsaved = AppRecord(
+        id=0, name="datasets:" + ",".join(dataset_names), description="", system_prompt="", chat_model=None,
+        search_settings=SearchSettings().model_dump(), not_found_reply=None, allow_general_knowledge=False,
+        dataset_ids=[record.id for record in found.values()], created_at=now, updated_at=now,
     )
+    return ask_app(rt, unsaved, AppQuestion(question, []), params=params, source="cli")

@@ -7,8 +7,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
-from kb.db import Database
 from kb.errors import BadRequest, Conflict, NotFound
+from kb.ml.registry import ModelRegistry
+from kb.runtime import Runtime
 from kb.store import apps as app_store
 from kb.store.apps import AppRecord
 
@@ -62,7 +63,7 @@ def search_settings_of(app: AppRecord) -> SearchSettings:
     return SearchSettings.model_validate(app.search_settings)
 
 
-def _check_chat_model(registry, name: str | None) -> None:
+def _check_chat_model(registry: ModelRegistry, name: str | None) -> None:
     if name is None:
         return
     known = sorted(spec.name for spec in registry.chat_specs())
@@ -80,10 +81,10 @@ def _name_taken(name: str) -> Conflict:
     return Conflict(f"an app named '{name}' already exists; choose another name", code="app_exists")
 
 
-def create_app_record(db: Database, registry, data: AppCreate) -> AppRecord:
+def create_app_record(rt: Runtime, data: AppCreate) -> AppRecord:
     """Validate and store a new app."""
-    _check_chat_model(registry, data.chat_model)
-    with db.session() as session:
+    _check_chat_model(rt.registry, data.chat_model)
+    with rt.db.session() as session:
         _check_datasets(session, data.dataset_ids)
         if app_store.get_app_by_name(session, data.name) is not None:
             raise _name_taken(data.name)
@@ -105,36 +106,36 @@ def create_app_record(db: Database, registry, data: AppCreate) -> AppRecord:
     return record
 
 
-def get_app(db: Database, app_id: int) -> AppRecord:
+def get_app(rt: Runtime, app_id: int) -> AppRecord:
     """The app, or NotFound."""
-    with db.session() as session:
+    with rt.db.session() as session:
         record = app_store.get_app(session, app_id)
     if record is None:
         raise NotFound(f"no app with id {app_id}", code="app_not_found")
     return record
 
 
-def find_app(db: Database, name: str) -> AppRecord:
+def find_app(rt: Runtime, name: str) -> AppRecord:
     """The app by name, or NotFound."""
-    with db.session() as session:
+    with rt.db.session() as session:
         record = app_store.get_app_by_name(session, name)
     if record is None:
         raise NotFound(f"no app named '{name}'", code="app_not_found")
     return record
 
 
-def list_apps(db: Database) -> list[AppRecord]:
+def list_apps(rt: Runtime) -> list[AppRecord]:
     """Every app."""
-    with db.session() as session:
+    with rt.db.session() as session:
         return app_store.list_apps(session)
 
 
-def update_app(db: Database, registry, app_id: int, data: AppUpdate) -> AppRecord:
+def update_app(rt: Runtime, app_id: int, data: AppUpdate) -> AppRecord:
     """Change the fields present in `data`."""
     changes = data.model_dump(exclude_unset=True)
     if "chat_model" in changes:
         changes["chat_model"] = changes["chat_model"] or None
-        _check_chat_model(registry, changes["chat_model"])
+        _check_chat_model(rt.registry, changes["chat_model"])
     if "search" in changes:
         changes["search_settings"] = SearchSettings.model_validate(changes.pop("search") or {}).model_dump()
     if "not_found_reply" in changes:
@@ -142,7 +143,7 @@ def update_app(db: Database, registry, app_id: int, data: AppUpdate) -> AppRecor
     for required in ("name", "description", "system_prompt", "allow_general_knowledge", "dataset_ids"):
         if required in changes and changes[required] is None:
             raise BadRequest(f"{required} cannot be null")
-    with db.session() as session:
+    with rt.db.session() as session:
         if changes.get("dataset_ids") is not None:
             _check_datasets(session, changes["dataset_ids"])
         if "name" in changes:
@@ -159,9 +160,9 @@ def update_app(db: Database, registry, app_id: int, data: AppUpdate) -> AppRecor
     return record
 
 
-def delete_app(db: Database, app_id: int) -> None:
+def delete_app(rt: Runtime, app_id: int) -> None:
     """Delete the app with its chats and app keys."""
-    with db.session() as session:
+    with rt.db.session() as session:
         deleted = app_store.delete_app(session, app_id)
         session.commit()
     if not deleted:
