@@ -70,16 +70,15 @@ def dataset_retriever(rt: Runtime, dataset_ids: Sequence[int], search: SearchSet
         if not dataset_ids:
             return []
         result = search_datasets(
-            rt, dataset_ids=list(dataset_ids), query=query, mode=search.mode, limit=search.limit,
-            min_score=search.min_score, max_tokens=None, rerank=search.rerank,
+            rt, list(dataset_ids), query, mode=search.mode, limit=search.limit, min_score=search.min_score, rerank=search.rerank,
         )
-        # The quote budget is applied by the prompt, measured with the chat model's own tokenizer.
+        # No max_tokens here: the prompt applies the quote budget, measured with the app's own chat model.
         return [
             RetrievedQuote(
-                chunk_id=hit.chunk_id, collection_id=hit.collection_id, dataset_id=hit.dataset_id, source=hit.source,
-                score=hit.score, q=hit.q, a=hit.a, page=hit.page,
+                chunk_id=quote.chunk_id, collection_id=quote.collection_id, dataset_id=quote.dataset_id,
+                source=quote.source, score=quote.score, q=quote.q, a=quote.a, page=quote.page,
             )
-            for hit in result.results
+            for quote in result.quotes
         ]
 
     return retrieve
