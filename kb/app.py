@@ -9,11 +9,14 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from kb import __version__
-from kb.api import apps, chats, health, openai_models
+from kb.api import apps, chats, health, keys, openai_chat, openai_embeddings, openai_models
 from kb.api.errors import install_error_handlers
+from kb.api.usage_log import UsageLogMiddleware
 from kb.config import Settings
 from kb.db import Database
+from kb.ml.registry import get_registry
 from kb.pages.templating import WEB_DIR
+from kb.services.app_chat import app_chat
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +35,16 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     app = FastAPI(title="kb", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.db = db
+    app.state.registry = get_registry(settings)
+    app.state.app_chat = app_chat  # kb.services.gateway.AppChat: answering from an app's knowledge bases
     install_error_handlers(app)
+    app.add_middleware(UsageLogMiddleware)
     app.mount("/static", StaticFiles(directory=str(WEB_DIR / "static")), name="static")
     app.include_router(health.router)
     app.include_router(openai_models.router)
+    app.include_router(openai_chat.router)
+    app.include_router(openai_embeddings.router)
+    app.include_router(keys.router)
     app.include_router(apps.router)
     app.include_router(chats.router)
     return app

@@ -51,6 +51,7 @@ def principal_from_key(request: Request, token: str) -> Principal:
         record = key_store.find_key_by_hash(session, hash_api_key(token))
     if record is None:
         raise Unauthorized("Incorrect API key provided.")
+    request.state.api_key_id = record.id  # so a refused request (expired, over quota) is still logged against its key
     if record.revoked_at is not None:
         raise Unauthorized("This API key has been revoked.", code="key_revoked")
     if record.expires_at is not None and record.expires_at <= datetime.now(UTC):

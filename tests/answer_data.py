@@ -33,8 +33,8 @@ class Models:
 def use_models(rt: Runtime, replies) -> Models:
     """Serve a scripted chat model as the default chat model and a hash embedder as 'hash'."""
     models = Models(ScriptedChatModel(replies, name=rt.settings.chat_model), HashEmbedder(name="hash"))
-    rt.registry.register_chat(models.chat.name, models.chat)
-    rt.registry.register_embedder(models.embedder.name, models.embedder)
+    rt.registry.register_chat(models.chat)
+    rt.registry.register_embedder(models.embedder)
     return models
 
 

@@ -89,7 +89,7 @@ def test_stop_string_ends_generation_without_appearing(tiny):
 def test_fast_and_generic_decoders_agree(tiny, tiny_registry):
     generic = tiny_registry.chat("tiny-generic")
     params = GenerationParams(temperature=0, max_tokens=16)
-    assert type(generic.decoder).__name__ == "TransformersDecoder"
+    assert type(generic.decoder).__name__ == "TransformersDecoder" and type(tiny.decoder).__name__ == "LeanDecoder"
     assert tiny.generate(QUESTION, params).text == generic.generate(QUESTION, params).text
 
 

@@ -11,6 +11,7 @@ import torch
 
 from kb.errors import BadRequest, ServiceUnavailable
 from kb.ml.decoding import Decoder, IncrementalDetokenizer, TransformersDecoder, choose_token
+from kb.ml.lean_decoder import LeanDecoder, lean_decoder_supports
 from kb.ml.messages import normalise_messages
 from kb.ml.specs import ModelSpec
 from kb.ml.stops import AnswerAssembler
@@ -141,4 +142,11 @@ def load_transformers_chat(
         hint = "" if Path(folder_or_id).exists() else " (hub ids must already be in the local Hugging Face cache)"
         raise ServiceUnavailable(f"cannot load chat model '{spec.name}' from {folder_or_id}{hint}: {exc}", code="model_unavailable") from exc
     context_length = spec.context_length or int(getattr(model.config, "max_position_embeddings", 0) or 2048)
-    return TransformersChatModel(spec.name, tokenizer, TransformersDecoder(model), context_length, _eos_ids(tokenizer, model))
+    return TransformersChatModel(spec.name, tokenizer, choose_decoder(spec, model, weight_bits), context_length, _eos_ids(tokenizer, model))
+
+
+def choose_decoder(spec: ModelSpec, model: torch.nn.Module, weight_bits: tuple[int, int] | None) -> Decoder:
+    """The lean decoder where the architecture allows (GGUF weights stay packed), else transformers' own forward."""
+    if spec.fast_decode and lean_decoder_supports(model.config):
+        return LeanDecoder(model, *(weight_bits or (16, 16)))
+    return TransformersDecoder(model)

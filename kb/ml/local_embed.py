@@ -24,7 +24,9 @@ class SentenceTransformerEmbedder:
         self.query_prefix = spec.query_prefix
         self.document_prefix = spec.document_prefix
         self.normalize = spec.normalize
-        self.dim = int(model.get_sentence_embedding_dimension())
+        # sentence-transformers 6 renamed the dimension getter; older versions only have the first name
+        dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        self.dim = int(dimension())
         self.max_tokens = int(model.max_seq_length)
         self.variant = VARIANTS.get(next(model.parameters()).dtype, "fp32")
         self._lock = threading.Lock()

@@ -45,6 +45,7 @@ def check_response(provider: ProviderSpec, response: httpx.Response) -> None:
     status = response.status_code
     if status < 400:
         return
+    response.read()  # a streamed response's error body is not read yet
     if status >= 500 or status in RETRYABLE_STATUS:
         raise ProviderFailed(f"HTTP {status}: {_error_text(response)}")
     if status in (400, 413, 422):

@@ -63,15 +63,24 @@ class ModelRegistry:
             raise ServiceUnavailable(str(exc), code="model_config_invalid") from exc
         self._chat = {s.name: s for s in specs if s.kind == "chat"}
         self._embedding = {s.name: s for s in specs if s.kind == "embedding"}
-        self._ready: dict[tuple[str, str], object] = {}
+        self._ready_chat: dict[str, ChatModel] = {}
+        self._ready_embedding: dict[str, Embedder] = {}
 
-    def register_chat(self, name: str, model: ChatModel) -> None:
-        """Serve a ready chat model instance under `name` from this registry (tests, benchmarks, embedding apps)."""
-        self._ready[("chat", name)] = model
+    def register_chat(self, model: ChatModel) -> None:
+        """Serve a ready chat model instance under its own name (tests register fakes this way)."""
+        self._ready_chat[model.name] = model
 
-    def register_embedder(self, name: str, embedder: Embedder) -> None:
-        """Serve a ready embedder instance under `name` from this registry."""
-        self._ready[("embedding", name)] = embedder
+    def register_embedder(self, embedder: Embedder) -> None:
+        """Serve a ready embedder instance under its own name."""
+        self._ready_embedding[embedder.name] = embedder
+
+    def chat_names(self) -> list[str]:
+        """Names of every chat model this registry can serve, configured or registered."""
+        return sorted({*self._chat, *self._ready_chat})
+
+    def embedding_names(self) -> list[str]:
+        """Names of every embedding model this registry can serve, configured or registered."""
+        return sorted({*self._embedding, *self._ready_embedding})
 
     def chat_specs(self) -> list[ModelSpec]:
         """Every configured chat model."""
@@ -84,26 +93,26 @@ class ModelRegistry:
     def chat(self, name: str | None = None) -> ChatModel:
         """The chat model by name (default: settings.chat_model), loaded on first use."""
         name = name or self.settings.chat_model
-        if ("chat", name) in self._ready:
-            return self._ready[("chat", name)]  # type: ignore[return-value]
-        spec = self._find(self._chat, name, "chat")
+        if name in self._ready_chat:
+            return self._ready_chat[name]
+        spec = self._find(self._chat, name, "chat", self.chat_names())
         return self._instance(spec, _load_chat)
 
     def embedder(self, name: str | None = None) -> Embedder:
         """The embedder by name (default: settings.embed_model), loaded on first use."""
         name = name or self.settings.embed_model
-        if ("embedding", name) in self._ready:
-            return self._ready[("embedding", name)]  # type: ignore[return-value]
-        spec = self._find(self._embedding, name, "embedding")
+        if name in self._ready_embedding:
+            return self._ready_embedding[name]
+        spec = self._find(self._embedding, name, "embedding", self.embedding_names())
         return self._instance(spec, _load_embedder)
 
     def loaded(self) -> list[str]:
         """Names of this registry's models already loaded in this process."""
         return [s.name for s in (*self._chat.values(), *self._embedding.values()) if self._key(s) in _loaded]
 
-    def _find(self, specs: dict[str, ModelSpec], name: str, kind: str) -> ModelSpec:
+    def _find(self, specs: dict[str, ModelSpec], name: str, kind: str, known: list[str]) -> ModelSpec:
         if name not in specs:
-            raise UnknownModel(f"unknown {kind} model '{name}'; configured: {', '.join(sorted(specs)) or 'none'}")
+            raise UnknownModel(f"unknown {kind} model '{name}'; configured: {', '.join(known) or 'none'}")
         return specs[name]
 
     def _key(self, spec: ModelSpec) -> tuple:

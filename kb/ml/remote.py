@@ -120,6 +120,9 @@ class RemoteChatModel:
         response = self.pool.client.send(request, stream=True)
         try:
             check_response(provider, response)
+            content_type = response.headers.get("content-type", "")
+            if not content_type.startswith("text/event-stream"):
+                raise ProviderFailed(f"answered {content_type or 'no content type'} instead of an event stream: {response.read()[:120]!r}")
             payloads = sse_payloads(response.iter_lines())
             first = next(payloads, None)
             if first is None:

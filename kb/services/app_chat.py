@@ -16,9 +16,7 @@ from kb.ml.types import Completion
 from kb.runtime import Runtime, app_registry
 from kb.services.answering import FinishedAnswer, app_question, ask_app
 from kb.services.apps import find_app, get_app
-from kb.services.gateway import ChatJob, ChatRequest, StreamItem
-
-APP_MODEL_PREFIX = "app:"
+from kb.services.gateway import APP_MODEL_PREFIX, ChatJob, ChatRequest, StreamItem
 
 
 def response_extras(finished: FinishedAnswer, detail: bool) -> dict[str, Any]:

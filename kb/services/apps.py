@@ -66,7 +66,7 @@ def search_settings_of(app: AppRecord) -> SearchSettings:
 def _check_chat_model(registry: ModelRegistry, name: str | None) -> None:
     if name is None:
         return
-    known = sorted(spec.name for spec in registry.chat_specs())
+    known = registry.chat_names()
     if name not in known:
         raise BadRequest(f"unknown chat model '{name}'; configured: {', '.join(known)}", code="model_not_found")
 

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from kb.auth import Principal
 from kb.models import App
+from kb.services.gateway import APP_MODEL_PREFIX
 
 
 @dataclass(frozen=True)
@@ -17,15 +18,15 @@ class ModelEntryInfo:
 
 
 def list_model_entries(state, principal: Principal) -> list[ModelEntryInfo]:
-    """Configured models (for full-access callers) and apps (an app key sees only its own)."""
+    """Configured chat and embedding models (for full-access callers) and apps (an app key sees only its own)."""
     entries: list[ModelEntryInfo] = []
     if principal.is_full:
-        settings = state.settings
-        names = [settings.chat_model, settings.embed_model]
+        registry = state.registry
+        names = [*registry.chat_names(), *registry.embedding_names()]
         entries.extend(ModelEntryInfo(id=name, owned_by="kb") for name in dict.fromkeys(names))
     with state.db.session() as session:
         query = select(App.name).order_by(App.id)
         if principal.app_id is not None:
             query = query.where(App.id == principal.app_id)
-        entries.extend(ModelEntryInfo(id=f"app:{name}", owned_by="kb-app") for name in session.scalars(query))
+        entries.extend(ModelEntryInfo(id=f"{APP_MODEL_PREFIX}{name}", owned_by="kb-app") for name in session.scalars(query))
     return entries

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from kb.models import ApiKey, UsageLog
+from kb.models import ApiKey, App, UsageLog
 
 
 @dataclass(frozen=True)
@@ -114,3 +114,56 @@ def record_usage(
             )
         )
     session.flush()
+
+
+def app_exists(session: Session, app_id: int) -> bool:
+    """Whether an app with this id exists (a key scoped to it may be created)."""
+    return session.scalar(select(App.id).where(App.id == app_id)) is not None
+
+
+@dataclass(frozen=True)
+class UsageSummary:
+    """One key's use of one model over a period."""
+
+    key_id: int | None
+    key_name: str | None
+    key_prefix: str | None
+    model: str | None
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    mean_latency_ms: float
+    p95_latency_ms: float
+    errors: int
+
+
+def summarise_usage(session: Session, *, since: datetime, until: datetime, key_id: int | None = None) -> list[UsageSummary]:
+    """Usage log rows in [since, until) grouped per key and model, busiest first."""
+    query = (
+        select(
+            UsageLog.api_key_id,
+            ApiKey.name,
+            ApiKey.prefix,
+            UsageLog.model,
+            func.count(),
+            func.coalesce(func.sum(UsageLog.prompt_tokens), 0),
+            func.coalesce(func.sum(UsageLog.completion_tokens), 0),
+            func.avg(UsageLog.latency_ms),
+            func.percentile_cont(0.95).within_group(UsageLog.latency_ms),
+            func.count().filter(UsageLog.status >= 400),
+        )
+        .outerjoin(ApiKey, ApiKey.id == UsageLog.api_key_id)
+        .where(UsageLog.created_at >= since, UsageLog.created_at < until)
+        .group_by(UsageLog.api_key_id, ApiKey.name, ApiKey.prefix, UsageLog.model)
+        .order_by(func.count().desc(), UsageLog.api_key_id, UsageLog.model)
+    )
+    if key_id is not None:
+        query = query.where(UsageLog.api_key_id == key_id)
+    return [
+        UsageSummary(
+            key_id=row[0], key_name=row[1], key_prefix=row[2], model=row[3], requests=int(row[4]),
+            prompt_tokens=int(row[5]), completion_tokens=int(row[6]),
+            mean_latency_ms=float(row[7] or 0), p95_latency_ms=float(row[8] or 0), errors=int(row[9]),
+        )
+        for row in session.execute(query)
+    ]

@@ -1,0 +1,79 @@
+"""The models file: built-in defaults, extra models, and errors that say which entry is wrong."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kb.config import Settings
+from kb.errors import ServiceUnavailable
+from kb.ml.loading import remote_code_allowed
+from kb.ml.registry import ModelRegistry, get_registry
+from kb.ml.specs import load_specs, package_path
+
+
+def write(tmp_path, payload) -> object:
+    path = tmp_path / "models.json"
+    path.write_text(payload if isinstance(payload, str) else json.dumps(payload))
+    return path
+
+
+def test_builtin_defaults_exist_and_point_into_installed_packages():
+    specs = {(s.kind, s.name): s for s in load_specs(None)}
+    assert set(specs) == {("chat", "smollm2"), ("embedding", "minilm")}
+    assert package_path(specs[("chat", "smollm2")].path).is_file()
+    assert (package_path(specs[("embedding", "minilm")].path) / "modules.json").is_file()
+
+
+def test_models_file_adds_models_like_fastgpt_config(tmp_path):
+    path = write(tmp_path, {
+        "chat": [{"name": "qwen2.5-1.5b", "path": "Qwen/Qwen2.5-1.5B-Instruct", "context_length": 32768},
+                 {"name": "gpt-remote", "backend": "remote", "providers": [
+                     {"base_url": "http://b.example/v1", "priority": 2}, {"base_url": "http://a.example/v1", "priority": 1}]}],
+        "embedding": [{"name": "m3e", "path": "moka-ai/m3e-base"},
+                      {"name": "e5", "path": "intfloat/multilingual-e5-small", "query_prefix": "query: ", "document_prefix": "passage: "}],
+    })
+    registry = ModelRegistry(Settings(models_file=path))
+    assert [s.name for s in registry.chat_specs()] == ["smollm2", "qwen2.5-1.5b", "gpt-remote"]
+    assert [s.name for s in registry.embedding_specs()] == ["minilm", "m3e", "e5"]
+    remote = registry.chat_specs()[2]
+    assert [p.base_url for p in remote.sorted_providers()] == ["http://a.example/v1", "http://b.example/v1"]
+    assert registry.embedding_specs()[2].query_prefix == "query: "
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ("{not json", "is not valid JSON"),
+        ({"chat": [{"name": "x"}]}, r"chat\[0\]: .*needs 'path'"),
+        ({"chat": [{"name": "x", "backend": "remote"}]}, r"chat\[0\]: .*at least one entry in 'providers'"),
+        ({"chat": [{"name": "x", "path": "p", "query_prefix": "q: "}]}, "prefixes only apply to embedding models"),
+        ({"embedding": [{"name": "x", "path": "p", "colour": "red"}]}, r"embedding\[0\]: colour: Extra inputs"),
+        ({"chat": [{"name": "x", "path": "a"}, {"name": "x", "path": "b"}]}, "listed twice"),
+        ({"chat": [{"name": "x", "backend": "remote", "providers": [{"base_url": "ftp://x"}]}]}, "base_url"),
+        ({"models": []}, "models: Extra inputs"),
+    ],
+)
+def test_bad_models_file_is_reported_with_the_entry_and_field(tmp_path, payload, message):
+    with pytest.raises(ServiceUnavailable, match=message):
+        ModelRegistry(Settings(models_file=write(tmp_path, payload)))
+
+
+def test_missing_models_file_is_reported(tmp_path):
+    with pytest.raises(ServiceUnavailable, match="cannot read models file"):
+        ModelRegistry(Settings(models_file=tmp_path / "absent.json"))
+
+
+def test_remote_code_runs_only_when_the_spec_and_the_operator_allow_it(tmp_path):
+    path = write(tmp_path, {"chat": [{"name": "odd", "path": "org/odd", "trust_remote_code": True}]})
+    odd = ModelRegistry(Settings(models_file=path)).chat_specs()[1]
+    assert remote_code_allowed(odd, allow_remote_code=True)
+    assert not remote_code_allowed(odd, allow_remote_code=False)
+    assert not remote_code_allowed(load_specs(None)[0], allow_remote_code=True)
+
+
+def test_get_registry_returns_one_registry_per_settings(tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    assert get_registry(settings) is get_registry(Settings(data_dir=tmp_path))
+    assert get_registry(settings) is not get_registry(Settings(data_dir=tmp_path, chat_model="other"))
