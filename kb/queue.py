@@ -8,6 +8,7 @@ writes at the end of a job it writes only after `assert_owned`, so a worker that
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -83,15 +84,17 @@ def enqueue(
     return _job(live), False
 
 
-def claim(session: Session, worker_id: str) -> Job | None:
-    """Take the due job that waited longest; rows other workers are claiming right now are skipped, not waited for."""
+def claim(session: Session, worker_id: str, *, job_ids: Collection[int] | None = None) -> Job | None:
+    """Take the due job that waited longest (optionally only among `job_ids`); rows being claimed
+    by other workers right now are skipped, not waited for."""
+    only = "AND id = ANY(:ids)" if job_ids is not None else ""
     row = session.execute(
         text(
             f"""
             UPDATE job SET status = 'running', attempts = attempts + 1, locked_by = :worker,
                            heartbeat_at = now(), updated_at = now()
             WHERE id = (
-                SELECT id FROM job WHERE status = 'queued' AND run_after <= now()
+                SELECT id FROM job WHERE status = 'queued' AND run_after <= now() {only}
                 ORDER BY run_after, id
                 LIMIT 1
                 FOR UPDATE SKIP LOCKED
@@ -99,7 +102,7 @@ def claim(session: Session, worker_id: str) -> Job | None:
             RETURNING {_COLUMNS}
             """
         ),
-        {"worker": worker_id},
+        {"worker": worker_id, "ids": list(job_ids or [])},
     ).first()
     return _job(row) if row is not None else None
 

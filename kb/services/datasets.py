@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from kb.errors import BadRequest, Conflict, NotFound
+from kb.errors import BadRequest, Conflict, NotFound, Unprocessable
 from kb.ml.types import Embedder
 from kb.runtime import Runtime
 from kb.schemas import ChunkSettings, DatasetCreate, DatasetUpdate
@@ -33,6 +33,18 @@ def fit_chunk_settings(chunk_settings: ChunkSettings | dict[str, Any], embedder:
     values = parsed.model_dump()
     values["max_tokens"] = min(values["max_tokens"], token_cap(embedder))
     return values
+
+
+def dataset_embedder(rt: Runtime, dataset: DatasetRecord) -> Embedder:
+    """The dataset's embedder, refusing one whose dimension no longer matches the stored vectors."""
+    embedder = rt.registry.embedder(dataset.embed_model)
+    if embedder.dim != dataset.embed_dim:
+        raise Unprocessable(
+            f"The embedding model '{dataset.embed_model}' now gives {embedder.dim}-dimensional vectors but this dataset "
+            f"holds {dataset.embed_dim}-dimensional ones; restore the model's configuration or create a new dataset.",
+            code="embedding_dimension_changed",
+        )
+    return embedder
 
 
 def _require(record: DatasetRecord | None, dataset_id: int) -> DatasetRecord:
