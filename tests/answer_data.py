@@ -5,12 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kb.runtime import Runtime
-from kb.security import display_prefix, generate_api_key, hash_api_key
 from kb.services.apps import AppCreate, create_app_record
 from kb.store import chunks as chunk_store
 from kb.store import collections as collection_store
 from kb.store import datasets as dataset_store
-from kb.store import keys as key_store
 from kb.store.apps import AppRecord
 from kb.testing import HashEmbedder, ScriptedChatModel
 
@@ -58,12 +56,3 @@ def add_knowledge(rt: Runtime, name: str, documents: dict[str, list[str]]) -> in
 
 def make_app(rt: Runtime, name: str, dataset_ids: list[int], **fields) -> AppRecord:
     return create_app_record(rt, AppCreate(name=name, dataset_ids=dataset_ids, **fields))
-
-
-def app_key(rt: Runtime, app_id: int | None) -> str:
-    """A stored API key, scoped to `app_id` (None: every right)."""
-    key = generate_api_key()
-    with rt.db.session() as session:
-        key_store.add_key(session, name="test", prefix=display_prefix(key), key_hash=hash_api_key(key), app_id=app_id)
-        session.commit()
-    return key

@@ -39,8 +39,8 @@ def make_settings(tmp_path: Path, database_url: str, **overrides) -> Settings:
 
 def fake_registry(settings: Settings, chat=None) -> ModelRegistry:
     registry = ModelRegistry(settings)
-    registry.register_embedder("hash", HashEmbedder(dim=64, max_tokens=128))
-    registry.register_chat("echo", chat or EchoChatModel(context_length=8192))
+    registry.register_embedder(HashEmbedder(dim=64, name="hash", max_tokens=128))
+    registry.register_chat(chat or EchoChatModel(name="echo", context_length=8192))
     return registry
 
 

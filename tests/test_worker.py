@@ -62,7 +62,7 @@ def make_rt(tmp_path, database_url, db):
         settings = make_settings(tmp_path, database_url, **settings_overrides)
         registry = fake_registry(settings)
         if embedder is not None:
-            registry.register_embedder("hash", embedder)
+            registry.register_embedder(embedder)
         return Runtime(settings, db, registry)
 
     return build
