@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -47,43 +48,61 @@ def remote_code_allowed(spec: ModelSpec, allow_remote_code: bool) -> bool:
     return spec.trust_remote_code and allow_remote_code
 
 
-def gguf_cache_folder(gguf_file: Path, cache_dir: Path) -> Path:
+def gguf_cache_folder(gguf_file: Path, cache_dir: Path, suffix: str = "") -> Path:
     """The cache folder for one GGUF file; its name changes when the file or transformers changes."""
     import transformers
 
     stat = gguf_file.stat()
     key = f"{gguf_file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{transformers.__version__}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return cache_dir / f"{gguf_file.stem}-{digest}"
+    return cache_dir / f"{gguf_file.stem}-{digest}{suffix}"
 
 
-def dequantised_gguf(gguf_file: Path, cache_dir: Path) -> Path:
-    """Folder holding the GGUF model dequantised to a normal checkpoint, built on first use (~15 s)."""
-    folder = gguf_cache_folder(gguf_file, cache_dir)
-    if (folder / "config.json").exists():
+def _write_once(folder: Path, write: Callable[[Path], None]) -> Path:
+    """Create `folder` by writing into a staging folder renamed into place: readers see all of it or none."""
+    if folder.exists():
         return folder
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    log.info("dequantising %s once into %s", gguf_file.name, folder)
-    tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
-    # transformers refuses to save a model that still looks GGUF-quantised; its weights are plain tensors now.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=cache_dir))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
+        write(staging)
         try:
-            os.rename(staging, folder)  # atomic: a reader sees no folder or a whole one
+            os.rename(staging, folder)
         except OSError:
-            if not (folder / "config.json").exists():
+            if not folder.exists():
                 raise  # not a lost race with another process: a real failure
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def dequantised_gguf(gguf_file: Path, cache_dir: Path) -> Path:
+    """Folder holding the GGUF model dequantised to a normal checkpoint (model and tokenizer), built once (~15 s)."""
+
+    def write(staging: Path) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        log.info("dequantising %s once into %s", gguf_file.name, cache_dir)
+        AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name).save_pretrained(staging)
+        model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+        # transformers refuses to save a model that still looks GGUF-quantised; its weights are plain tensors now
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(staging)
+
+    return _write_once(gguf_cache_folder(gguf_file, cache_dir), write)
+
+
+def gguf_tokenizer(gguf_file: Path, cache_dir: Path) -> Path:
+    """Folder holding only the GGUF file's tokenizer (with its chat template), for engines that read the GGUF itself."""
+
+    def write(staging: Path) -> None:
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name).save_pretrained(staging)
+
+    return _write_once(gguf_cache_folder(gguf_file, cache_dir, "-tokenizer"), write)
 
 
 def _bits(kind: object) -> int:

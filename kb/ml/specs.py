@@ -44,6 +44,9 @@ class ModelSpec(BaseModel):
     trust_remote_code: bool = False
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     fast_decode: bool = Field(default=True, description="Use kb's lean decoder for Llama/Qwen2 models.")
+    engine: Literal["auto", "transformers", "llama.cpp"] = Field(
+        default="auto", description="For .gguf chat models: llama.cpp when llama-cpp-python is installed (kb[llamacpp])."
+    )
     query_prefix: str = ""
     document_prefix: str = ""
     normalize: bool = True
@@ -61,6 +64,8 @@ class ModelSpec(BaseModel):
             raise ValueError(f"model '{self.name}': a remote model needs at least one entry in 'providers'")
         if self.backend == "remote" and self.path:
             raise ValueError(f"model '{self.name}': 'path' is for local models; remote ones use 'providers'")
+        if self.engine == "llama.cpp" and not (self.path or "").endswith(".gguf"):
+            raise ValueError(f"model '{self.name}': engine 'llama.cpp' needs a .gguf file as 'path'")
         if self.kind == "chat" and (self.query_prefix or self.document_prefix):
             raise ValueError(f"model '{self.name}': query/document prefixes only apply to embedding models")
         return self
