@@ -42,7 +42,7 @@ def add_knowledge(rt: Runtime, name: str, documents: dict[str, list[str]]) -> in
     with rt.db.session() as session:
         dataset = dataset_store.add_dataset(session, name=name, embed_model="hash", embed_dim=embedder.dim)
         for document, paragraphs in documents.items():
-            collection = collection_store.add_collection(
+            collection, _ = collection_store.add_collection(
                 session, dataset_id=dataset.id, name=document, source_type="text", content_hash=document, status="ready"
             )
             vectors = embedder.embed_documents(paragraphs)

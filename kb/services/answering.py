@@ -15,6 +15,7 @@ from kb.runtime import Runtime
 from kb.services import chats as chat_service
 from kb.services.apps import SearchSettings, search_settings_of
 from kb.services.chats import StoredTurn
+from kb.services.search import search_datasets
 from kb.store import datasets as dataset_store
 from kb.store.apps import AppRecord
 
@@ -64,7 +65,6 @@ def answer_config(app: AppRecord, answer_tokens: int) -> AnswerConfig:
 
 def dataset_retriever(rt: Runtime, dataset_ids: Sequence[int], search: SearchSettings) -> Retriever:
     """Search these datasets (each with its own embedder) with these settings."""
-    from kb.services.search import search_datasets
 
     def retrieve(query: str) -> list[RetrievedQuote]:
         if not dataset_ids:
