@@ -10,7 +10,19 @@ from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from kb import __version__
-from kb.api import chunks, collections, datasets, health, keys, openai_chat, openai_embeddings, openai_models, search
+from kb.api import (
+    apps,
+    chats,
+    chunks,
+    collections,
+    datasets,
+    health,
+    keys,
+    openai_chat,
+    openai_embeddings,
+    openai_models,
+    search,
+)
 from kb.api.errors import install_error_handlers
 from kb.api.usage_log import UsageLogMiddleware
 from kb.config import Settings
@@ -27,8 +39,9 @@ from kb.pages.csrf import csrf_protect
 from kb.pages.headers import install_security_headers
 from kb.pages.session import SessionMiddleware
 from kb.pages.templating import WEB_DIR
-from kb.runtime import Runtime
+from kb.runtime import Runtime, app_registry
 from kb.services import admin as admin_service
+from kb.services.app_chat import app_chat
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +63,7 @@ def create_app(
     async def lifespan(app: FastAPI):
         if getattr(app.state, "db", None) is None:
             app.state.db = Database.from_settings(settings)
+        app_registry(app.state)  # reads the model list (a bad models file stops start-up); models load on first use
         await anyio.to_thread.run_sync(admin_service.prepare, app.state)
         worker = None
         if run_worker:
@@ -67,8 +81,8 @@ def create_app(
     app = FastAPI(title="kb", version=__version__, lifespan=lifespan, dependencies=[Depends(csrf_protect)])
     app.state.settings = settings
     app.state.db = db
-    app.state.registry = registry or get_registry(settings)  # models load on first use
-    app.state.app_chat = None  # kb.services.gateway.AppChat: answering from an app's knowledge bases
+    app.state.registry = registry or get_registry(settings)
+    app.state.app_chat = app_chat  # kb.services.gateway.AppChat: answering from an app's knowledge bases
     install_error_handlers(app)
     app.add_exception_handler(admin_pages.LoginRequired, admin_pages.redirect_to_login)
     app.add_middleware(UsageLogMiddleware)
@@ -91,4 +105,6 @@ def create_app(
     app.include_router(openai_chat.router)
     app.include_router(openai_embeddings.router)
     app.include_router(keys.router)
+    app.include_router(apps.router)
+    app.include_router(chats.router)
     return app

@@ -223,5 +223,64 @@ def search(
     )
 
 
+def print_quotes(quotes, excerpt_chars: int = 120) -> None:
+    """The quotes shown to the model: number (starred when cited), source, page, score, excerpt."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Quotes", show_lines=False)
+    for column in ("#", "source", "page", "score", "excerpt"):
+        table.add_column(column, overflow="fold")
+    for quote in quotes:
+        text = " ".join(quote.text.split())
+        excerpt = text if len(text) <= excerpt_chars else text[: excerpt_chars - 1] + "…"
+        number = f"{quote.number}*" if quote.cited else str(quote.number)
+        page = "" if quote.page is None else str(quote.page)
+        table.add_row(number, quote.source, page, f"{quote.score:.3f}", excerpt)
+    Console().print(table)
+
+
+@app.command()
+def ask(
+    ctx: typer.Context,
+    question: str = typer.Argument(..., help="The question."),
+    app_name: str = typer.Option(None, "--app", help="Answer as this app (its prompt, datasets and search settings)."),
+    datasets: list[str] = typer.Option(None, "--dataset", help="Answer from this dataset (repeatable), default settings."),
+    max_tokens: int = typer.Option(None, help="Longest answer in tokens (default KB_ANSWER_MAX_TOKENS)."),
+    migrate: bool = typer.Option(True, help="Apply pending migrations first."),
+) -> None:
+    """Answer a question from an app or datasets, streaming it, then list the quotes (* = cited)."""
+    from kb.errors import KBError
+    from kb.ml.types import GenerationParams
+    from kb.services.answering import AppQuestion, FinishedAnswer, ask_app, ask_datasets
+    from kb.services.apps import find_app
+
+    if bool(app_name) == bool(datasets):
+        raise typer.BadParameter("name either --app or --dataset (not both)")
+    rt = build_runtime(ctx, load_settings(), migrate=migrate)
+    params = GenerationParams(temperature=0.0, max_tokens=max_tokens)
+    try:
+        if app_name:
+            stream = ask_app(rt, find_app(rt, app_name), AppQuestion(question, []), params=params, source="cli")
+        else:
+            stream = ask_datasets(rt, datasets, question, params=params)
+        for item in stream:
+            if isinstance(item, FinishedAnswer):
+                answer = item.answer
+            else:
+                typer.echo(item.text, nl=False)
+    except KBError as exc:
+        typer.echo(f"\nerror: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        rt.db.dispose()
+    typer.echo()
+    if answer.quotes:
+        print_quotes(answer.quotes)
+    timings = answer.timings
+    first = f"{timings.first_token_ms / 1000:.1f}s" if timings.first_token_ms is not None else "-"
+    typer.echo(f"first token {first}, total {timings.total_ms / 1000:.1f}s, {answer.usage.total_tokens} tokens", err=True)
+
+
 if __name__ == "__main__":
     app()

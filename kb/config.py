@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     embed_model: str = "minilm"
     models_file: Path | None = Field(default=None, description="JSON file listing extra chat/embedding models.")
     allow_remote_code: bool = False
+    answer_max_tokens: int = Field(default=512, ge=16, description="Room kept for an app's answer when the request names none.")
 
     search_candidates: int = Field(
         default=50, ge=1, le=1000, description="Chunks each list (vector, full text) brings to fusion, per dataset."

@@ -30,9 +30,16 @@ class Runtime:
         return FileStore(self.settings.files_dir)
 
 
+def app_registry(state) -> ModelRegistry:
+    """The app's registry, created from its settings on first use unless one was given to `create_app`."""
+    if getattr(state, "registry", None) is None:
+        state.registry = get_registry(state.settings)
+    return state.registry
+
+
 def runtime(request: Request) -> Runtime:
     """FastAPI dependency: the app's runtime (its settings, database and model registry)."""
     state = request.app.state
     if getattr(state, "runtime", None) is None:
-        state.runtime = Runtime(state.settings, state.db, state.registry)
+        state.runtime = Runtime(state.settings, state.db, app_registry(state))
     return state.runtime
