@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from pathlib import Path
 
 import typer
@@ -13,11 +15,25 @@ app = typer.Typer(help="kb: a self-hosted knowledge base that answers questions 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
+MODES = ("chunk", "qa")
+
 
 def load_settings() -> Settings:
     settings = Settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return settings
+
+
+def build_runtime(ctx: typer.Context, settings: Settings, *, migrate: bool):
+    """The runtime for a command; a registry given in `ctx.obj["registry"]` (tests) replaces the configured one."""
+    from kb.db import Database
+    from kb.migrate import upgrade
+    from kb.runtime import Runtime
+
+    db = Database.from_settings(settings)
+    if migrate:
+        upgrade(db.url)
+    return Runtime.from_settings(settings, db=db, registry=(ctx.obj or {}).get("registry"))
 
 
 @db_app.command("upgrade")
@@ -36,8 +52,9 @@ def serve(
     host: str = typer.Option(None, help="Address to bind (default KB_HOST, 127.0.0.1)."),
     port: int = typer.Option(None, help="Port (default KB_PORT, 8000)."),
     migrate: bool = typer.Option(True, help="Apply pending migrations first."),
+    no_worker: bool = typer.Option(False, "--no-worker", help="Do not process uploads here (run `kb worker` elsewhere)."),
 ) -> None:
-    """Serve the web pages, /api and /v1."""
+    """Serve the web pages, /api and /v1, with an ingestion worker in the same process unless --no-worker."""
     import uvicorn
 
     from kb.app import create_app
@@ -49,12 +66,78 @@ def serve(
     if migrate:
         upgrade(db.url)
     uvicorn.run(
-        create_app(settings, db=db),
+        create_app(settings, db=db, run_worker=not no_worker),
         host=host or settings.host,
         port=port or settings.port,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
     )
+
+
+@app.command()
+def worker(
+    ctx: typer.Context,
+    until_idle: bool = typer.Option(False, "--until-idle", help="Exit once no job is due (scripts, benchmarks)."),
+    migrate: bool = typer.Option(True, help="Apply pending migrations first."),
+) -> None:
+    """Process uploaded sources: read, chunk, embed and store them. Several workers may share one database."""
+    from kb.services.jobs import recover_stale_jobs
+    from kb.worker import Worker
+
+    settings = load_settings()
+    rt = build_runtime(ctx, settings, migrate=migrate)
+    try:
+        if until_idle:
+            recover_stale_jobs(rt)
+            count = Worker(rt).run_until_idle()
+            typer.echo(f"processed {count} job(s); the queue has nothing due")
+        else:
+            _work_until_signalled(Worker(rt), settings)
+    finally:
+        rt.db.dispose()
+
+
+def _work_until_signalled(job_worker, settings: Settings) -> None:
+    """Run the worker in a thread until SIGTERM or SIGINT, then stop it gracefully."""
+    stop = threading.Event()
+
+    def request_stop(signum, _frame) -> None:
+        logging.getLogger("kb.worker").info(
+            "Stopping: no new jobs; the current one may finish for up to %.0f s (signal again to quit at once)",
+            settings.shutdown_grace_seconds,
+        )
+        signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process; its job is requeued as stalled
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, request_stop)
+    thread = job_worker.start()
+    while not stop.wait(1.0) and thread.is_alive():
+        pass
+    job_worker.shutdown()
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    paths: list[Path] = typer.Argument(..., exists=True, help="Files or folders (searched recursively)."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name; created if it does not exist."),
+    mode: str = typer.Option(None, help="chunk (default) or qa (the chat model writes Q/A pairs per chunk)."),
+    embed_model: str = typer.Option(None, help="Embedding model of a new dataset (default KB_EMBED_MODEL)."),
+    migrate: bool = typer.Option(True, help="Apply pending migrations first."),
+) -> None:
+    """Import files and folders into a dataset right here (no server needed), with progress and a summary."""
+    from kb.cli_ingest import run_ingest
+
+    if mode is not None and mode not in MODES:
+        raise typer.BadParameter(f"mode must be one of {', '.join(MODES)}", param_hint="--mode")
+    settings = load_settings()
+    rt = build_runtime(ctx, settings, migrate=migrate)
+    try:
+        failed = run_ingest(rt, dataset, paths, mode=mode, embed_model=embed_model)
+    finally:
+        rt.db.dispose()
+    raise typer.Exit(code=1 if failed else 0)
 
 
 @app.command()
@@ -118,6 +201,65 @@ def explain(
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(2) from exc
     typer.echo(format_explain_text(train_tiny_gpt(sequence, steps, seed=seed), lang))
+
+
+def print_quotes(quotes, excerpt_chars: int = 120) -> None:
+    """The quotes shown to the model: number (starred when cited), source, page, score, excerpt."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Quotes", show_lines=False)
+    for column in ("#", "source", "page", "score", "excerpt"):
+        table.add_column(column, overflow="fold")
+    for quote in quotes:
+        text = " ".join(quote.text.split())
+        excerpt = text if len(text) <= excerpt_chars else text[: excerpt_chars - 1] + "…"
+        number = f"{quote.number}*" if quote.cited else str(quote.number)
+        page = "" if quote.page is None else str(quote.page)
+        table.add_row(number, quote.source, page, f"{quote.score:.3f}", excerpt)
+    Console().print(table)
+
+
+@app.command()
+def ask(
+    ctx: typer.Context,
+    question: str = typer.Argument(..., help="The question."),
+    app_name: str = typer.Option(None, "--app", help="Answer as this app (its prompt, datasets and search settings)."),
+    datasets: list[str] = typer.Option(None, "--dataset", help="Answer from this dataset (repeatable), default settings."),
+    max_tokens: int = typer.Option(None, help="Longest answer in tokens (default KB_ANSWER_MAX_TOKENS)."),
+    migrate: bool = typer.Option(True, help="Apply pending migrations first."),
+) -> None:
+    """Answer a question from an app or datasets, streaming it, then list the quotes (* = cited)."""
+    from kb.errors import KBError
+    from kb.ml.types import GenerationParams
+    from kb.services.answering import AppQuestion, FinishedAnswer, ask_app, ask_datasets
+    from kb.services.apps import find_app
+
+    if bool(app_name) == bool(datasets):
+        raise typer.BadParameter("name either --app or --dataset (not both)")
+    rt = build_runtime(ctx, load_settings(), migrate=migrate)
+    params = GenerationParams(temperature=0.0, max_tokens=max_tokens)
+    try:
+        if app_name:
+            stream = ask_app(rt, find_app(rt, app_name), AppQuestion(question, []), params=params, source="cli")
+        else:
+            stream = ask_datasets(rt, datasets, question, params=params)
+        for item in stream:
+            if isinstance(item, FinishedAnswer):
+                answer = item.answer
+            else:
+                typer.echo(item.text, nl=False)
+    except KBError as exc:
+        typer.echo(f"\nerror: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        rt.db.dispose()
+    typer.echo()
+    if answer.quotes:
+        print_quotes(answer.quotes)
+    timings = answer.timings
+    first = f"{timings.first_token_ms / 1000:.1f}s" if timings.first_token_ms is not None else "-"
+    typer.echo(f"first token {first}, total {timings.total_ms / 1000:.1f}s, {answer.usage.total_tokens} tokens", err=True)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,15 @@ class Settings(BaseSettings):
     embed_model: str = "minilm"
     models_file: Path | None = Field(default=None, description="JSON file listing extra chat/embedding models.")
     allow_remote_code: bool = False
+    answer_max_tokens: int = Field(default=512, ge=16, description="Room kept for an app's answer when the request names none.")
+
+    search_candidates: int = Field(
+        default=50, ge=1, le=1000, description="Chunks each list (vector, full text) brings to fusion, per dataset."
+    )
+    hnsw_ef_search: int = Field(default=100, ge=1, le=1000, description="HNSW candidate list size of vector search.")
+    rerank_model: str | None = Field(
+        default=None, description="A sentence-transformers CrossEncoder (hub id in the local cache, or a folder)."
+    )
 
     max_upload_mb: int = Field(default=100, ge=1)
     torch_threads: int = Field(default=2, ge=1)
@@ -34,6 +43,7 @@ class Settings(BaseSettings):
     job_heartbeat_seconds: float = Field(default=10.0, gt=0)
     job_stale_seconds: float = Field(default=60.0, gt=0)
     job_max_attempts: int = Field(default=3, ge=1)
+    job_backoff_seconds: float = Field(default=10.0, ge=0, description="First retry delay; doubles per attempt.")
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
 
     cors_origins: list[str] = Field(default_factory=list)

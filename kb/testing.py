@@ -6,12 +6,12 @@ import hashlib
 import json
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from kb.errors import BadRequest
+from kb.errors import BadRequest, UpstreamError
 from kb.ml.messages import last_user_text, normalise_messages
 from kb.ml.stops import TOOL_CALL_OPEN, AnswerAssembler
 from kb.ml.types import Completion, GenerationCancelled, GenerationParams, StreamDelta, check_params, final_completion
@@ -237,3 +237,36 @@ def build_tiny_qwen(path: str | Path, seed: int = 0, context_length: int = 512) 
     model.save_pretrained(str(path))
     tokenizer.save_pretrained(str(path))
     return str(path)
+
+
+class ScriptedChatModel(EchoChatModel):
+    """An EchoChatModel whose replies come from a script: a list used in turn, or a function of the messages.
+
+    With `fail_after`, every stream raises UpstreamError after that many pieces (a provider dying mid-answer).
+    """
+
+    def __init__(
+        self,
+        replies: Sequence[str] | Callable[[list[dict]], str],
+        name: str = "scripted",
+        context_length: int = 2048,
+        fail_after: int | None = None,
+    ):
+        super().__init__(name=name, context_length=context_length)
+        self.replies = replies if callable(replies) else list(replies)
+        self.fail_after = fail_after
+
+    def _answer(self, messages: list[dict], tools: list[dict] | None) -> str:
+        if callable(self.replies):
+            return self.replies(messages)
+        if not self.replies:
+            raise AssertionError("ScriptedChatModel ran out of scripted replies")
+        return self.replies.pop(0)
+
+    def _pieces(
+        self, answer: str, prompt_tokens: int, params: GenerationParams, cancel: threading.Event | None
+    ) -> Iterator[StreamDelta | Completion]:
+        for index, item in enumerate(super()._pieces(answer, prompt_tokens, params, cancel)):
+            if self.fail_after is not None and index >= self.fail_after:
+                raise UpstreamError(f"model '{self.name}' failed after {self.fail_after} pieces")
+            yield item

@@ -178,6 +178,7 @@ def test_an_app_key_sees_only_its_app_and_no_management_routes(api, live_server,
 
 def test_app_chat_goes_through_the_app_seam(app, api, live_server, helpdesk_id, echo):
     created = create_key(api, app_id=helpdesk_id)
+    app.state.app_chat = None  # a build without app answering
     with pytest.raises(openai.BadRequestError, match="answering from apps is not available"):
         sdk(live_server.url, created["key"]).chat.completions.create(model="anything", messages=QUESTION)
 

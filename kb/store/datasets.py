@@ -10,6 +10,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from kb.models import Chunk, Collection, Dataset
+from kb.store.chunks import reindex_fulltext
 
 
 @dataclass(frozen=True)
@@ -110,11 +111,16 @@ def get_dataset_by_name(session: Session, name: str) -> DatasetRecord | None:
 
 
 def list_datasets(session: Session) -> list[DatasetRecord]:
-    """Every dataset with its collection and chunk counts."""
+    """Every dataset with its collection and (searchable) chunk counts."""
     collections = (
         select(Collection.dataset_id, func.count().label("n")).group_by(Collection.dataset_id).subquery()
     )
-    chunks = select(Chunk.dataset_id, func.count().label("n")).group_by(Chunk.dataset_id).subquery()
+    chunks = (
+        select(Chunk.dataset_id, func.count().label("n"))
+        .where(Chunk.embedding.is_not(None))
+        .group_by(Chunk.dataset_id)
+        .subquery()
+    )
     rows = session.execute(
         select(Dataset, func.coalesce(collections.c.n, 0), func.coalesce(chunks.c.n, 0))
         .outerjoin(collections, collections.c.dataset_id == Dataset.id)
@@ -124,14 +130,26 @@ def list_datasets(session: Session) -> list[DatasetRecord]:
     return [_record(row, collection_count=nc, chunk_count=nk) for row, nc, nk in rows]
 
 
+def chunk_count(session: Session, dataset_id: int) -> int:
+    """Searchable chunks of a dataset (source passages kept only for reference have no vector)."""
+    query = select(func.count()).where(Chunk.dataset_id == dataset_id, Chunk.embedding.is_not(None))
+    return int(session.scalar(query) or 0)
+
+
 def update_dataset(session: Session, dataset_id: int, **values: Any) -> DatasetRecord | None:
+    """Change a dataset's fields; a new user dictionary re-segments its chunks' full text in the same transaction."""
     row = session.get(Dataset, dataset_id)
     if row is None:
         return None
+    dictionary_changed = "user_dictionary" in values and list(values["user_dictionary"] or []) != list(
+        row.user_dictionary or []
+    )
     for key, value in values.items():
         setattr(row, key, value)
     row.updated_at = func.now()
     session.flush()
+    if dictionary_changed:
+        reindex_fulltext(session, dataset_id)
     session.refresh(row)
     return _record(row)
 

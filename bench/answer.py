@@ -1,0 +1,144 @@
+"""Answer benchmark: questions from the QA kits answered through kb's own app path with the bundled models.
+
+    PYTHONPATH=. python bench/answer.py                      # 100 squad + 100 cmrc questions
+    PYTHONPATH=. python bench/answer.py --kits squad_dev_kit --n 20
+
+For each kit it builds a dataset from every document of the kit (chunked and embedded as the
+retrieval benchmark does, embeddings cached under bench/.cache), creates an app over it with the
+default search settings, and asks `--n` questions drawn with a fixed seed through
+`kb.services.answering.ask_app` (retrieval, quote prompt, streaming generation). It reports:
+
+- answer hit: the reply contains one of the gold answers (case-insensitive);
+- cited hit: the reply cites a quote ([n]) whose text contains a gold answer;
+- context hit: one of the quotes shown to the model contains a gold answer (the ceiling for the two above);
+- not-found replies, time to first token p50 and total latency p50 (both from the start of the request).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.retrieval import (  # noqa: E402
+    CACHE,
+    chunk_kit,
+    embed_cached,
+    fresh_database,
+    load_questions,
+    shared_data,
+    store_pieces,
+)
+from kb.config import Settings  # noqa: E402
+from kb.db import Database  # noqa: E402
+from kb.ml.registry import get_registry  # noqa: E402
+from kb.ml.types import GenerationParams  # noqa: E402
+from kb.runtime import Runtime  # noqa: E402
+from kb.services.answering import AppQuestion, FinishedAnswer, ask_app  # noqa: E402
+from kb.services.apps import AppCreate, create_app_record  # noqa: E402
+
+KITS = ("squad_dev_kit", "cmrc_dev_kit")
+
+
+@dataclass
+class Row:
+    doc: str
+    question: str
+    answers: list[str]
+    reply: str
+    answer_hit: bool
+    cited_hit: bool
+    context_hit: bool
+    not_found: bool
+    first_token_ms: float | None
+    total_ms: float
+
+
+def contains(text: str, answers: list[str]) -> bool:
+    lowered = text.lower()
+    return any(answer.lower() in lowered for answer in answers)
+
+
+def ask_one(rt: Runtime, app, question, params: GenerationParams) -> Row:
+    started = time.perf_counter()
+    finished = None
+    for item in ask_app(rt, app, AppQuestion(question.question, []), params=params, source="bench"):
+        if isinstance(item, FinishedAnswer):
+            finished = item
+    answer = finished.answer
+    cited = [q for q in answer.quotes if q.cited]
+    return Row(
+        doc=question.doc,
+        question=question.question,
+        answers=question.answers,
+        reply=answer.text,
+        answer_hit=contains(answer.text, question.answers),
+        cited_hit=any(contains(q.text, question.answers) for q in cited),
+        context_hit=any(contains(q.text, question.answers) for q in answer.quotes),
+        not_found=answer.not_found,
+        first_token_ms=answer.timings.first_token_ms,
+        total_ms=(time.perf_counter() - started) * 1000,
+    )
+
+
+def summary(rows: list[Row]) -> dict:
+    n = len(rows)
+    first = [r.first_token_ms for r in rows if r.first_token_ms is not None]
+    return {
+        "questions": n,
+        "answer hit": sum(r.answer_hit for r in rows) / n,
+        "cited hit": sum(r.cited_hit for r in rows) / n,
+        "context hit": sum(r.context_hit for r in rows) / n,
+        "not found": sum(r.not_found for r in rows) / n,
+        "first token p50 s": statistics.median(first) / 1000 if first else None,
+        "total p50 s": statistics.median(r.total_ms for r in rows) / 1000,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--kits", default=",".join(KITS), help="comma-separated kit folders in shared/data")
+    parser.add_argument("--n", type=int, default=100, help="questions per kit")
+    parser.add_argument("--seed", type=int, default=6, help="seed for drawing the questions")
+    parser.add_argument("--max-tokens", type=int, default=128, help="longest answer")
+    parser.add_argument("--out", type=Path, default=None, help="write every reply as JSON lines here")
+    args = parser.parse_args()
+
+    url = fresh_database()
+    settings = Settings(_env_file=None, database_url=url, data_dir=CACHE / "data")
+    rt = Runtime(settings, Database(url), get_registry(settings))
+    embedder, chat = rt.registry.embedder(), rt.registry.chat()
+    print(f"chat model: {chat.name} (context {chat.context_length}); embedder: {embedder.name}; seed {args.seed}")
+    params = GenerationParams(temperature=0.0, max_tokens=args.max_tokens)
+    report = {}
+    for kit_name in args.kits.split(","):
+        kit = shared_data() / kit_name
+        pieces, chunking = chunk_kit(kit, embedder.count_tokens)
+        dataset_id = store_pieces(rt.db, kit_name, embedder, pieces, embed_cached(embedder, [p.text for p in pieces]))
+        app = create_app_record(rt, AppCreate(name=kit_name, dataset_ids=[dataset_id]))
+        questions = random.Random(args.seed).sample(load_questions(kit), args.n)
+        rows = []
+        for index, question in enumerate(questions, 1):
+            row = ask_one(rt, app, question, params)
+            rows.append(row)
+            print(f"{kit_name} {index}/{args.n} hit={int(row.answer_hit)} cited={int(row.cited_hit)} {row.reply[:90]!r}", flush=True)
+        if args.out:
+            with args.out.open("a", encoding="utf-8") as out:
+                out.writelines(json.dumps({"kit": kit_name, **asdict(r)}, ensure_ascii=False) + "\n" for r in rows)
+        report[kit_name] = {"chunks": len(pieces), "chunking": chunking, **summary(rows)}
+    print(json.dumps(report, indent=2, ensure_ascii=False))
+    rt.db.dispose()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""Answer one question from quotes: rewrite a follow-up, retrieve, prompt, stream, and report citations.
+
+`answer_question` does the work that can fail cleanly (rewriting, retrieval, prompt fitting) before it
+returns; the stream it returns yields `StreamDelta`s and ends with one `Answer`.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+
+from kb.ml.types import ChatModel, Completion, GenerationParams, StreamDelta
+from kb.prompting import PromptQuote, build_quote_prompt, detect_language, not_found_reply
+from kb.rewrite import rewrite_question
+
+CITATION = re.compile(r"[\[【]\s*(\d{1,3}(?:\s*[,，、;；]\s*\d{1,3})*)\s*[\]】]")
+
+
+@dataclass(frozen=True)
+class RetrievedQuote:
+    """One search result as answering needs it."""
+
+    chunk_id: int
+    collection_id: int
+    source: str
+    score: float
+    q: str
+    a: str = ""
+    page: int | None = None
+    dataset_id: int | None = None
+
+    @property
+    def text(self) -> str:
+        return f"{self.q}\n{self.a}" if self.a else self.q
+
+
+Retriever = Callable[[str], Sequence[RetrievedQuote]]
+
+
+@dataclass(frozen=True)
+class AnswerConfig:
+    """An app's answering settings."""
+
+    system_prompt: str = ""
+    quote_budget: int = 1200
+    not_found_reply: str | None = None  # None: the built-in reply in the question's language
+    allow_general_knowledge: bool = False
+    answer_tokens: int = 512
+    max_history_turns: int = 4
+    rewrite_follow_ups: bool = True
+
+
+@dataclass(frozen=True)
+class AnswerQuote:
+    """A quote the model was shown, under its number in the prompt."""
+
+    number: int
+    chunk_id: int
+    collection_id: int
+    dataset_id: int | None
+    source: str
+    page: int | None
+    score: float
+    text: str
+    cited: bool
+
+    def to_dict(self) -> dict:
+        return {
+            "number": self.number, "id": self.chunk_id, "collection_id": self.collection_id,
+            "dataset_id": self.dataset_id, "source": self.source, "page": self.page,
+            "score": self.score, "text": self.text, "cited": self.cited,
+        }
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens)
+
+    def to_dict(self) -> dict:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens, "total_tokens": self.total_tokens}
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Milliseconds: each stage, and first token / total counted from the start of the request."""
+
+    rewrite_ms: float = 0.0
+    retrieval_ms: float = 0.0
+    first_token_ms: float | None = None
+    total_ms: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {k: (round(v, 1) if v is not None else None) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The finished answer with what it was built from."""
+
+    text: str
+    quotes: list[AnswerQuote]
+    query: str  # what was searched: the question, or its standalone rewrite
+    language: str
+    not_found: bool
+    finish_reason: str
+    model: str
+    usage: Usage
+    timings: Timings
+    dropped_history_messages: int = 0
+
+    @property
+    def cited(self) -> list[int]:
+        return [q.number for q in self.quotes if q.cited]
+
+
+def extract_citations(text: str, count: int) -> list[int]:
+    """Quote numbers cited as [1], [1, 2], [1][2] or 【1】, in order of first mention, within 1..count."""
+    seen: dict[int, None] = {}
+    for match in CITATION.finditer(text):
+        for part in re.split(r"[,，、;；]", match.group(1)):
+            number = int(part)
+            if 1 <= number <= count:
+                seen.setdefault(number, None)
+    return list(seen)
+
+
+@dataclass
+class _Clock:
+    start: float = field(default_factory=time.perf_counter)
+
+    def ms(self, since: float | None = None) -> float:
+        return (time.perf_counter() - (self.start if since is None else since)) * 1000
+
+
+def _answer_quotes(shown: Sequence[PromptQuote], found: Sequence[RetrievedQuote], cited: Sequence[int]) -> list[AnswerQuote]:
+    return [
+        AnswerQuote(
+            number=i + 1, chunk_id=hit.chunk_id, collection_id=hit.collection_id, dataset_id=hit.dataset_id,
+            source=hit.source, page=hit.page, score=hit.score, text=quote.text, cited=(i + 1) in cited,
+        )
+        for i, (quote, hit) in enumerate(zip(shown, found))
+    ]
+
+
+def answer_question(
+    question: str,
+    *,
+    model: ChatModel,
+    retrieve: Retriever,
+    config: AnswerConfig = AnswerConfig(),
+    history: Sequence[dict] = (),
+    params: GenerationParams | None = None,
+    cancel: threading.Event | None = None,
+) -> Iterator[StreamDelta | Answer]:
+    """Retrieve, build the quote prompt and start the model; iterate for the answer, ending with an `Answer`."""
+    clock = _Clock()
+    params = params or GenerationParams(temperature=0.0)
+    answer_tokens = params.max_tokens or config.answer_tokens
+    query, usage = question, Usage()
+    if history and config.rewrite_follow_ups:
+        rewritten = rewrite_question(question, history, model, cancel)
+        query, usage = rewritten.query, Usage(rewritten.prompt_tokens, rewritten.completion_tokens)
+    rewrite_ms = clock.ms()
+
+    started = time.perf_counter()
+    found = list(retrieve(query))
+    retrieval_ms = clock.ms(started)
+    prompt = build_quote_prompt(
+        question=question,
+        quotes=[PromptQuote(hit.text, hit.source, hit.page) for hit in found],
+        counter=model,
+        answer_tokens=answer_tokens,
+        quote_budget=config.quote_budget,
+        system_prompt=config.system_prompt,
+        history=history,
+        allow_general_knowledge=config.allow_general_knowledge,
+        max_history_turns=config.max_history_turns,
+    )
+
+    def finish(text: str, reason: str, total: Usage, first_token_ms: float | None, not_found: bool) -> Answer:
+        cited = extract_citations(text, len(prompt.quotes))
+        return Answer(
+            text=text, quotes=_answer_quotes(prompt.quotes, found, cited), query=query, language=prompt.language,
+            not_found=not_found, finish_reason=reason, model=model.name, usage=total,
+            timings=Timings(rewrite_ms, retrieval_ms, first_token_ms, clock.ms()),
+            dropped_history_messages=prompt.dropped_history_messages,
+        )
+
+    if not prompt.quotes and not config.allow_general_knowledge:
+        reply = config.not_found_reply or not_found_reply(detect_language(question))
+
+        def canned() -> Iterator[StreamDelta | Answer]:
+            yield StreamDelta(reply)
+            yield finish(reply, "stop", usage, clock.ms(), not_found=True)
+
+        return canned()
+
+    pieces = model.stream(prompt.messages, replace(params, max_tokens=answer_tokens), cancel)
+
+    def generate() -> Iterator[StreamDelta | Answer]:
+        first_token_ms = None
+        for item in pieces:
+            if isinstance(item, Completion):
+                yield finish(item.text, item.finish_reason, usage + Usage(item.prompt_tokens, item.completion_tokens), first_token_ms, False)
+                return
+            if first_token_ms is None:
+                first_token_ms = clock.ms()
+            yield item
+        raise RuntimeError("the chat model's stream ended without its Completion")
+
+    return generate()

@@ -1,0 +1,217 @@
+"""The quote prompt: rules, numbered quotes, history and the question, fitted to the chat model's context.
+
+Pure: it measures with the model's tokenizer through `TokenCounter` and never touches a database.
+Priorities inside the context: the question (never cut) and room for the answer, then the quotes (up
+to the quote budget, in rank order, the last one cut to fit), then the most recent history turns.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from kb.errors import BadRequest
+
+CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+LATIN_WORD = re.compile(r"[A-Za-z]+")
+MIN_CUT_QUOTE_TOKENS = 24  # a cut quote shorter than this says too little to be worth its number
+ELLIPSIS = "…"
+
+RULES = {
+    "en": {
+        "strict": (
+            "Answer the question using only the quotes. Cite the quotes you use like [1] or [2]. "
+            "If the quotes do not contain the answer, say that you don't know. Answer in English."
+        ),
+        "general": (
+            "Answer the question using the quotes. Cite the quotes you use like [1] or [2]. "
+            "If the quotes do not contain the answer, you may answer from your own knowledge. Answer in English."
+        ),
+        "quotes": "Quotes:",
+        "question": "Question:",
+        "page": "p. {page}",
+    },
+    "zh": {
+        "strict": "请只根据引用回答问题，并用 [1]、[2] 这样的编号标注你用到的引用。如果引用中没有答案，请说不知道。请用中文回答。",
+        "general": "请根据引用回答问题，并用 [1]、[2] 这样的编号标注你用到的引用。如果引用中没有答案，可以用你自己的知识回答。请用中文回答。",
+        "quotes": "引用：",
+        "question": "问题：",
+        "page": "第{page}页",
+    },
+}
+NOT_FOUND_REPLY = {
+    "en": "Sorry, I couldn't find anything about that in the knowledge base.",
+    "zh": "抱歉，知识库中没有找到相关内容。",
+}
+
+
+class TokenCounter(Protocol):
+    """What prompt building needs from a chat model: its tokenizer and its context length."""
+
+    context_length: int
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def count_prompt_tokens(self, messages: list[dict], tools: list[dict] | None = None) -> int: ...
+
+
+@dataclass(frozen=True)
+class PromptQuote:
+    """A quote as the prompt shows it."""
+
+    text: str
+    source: str
+    page: int | None = None
+
+
+@dataclass(frozen=True)
+class QuotePrompt:
+    """The messages to send and what made it in: `quotes[i]` is quote number i + 1, maybe cut."""
+
+    messages: list[dict]
+    quotes: list[PromptQuote]
+    language: str
+    prompt_tokens: int
+    history_messages: int
+    dropped_history_messages: int
+    cut_quotes: list[int] = field(default_factory=list)  # numbers of quotes shortened to fit
+    dropped_quotes: int = 0
+
+
+def detect_language(text: str) -> str:
+    """'zh' when Chinese characters outnumber Latin words, else 'en'."""
+    return "zh" if len(CJK.findall(text)) > len(LATIN_WORD.findall(text)) else "en"
+
+
+def not_found_reply(language: str) -> str:
+    """The built-in reply when nothing relevant was found, in the question's language."""
+    return NOT_FOUND_REPLY[language]
+
+
+def quote_line(number: int, quote: PromptQuote, language: str) -> str:
+    """`[n] (source, p. 3) text` — the source and page tell the model (and a reader) where it comes from."""
+    where = quote.source
+    if quote.page is not None:
+        where = f"{where}, {RULES[language]['page'].format(page=quote.page)}"
+    text = " ".join(quote.text.split())
+    return f"[{number}] ({where}) {text}"
+
+
+def cut_to_tokens(text: str, max_tokens: int, count_tokens) -> str:
+    """The longest prefix of `text` (plus an ellipsis) that measures at most `max_tokens`."""
+    if count_tokens(text) <= max_tokens:
+        return text
+    low, high = 0, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if count_tokens(text[:middle].rstrip() + ELLIPSIS) <= max_tokens:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low].rstrip() + ELLIPSIS if low else ""
+
+
+def _system_text(system_prompt: str, rules: str) -> str:
+    return f"{system_prompt.strip()}\n\n{rules}" if system_prompt.strip() else rules
+
+
+def _user_text(question: str, quote_lines: Sequence[str], language: str) -> str:
+    words = RULES[language]
+    if not quote_lines:
+        return f"{words['question']} {question}"
+    return f"{words['quotes']}\n" + "\n".join(quote_lines) + f"\n\n{words['question']} {question}"
+
+
+def _fit_quotes(
+    quotes: Sequence[PromptQuote], room: int, language: str, counter: TokenCounter
+) -> tuple[list[PromptQuote], list[int]]:
+    """Quotes in rank order while they fit `room` tokens; the first that does not is cut, the rest dropped."""
+    kept: list[PromptQuote] = []
+    cut: list[int] = []
+    for quote in quotes:
+        number = len(kept) + 1
+        cost = counter.count_tokens(quote_line(number, quote, language) + "\n")
+        if cost <= room:
+            kept.append(quote)
+            room -= cost
+            continue
+        overhead = counter.count_tokens(quote_line(number, PromptQuote("", quote.source, quote.page), language) + "\n")
+        if room - overhead >= MIN_CUT_QUOTE_TOKENS:
+            text = cut_to_tokens(" ".join(quote.text.split()), room - overhead, counter.count_tokens)
+            kept.append(PromptQuote(text, quote.source, quote.page))
+            cut.append(number)
+        break
+    return kept, cut
+
+
+def _turns(history: Sequence[dict]) -> list[list[dict]]:
+    """History grouped into turns, each starting at a user message, so a question keeps its answer."""
+    turns: list[list[dict]] = []
+    for message in history:
+        if message.get("role") == "user" or not turns:
+            turns.append([])
+        turns[-1].append({"role": message["role"], "content": message.get("content") or ""})
+    return turns
+
+
+def build_quote_prompt(
+    *,
+    question: str,
+    quotes: Sequence[PromptQuote],
+    counter: TokenCounter,
+    answer_tokens: int,
+    quote_budget: int,
+    system_prompt: str = "",
+    history: Sequence[dict] = (),
+    allow_general_knowledge: bool = False,
+    max_history_turns: int = 4,
+) -> QuotePrompt:
+    """Messages for the chat model: rules + numbered quotes + recent history + the question, within the context."""
+    language = detect_language(question)
+    rules = RULES[language]["general" if allow_general_knowledge else "strict"]
+    system = {"role": "system", "content": _system_text(system_prompt, rules)}
+
+    def assemble(kept: Sequence[PromptQuote], turns: Sequence[list[dict]]) -> list[dict]:
+        lines = [quote_line(i + 1, q, language) for i, q in enumerate(kept)]
+        past = [m for turn in turns for m in turn]
+        return [system, *past, {"role": "user", "content": _user_text(question, lines, language)}]
+
+    limit = counter.context_length - answer_tokens
+    bare = counter.count_prompt_tokens(assemble([], []))
+    if bare > limit:
+        raise BadRequest(
+            f"the question needs {bare} prompt tokens and the answer {answer_tokens}, more than the "
+            f"{counter.context_length}-token context of model '{getattr(counter, 'name', 'chat')}'; ask a shorter question",
+            code="context_length_exceeded",
+        )
+    kept, cut = _fit_quotes(quotes, min(quote_budget, limit - bare), language, counter)
+    # Token counts of pieces do not add up exactly once templated (headers, merges): shrink until the whole fits.
+    while kept and (overflow := counter.count_prompt_tokens(assemble(kept, [])) - limit) > 0:
+        last = kept.pop()
+        room = counter.count_tokens(last.text) - overflow
+        if room >= MIN_CUT_QUOTE_TOKENS:
+            kept.append(PromptQuote(cut_to_tokens(last.text, room, counter.count_tokens), last.source, last.page))
+            cut = sorted({*cut, len(kept)})
+        else:
+            cut = [n for n in cut if n <= len(kept)]
+
+    turns = _turns(history)
+    chosen: list[list[dict]] = []
+    for turn in reversed(turns[-max_history_turns:] if max_history_turns > 0 else []):
+        if counter.count_prompt_tokens(assemble(kept, [turn, *chosen])) > limit:
+            break
+        chosen.insert(0, turn)
+    messages = assemble(kept, chosen)
+    kept_messages = sum(len(t) for t in chosen)
+    return QuotePrompt(
+        messages=messages,
+        quotes=kept,
+        language=language,
+        prompt_tokens=counter.count_prompt_tokens(messages),
+        history_messages=kept_messages,
+        dropped_history_messages=sum(len(t) for t in turns) - kept_messages,
+        cut_quotes=cut,
+        dropped_quotes=len(quotes) - len(kept),
+    )
