@@ -18,8 +18,12 @@ from kb.config import Settings
 from kb.db import Database
 from kb.ml.registry import ModelRegistry, get_registry
 from kb.pages import admin as admin_pages
+from kb.pages import apps as app_pages
 from kb.pages import auth as auth_pages
+from kb.pages import chat as chat_pages
+from kb.pages import keys as key_pages
 from kb.pages import learn
+from kb.pages import models as model_pages
 from kb.pages.csrf import csrf_protect
 from kb.pages.headers import install_security_headers
 from kb.pages.session import SessionMiddleware
@@ -79,6 +83,10 @@ def create_app(
     app.include_router(learn.router)
     app.include_router(auth_pages.router)
     app.include_router(admin_pages.router)
+    app.include_router(app_pages.router)
+    app.include_router(key_pages.router)
+    app.include_router(model_pages.router)
+    app.include_router(chat_pages.router)
     app.include_router(openai_chat.router)
     app.include_router(openai_embeddings.router)
     app.include_router(keys.router)
