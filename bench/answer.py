@@ -3,10 +3,11 @@
     PYTHONPATH=. python bench/answer.py                      # 100 squad + 100 cmrc questions
     PYTHONPATH=. python bench/answer.py --kits squad_dev_kit --n 20
 
-For each kit it builds a dataset from every document of the kit (chunked and embedded as the
-retrieval benchmark does, embeddings cached under bench/.cache), creates an app over it with the
-default search settings, and asks `--n` questions drawn with a fixed seed through
-`kb.services.answering.ask_app` (retrieval, quote prompt, streaming generation). It reports:
+For each kit it ingests every document of the kit through kb's own path (collections queued, the
+worker reads, chunks and embeds them) into a database kept under bench/.cache (reused by later runs;
+`--rebuild` starts over), creates an app over it with the default search settings, and asks `--n`
+questions drawn with a fixed seed through `kb.services.answering.ask_app` (retrieval, quote prompt,
+streaming generation). It reports:
 
 - answer hit: the reply contains one of the gold answers (case-insensitive);
 - cited hit: the reply cites a quote ([n]) whose text contains a gold answer;
@@ -30,24 +31,62 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.retrieval import (  # noqa: E402
-    CACHE,
-    chunk_kit,
-    embed_cached,
-    fresh_database,
-    load_questions,
-    shared_data,
-    store_pieces,
-)
+import psycopg  # noqa: E402
+from sqlalchemy import make_url  # noqa: E402
+
+from bench.retrieval import CACHE, load_questions, shared_data  # noqa: E402
 from kb.config import Settings  # noqa: E402
-from kb.db import Database  # noqa: E402
+from kb.db import Database, libpq_url, sqlalchemy_url, start_embedded_server  # noqa: E402
+from kb.errors import KBError  # noqa: E402
+from kb.migrate import upgrade  # noqa: E402
 from kb.ml.registry import get_registry  # noqa: E402
 from kb.ml.types import GenerationParams  # noqa: E402
 from kb.runtime import Runtime  # noqa: E402
+from kb.schemas import DatasetCreate  # noqa: E402
 from kb.services.answering import AppQuestion, FinishedAnswer, ask_app  # noqa: E402
-from kb.services.apps import AppCreate, create_app_record  # noqa: E402
+from kb.services.apps import AppCreate, AppUpdate, create_app_record, find_app, update_app  # noqa: E402
+from kb.services.collections import add_text  # noqa: E402
+from kb.services.datasets import create_dataset, find_dataset  # noqa: E402
+from kb.services.jobs import recover_stale_jobs  # noqa: E402
+from kb.worker import Worker  # noqa: E402
 
 KITS = ("squad_dev_kit", "cmrc_dev_kit")
+DATABASE = "kb_bench_answer"
+
+
+def bench_database(rebuild: bool) -> str:
+    """The benchmark's migrated database on KB_BENCH_DATABASE_URL's server or an embedded one under bench/.cache."""
+    server_url = os.environ.get("KB_BENCH_DATABASE_URL") or start_embedded_server(CACHE / "pg").get_uri()
+    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
+        if rebuild:
+            conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{DATABASE}"')
+    url = sqlalchemy_url(make_url(libpq_url(server_url)).set(database=DATABASE).render_as_string(hide_password=False))
+    upgrade(url)
+    return url
+
+
+def kit_dataset(rt: Runtime, kit: Path) -> int:
+    """The kit's dataset, ingested through kb's collections and worker (sources already there are not redone)."""
+    dataset = find_dataset(rt, kit.name) or create_dataset(rt, DatasetCreate(name=kit.name))
+    for doc in sorted((kit / "docs").glob("*.md")):
+        add_text(rt, dataset.id, name=doc.name, text=doc.read_text(encoding="utf-8"))
+    started = time.perf_counter()
+    recover_stale_jobs(rt)  # a run stopped halfway left its job claimed
+    jobs = Worker(rt).run_until_idle()
+    if jobs:
+        print(f"{kit.name}: ingested {jobs} documents in {time.perf_counter() - started:.0f} s", flush=True)
+    return dataset.id
+
+
+def kit_app(rt: Runtime, name: str, dataset_id: int, search: dict):
+    """The kit's app with these search settings (created, or updated to them)."""
+    try:
+        app = find_app(rt, name)
+    except KBError:
+        return create_app_record(rt, AppCreate(name=name, dataset_ids=[dataset_id], search=search))
+    return update_app(rt, app.id, AppUpdate(dataset_ids=[dataset_id], search=search))
 
 
 @dataclass
@@ -111,21 +150,21 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100, help="questions per kit")
     parser.add_argument("--seed", type=int, default=6, help="seed for drawing the questions")
     parser.add_argument("--max-tokens", type=int, default=128, help="longest answer")
+    parser.add_argument("--search", type=json.loads, default={}, help='app search settings as JSON, e.g. \'{"limit": 3}\'')
+    parser.add_argument("--rebuild", action="store_true", help="ingest the kits again into a fresh database")
     parser.add_argument("--out", type=Path, default=None, help="write every reply as JSON lines here")
     args = parser.parse_args()
 
-    url = fresh_database()
+    url = bench_database(args.rebuild)
     settings = Settings(_env_file=None, database_url=url, data_dir=CACHE / "data")
     rt = Runtime(settings, Database(url), get_registry(settings))
-    embedder, chat = rt.registry.embedder(), rt.registry.chat()
+    chat, embedder = rt.registry.chat(), rt.registry.embedder()
     print(f"chat model: {chat.name} (context {chat.context_length}); embedder: {embedder.name}; seed {args.seed}")
     params = GenerationParams(temperature=0.0, max_tokens=args.max_tokens)
     report = {}
     for kit_name in args.kits.split(","):
         kit = shared_data() / kit_name
-        pieces, chunking = chunk_kit(kit, embedder.count_tokens)
-        dataset_id = store_pieces(rt.db, kit_name, embedder, pieces, embed_cached(embedder, [p.text for p in pieces]))
-        app = create_app_record(rt, AppCreate(name=kit_name, dataset_ids=[dataset_id]))
+        app = kit_app(rt, kit_name, kit_dataset(rt, kit), args.search)
         questions = random.Random(args.seed).sample(load_questions(kit), args.n)
         rows = []
         for index, question in enumerate(questions, 1):
@@ -135,7 +174,7 @@ def main() -> None:
         if args.out:
             with args.out.open("a", encoding="utf-8") as out:
                 out.writelines(json.dumps({"kit": kit_name, **asdict(r)}, ensure_ascii=False) + "\n" for r in rows)
-        report[kit_name] = {"chunks": len(pieces), "chunking": chunking, **summary(rows)}
+        report[kit_name] = {"search": app.search_settings, **summary(rows)}
     print(json.dumps(report, indent=2, ensure_ascii=False))
     rt.db.dispose()
 

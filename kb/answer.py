@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from kb.ml.types import ChatModel, Completion, GenerationParams, StreamDelta
-from kb.prompting import PromptQuote, build_quote_prompt, detect_language, not_found_reply
+from kb.prompting import PromptQuote, build_quote_prompt, not_found_reply
 from kb.rewrite import rewrite_question
 
 CITATION = re.compile(r"[\[【]\s*(\d{1,3}(?:\s*[,，、;；]\s*\d{1,3})*)\s*[\]】]")
@@ -198,7 +198,7 @@ def answer_question(
         )
 
     if not prompt.quotes and not config.allow_general_knowledge:
-        reply = config.not_found_reply or not_found_reply(detect_language(question))
+        reply = config.not_found_reply or not_found_reply(prompt.language)
 
         def canned() -> Iterator[StreamDelta | Answer]:
             yield StreamDelta(reply)

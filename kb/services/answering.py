@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 from kb.answer import Answer, AnswerConfig, RetrievedQuote, Retriever, answer_question
 from kb.errors import BadRequest, NotFound
@@ -65,12 +66,13 @@ def answer_config(app: AppRecord, answer_tokens: int) -> AnswerConfig:
 
 def dataset_retriever(rt: Runtime, dataset_ids: Sequence[int], search: SearchSettings) -> Retriever:
     """Search these datasets (each with its own embedder) with these settings."""
+    deps = SimpleNamespace(db=rt.db, settings=rt.settings, models=rt.registry)  # search takes its models as `.models`
 
     def retrieve(query: str) -> list[RetrievedQuote]:
         if not dataset_ids:
             return []
         result = search_datasets(
-            rt, list(dataset_ids), query, mode=search.mode, limit=search.limit, min_score=search.min_score, rerank=search.rerank,
+            deps, list(dataset_ids), query, mode=search.mode, limit=search.limit, min_score=search.min_score, rerank=search.rerank,
         )
         # No max_tokens here: the prompt applies the quote budget, measured with the app's own chat model.
         return [
