@@ -30,11 +30,15 @@ from kb.db import Database
 from kb.ml.registry import ModelRegistry, get_registry
 from kb.pages import learn
 from kb.pages import admin as admin_pages
+from kb.pages import apps as app_pages
 from kb.pages import auth as auth_pages
 from kb.pages import chunks as chunk_pages
 from kb.pages import collections as collection_pages
 from kb.pages import datasets as dataset_pages
 from kb.pages import search as search_pages
+from kb.pages import chat as chat_pages
+from kb.pages import keys as key_pages
+from kb.pages import models as model_pages
 from kb.pages.csrf import csrf_protect
 from kb.pages.headers import install_security_headers
 from kb.pages.session import SessionMiddleware
@@ -91,20 +95,24 @@ def create_app(
     app.mount("/static", StaticFiles(directory=str(WEB_DIR / "static")), name="static")
     app.include_router(health.router)
     app.include_router(openai_models.router)
+    app.include_router(learn.router)
+    app.include_router(auth_pages.router)
+    app.include_router(admin_pages.router)
+    app.include_router(app_pages.router)
+    app.include_router(key_pages.router)
+    app.include_router(model_pages.router)
+    app.include_router(chat_pages.router)
+    app.include_router(openai_chat.router)
+    app.include_router(openai_embeddings.router)
+    app.include_router(keys.router)
     app.include_router(datasets.router)
     app.include_router(collections.router)
     app.include_router(chunks.router)
     app.include_router(search.router)
-    app.include_router(learn.router)
-    app.include_router(auth_pages.router)
-    app.include_router(admin_pages.router)
     app.include_router(dataset_pages.router)  # before collection_pages: /admin/datasets/new is not a dataset id
     app.include_router(collection_pages.router)
     app.include_router(chunk_pages.router)
     app.include_router(search_pages.router)
-    app.include_router(openai_chat.router)
-    app.include_router(openai_embeddings.router)
-    app.include_router(keys.router)
     app.include_router(apps.router)
     app.include_router(chats.router)
     return app

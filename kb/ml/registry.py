@@ -94,6 +94,10 @@ class ModelRegistry:
         """Names of every embedding model this registry can serve, configured or registered."""
         return sorted({*self._embedding, *self._ready_embedding})
 
+    def registered(self, kind: str) -> list[str]:
+        """Names of the ready instances registered for `kind` ("chat" or "embedding"); they shadow configured ones."""
+        return sorted(self._ready_chat if kind == "chat" else self._ready_embedding)
+
     def chat_specs(self) -> list[ModelSpec]:
         """Every configured chat model."""
         return list(self._chat.values())
