@@ -43,6 +43,7 @@ from kb.pages.csrf import csrf_protect
 from kb.pages.headers import install_security_headers
 from kb.pages.session import SessionMiddleware
 from kb.pages.templating import WEB_DIR
+from kb.ratelimit import RateLimits
 from kb.runtime import Runtime, app_registry
 from kb.services import admin as admin_service
 from kb.services.app_chat import app_chat
@@ -85,7 +86,8 @@ def create_app(
     app = FastAPI(title="kb", version=__version__, lifespan=lifespan, dependencies=[Depends(csrf_protect)])
     app.state.settings = settings
     app.state.db = db
-    app.state.registry = registry or get_registry(settings)
+    app.state.registry = registry or get_registry(settings)  # models load on first use
+    app.state.rate_limits = RateLimits.from_settings(settings)
     app.state.app_chat = app_chat  # kb.services.gateway.AppChat: answering from an app's knowledge bases
     install_error_handlers(app)
     app.add_exception_handler(admin_pages.LoginRequired, admin_pages.redirect_to_login)

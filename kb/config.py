@@ -54,6 +54,15 @@ class Settings(BaseSettings):
     session_hours: float = Field(default=12, gt=0, description="How long an admin login lasts.")
     login_max_failures: int = Field(default=5, ge=1, description="Failed logins from one address before a lockout.")
     login_lockout_seconds: float = Field(default=30, gt=0, description="First lockout; each further failure doubles it.")
+    rate_limit_chat_per_minute: int = Field(
+        default=60, ge=0, description="Chat requests per API key (or session) per minute, per process; 0 turns it off."
+    )
+    rate_limit_chat_per_ip_per_minute: int = Field(
+        default=120, ge=0, description="Chat requests per client address per minute, per process; 0 turns it off."
+    )
+    rate_limit_login_per_minute: int = Field(
+        default=20, ge=0, description="Login attempts per client address per minute, per process; 0 turns it off."
+    )
     log_level: str = "INFO"
 
     @field_validator("data_dir")

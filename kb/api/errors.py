@@ -7,7 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kb.errors import KBError, ServiceUnavailable
@@ -72,6 +72,15 @@ def install_error_handlers(app: FastAPI) -> None:
         log.warning("database unavailable: %s", exc.orig)
         err = ServiceUnavailable("The database is not answering; try again in a moment.", code="database_unavailable")
         return render_error(request, err.status_code, err.message, err.error_type, err.code, {"Retry-After": "5"})
+
+    @app.exception_handler(DataError)
+    async def _bad_value(request: Request, exc: DataError):
+        # SQLSTATE class 22 is about a value, and values come from the request: a NUL character in
+        # a text, an id beyond bigint. That is the caller's to fix, not a server fault.
+        reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "invalid value"
+        log.info("refused a value the database cannot store on %s %s: %s", request.method, request.url.path, reason)
+        message = f"A value in the request cannot be stored: {reason}."
+        return render_error(request, 400, message, "invalid_request_error", "invalid_value")
 
     @app.exception_handler(DBAPIError)
     async def _db_error(request: Request, exc: DBAPIError):

@@ -17,6 +17,7 @@ from kb.api.errors import error_body
 from kb.api.openai_schemas import ChatCompletionRequest
 from kb.api.usage_log import request_usage
 from kb.auth import Principal, require_principal
+from kb.ratelimit import limit_chat
 from kb.errors import KBError
 from kb.ml.types import Completion
 from kb.services.gateway import ChatJob, StreamItem, collect_completion, prepare_chat, start_chat
@@ -107,7 +108,7 @@ async def sse_events(
     yield sse("[DONE]")
 
 
-@router.post("/chat/completions")
+@router.post("/chat/completions", dependencies=[Depends(limit_chat)])
 async def chat_completions(
     body: ChatCompletionRequest, request: Request, principal: Principal = Depends(require_principal)
 ):

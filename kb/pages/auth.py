@@ -5,11 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from kb.errors import RateLimited
 from kb.i18n import request_language, translate
 from kb.pages.admin import LOGIN_PATH, safe_next
 from kb.pages.csrf import require_csrf
 from kb.pages.session import end_session, start_session
 from kb.pages.templating import render
+from kb.ratelimit import client_address, limit_login
 from kb.services import admin as admin_service
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
@@ -19,10 +21,6 @@ SETUP_PATH = "/admin/setup"
 
 def _see_other(path: str) -> RedirectResponse:
     return RedirectResponse(path, status_code=303)
-
-
-def _client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 def _login_form(request: Request, next_path: str, error: str | None = None, **kwargs) -> HTMLResponse:
@@ -42,7 +40,11 @@ def login_page(request: Request, next: str = "/admin") -> Response:
 def log_in(request: Request, password: str = Form(""), next: str = Form("/admin")) -> Response:
     next_path = safe_next(next)
     try:
-        version = admin_service.log_in(request.app.state, _client_address(request), password)
+        limit_login(request)
+    except RateLimited as exc:
+        return _login_form(request, next_path, exc.message, status_code=exc.status_code, headers=exc.headers)
+    try:
+        version = admin_service.log_in(request.app.state, client_address(request), password)
     except (admin_service.LockedOut, admin_service.LoginFailed) as exc:
         error = translate(request_language(request), exc.template, **exc.values)
         return _login_form(request, next_path, error, status_code=exc.status_code, headers=exc.headers or None)
