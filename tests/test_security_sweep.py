@@ -36,7 +36,18 @@ PUBLIC_ROUTES = {
 }
 PUBLIC_MOUNTS = {"/static"}
 # What a key limited to one app may still call: the model list and its app's chat.
-APP_KEY_ROUTES = {("GET", "/v1/models"), ("POST", "/v1/chat/completions")}
+# Chats are filtered to the key's app by the chat service (tested in test_app_key_cannot_read_another_apps_chat).
+APP_KEY_ROUTES = {
+    ("GET", "/v1/models"),
+    ("POST", "/v1/chat/completions"),
+    ("GET", "/api/chats"),
+    ("GET", "/api/chats/{chat_id}"),
+    ("PATCH", "/api/chats/{chat_id}"),
+    ("DELETE", "/api/chats/{chat_id}"),
+    ("POST", "/api/chats/{chat_id}/messages/{message_id}/feedback"),
+}
+# Pages outside /admin that still need the admin session (the chat page and its renderer).
+SESSION_PAGES = {("GET", "/"), ("POST", "/chat/render")}
 # Bodies that pass validation, for routes whose scope check runs after the body is read.
 VALID_BODIES = {("POST", "/v1/embeddings"): {"model": "minilm", "input": "hello"}}
 
@@ -80,7 +91,7 @@ def refusal_problems(client: TestClient, app: FastAPI, headers: dict[str, str] |
                 problems.append(where)
             elif code is not None and response.json()["error"]["code"] != code:
                 problems.append(f"{where} with code {response.json()['error']['code']}")
-        elif path == "/admin" or path.startswith("/admin/"):
+        elif path == "/admin" or path.startswith("/admin/") or (method, path) in SESSION_PAGES:
             if response.status_code != 303 or not response.headers["location"].startswith("/admin/login"):
                 problems.append(where)
         else:
