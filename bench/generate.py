@@ -35,7 +35,7 @@ def shared_data() -> Path | None:
     return None
 
 
-def rag_messages(target_words: int = 300) -> list[dict]:
+def rag_messages(target_words: int = 250) -> list[dict]:
     """A quote prompt like kb's answers use: numbered paragraphs from one article, then a question."""
     data = shared_data()
     if data:

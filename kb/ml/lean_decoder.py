@@ -81,8 +81,9 @@ class LeanDecoder:
         self.final_norm = _RMSNorm(inner.norm.weight, eps)
         head_weight = model.lm_head.weight.detach()
         self.lm_head = packed_linear(head_weight, None, embedding_bits, self.dtype)
-        # the output matrix again in float16, for the few candidate rows recomputed each step (see _logits)
-        self.head_rows = head_weight.to(torch.float16) if self.dtype != torch.float32 else None
+        # the output matrix at 16 bits (as shipped, or float16), for the few rows recomputed each step (see _logits)
+        half_precision = head_weight if head_weight.dtype in (torch.float16, torch.bfloat16) else head_weight.half()
+        self.head_rows = half_precision if self.dtype != torch.float32 else None
         tied = head_weight.data_ptr() == inner.embed_tokens.weight.data_ptr()
         self.embeddings = inner.embed_tokens.weight.detach()
         if tied and self.head_rows is not None:
