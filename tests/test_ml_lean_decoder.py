@@ -61,3 +61,12 @@ def test_cache_grows_past_its_first_allocation(tiny_model):
     lean.start(prompt), reference.start(prompt)
     for token in range(10, 20):  # crosses the 256-position boundary
         assert torch.allclose(lean.step(token), reference.step(token), atol=1e-4)
+
+
+def test_int4_prompt_path_and_token_path_agree():
+    torch.manual_seed(1)
+    layer = Int4Linear(torch.randn(96, 64), torch.randn(96))
+    rows = torch.randn(20, 64).bfloat16()
+    together = layer(rows).float()
+    one_by_one = torch.cat([layer(rows[i : i + 1]) for i in range(20)]).float()
+    assert torch.allclose(together, one_by_one, atol=0.05 * together.abs().max().item())

@@ -116,6 +116,47 @@ def test_cancel_stops_generation_promptly(tiny):
     assert tiny.generate(QUESTION, GenerationParams(max_tokens=2)).completion_tokens <= 2  # the lock was released
 
 
+class GatedDecoder:
+    """Wraps a decoder so each new token waits for the test's permission."""
+
+    def __init__(self, decoder):
+        self.decoder, self.permits, self.steps = decoder, threading.Semaphore(0), 0
+
+    def start(self, token_ids):
+        return self.decoder.start(token_ids)
+
+    def step(self, token_id):
+        self.permits.acquire()
+        self.steps += 1
+        return self.decoder.step(token_id)
+
+
+def test_cancel_during_generation_stops_it_at_the_next_token(tiny):
+    gated = GatedDecoder(tiny.decoder)
+    model = TransformersChatModel("gated", tiny.tokenizer, gated, 512, eos_token_ids=set())
+    cancel = threading.Event()
+    stream = model.stream(QUESTION, GenerationParams(temperature=0, max_tokens=400), cancel)
+    for _ in range(3):  # let a few tokens through, until something is visible
+        gated.permits.release()
+    assert isinstance(next(stream), StreamDelta)
+    cancel.set()
+    gated.permits.release()
+    with pytest.raises(GenerationCancelled):
+        list(stream)
+    assert gated.steps <= 4
+
+
+def test_an_abandoned_stream_frees_the_model(tiny):
+    stream = tiny.stream(QUESTION, GenerationParams(temperature=1.0, max_tokens=400, seed=3))
+    next(stream)
+    stream.close()  # what a server does when its client disconnects
+    finished = threading.Event()
+    worker = threading.Thread(target=lambda: (tiny.generate(QUESTION, GenerationParams(max_tokens=2)), finished.set()))
+    worker.start()
+    worker.join(timeout=60)
+    assert finished.is_set()
+
+
 def test_requests_wait_their_turn(tiny):
     results: list[Completion] = []
     params = GenerationParams(temperature=0, max_tokens=8)

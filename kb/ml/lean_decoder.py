@@ -11,10 +11,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kb.ml.packed_linear import Int8Linear, packed_linear
+from kb.ml.packed_linear import packed_linear
 
 SUPPORTED_TYPES = ("llama", "qwen2")
 CACHE_STEP = 256
+REFINED_CANDIDATES = 16
 
 
 def lean_decoder_supports(config: object) -> bool:
@@ -80,9 +81,12 @@ class LeanDecoder:
         self.final_norm = _RMSNorm(inner.norm.weight, eps)
         head_weight = model.lm_head.weight.detach()
         self.lm_head = packed_linear(head_weight, None, embedding_bits, self.dtype)
+        # the output matrix again in float16, for the few candidate rows recomputed each step (see _logits)
+        self.head_rows = head_weight.to(torch.float16) if self.dtype != torch.float32 else None
         tied = head_weight.data_ptr() == inner.embed_tokens.weight.data_ptr()
-        self._embed_rows = self.lm_head.rows if tied and isinstance(self.lm_head, Int8Linear) else None
-        self.embeddings = None if self._embed_rows else inner.embed_tokens.weight.detach().to(self.dtype)
+        self.embeddings = inner.embed_tokens.weight.detach()
+        if tied and self.head_rows is not None:
+            self.embeddings = self.head_rows
         inverse = 1.0 / (_rope_theta(config) ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim))
         angles = torch.outer(torch.arange(config.max_position_embeddings, dtype=torch.float32), inverse)
         angles = torch.cat([angles, angles], dim=-1)
@@ -96,7 +100,20 @@ class LeanDecoder:
         self.length = 0
 
     def _embed(self, ids: torch.Tensor) -> torch.Tensor:
-        return (self._embed_rows(ids) if self._embed_rows else self.embeddings[ids]).float()
+        return self.embeddings[ids].float()
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Next-token logits for one position: all from the packed matrix, the likeliest few redone exactly.
+
+        Packed weights and bf16 outputs (only ~0.1 apart near 25) can swap close rivals, e.g. SmolLM2's
+        "The" and "L" for "What is the capital of France?", and flip greedy decoding; redoing the top
+        candidates from float16 rows costs a few microseconds.
+        """
+        logits = self.lm_head(hidden.to(self.dtype))[0].float()
+        if self.head_rows is not None:
+            candidates = logits.topk(REFINED_CANDIDATES).indices
+            logits[candidates] = self.head_rows[candidates].float() @ hidden[0]
+        return logits
 
     def _reserve(self, length: int) -> None:
         capacity = self.values.shape[2]
@@ -144,7 +161,7 @@ class LeanDecoder:
             gate, up = layer.gate_up(layer.norm2(x).to(dtype)).chunk(2, dim=-1)
             x = x + layer.down(F.silu(gate) * up)
         self.length = end
-        return self.lm_head(self.final_norm(x[-1:]).to(dtype))[0].float()
+        return self._logits(self.final_norm(x[-1:]))
 
     @torch.inference_mode()
     def start(self, token_ids: list[int]) -> torch.Tensor:

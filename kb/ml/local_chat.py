@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ from kb.ml.types import Completion, GenerationCancelled, GenerationParams, Strea
 
 log = logging.getLogger(__name__)
 LOCK_POLL_SECONDS = 0.1
+_END = object()
 
 
 class TransformersChatModel:
@@ -62,9 +64,9 @@ class TransformersChatModel:
             )
         return room if max_tokens is None else min(room, max_tokens)
 
-    def _acquire(self, cancel: threading.Event | None) -> None:
+    def _acquire(self, should_stop: Callable[[], bool]) -> None:
         while not self._lock.acquire(timeout=LOCK_POLL_SECONDS):
-            if cancel is not None and cancel.is_set():
+            if should_stop():
                 raise GenerationCancelled("cancelled while waiting for the model")
 
     def stream(
@@ -79,31 +81,58 @@ class TransformersChatModel:
     def _generate(
         self, prompt: list[int], budget: int, params: GenerationParams, cancel: threading.Event | None
     ) -> Iterator[StreamDelta | Completion]:
-        self._acquire(cancel)
+        """Decode in a worker thread that holds the model's lock; a consumer that goes away stops it."""
+        abandoned = threading.Event()
+        items: queue.Queue = queue.Queue()
+
+        def should_stop() -> bool:
+            return abandoned.is_set() or (cancel is not None and cancel.is_set())
+
+        def produce() -> None:
+            try:
+                self._acquire(should_stop)
+                try:
+                    for item in self._decode(prompt, budget, params, should_stop):
+                        items.put(item)
+                finally:
+                    self._lock.release()
+            except BaseException as exc:  # handed to the consumer, who re-raises it in its own thread
+                items.put(exc)
+            items.put(_END)
+
+        threading.Thread(target=produce, name=f"kb-generate-{self.name}", daemon=True).start()
         try:
-            generator = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
-            assembler = AnswerAssembler(params.stop, tools_enabled=bool(params.tools))
-            detokenizer = IncrementalDetokenizer(self.tokenizer)
-            logits = self.decoder.start(prompt)
-            generated, finish_reason = 0, "length"
-            while generated < budget:
-                if cancel is not None and cancel.is_set():
-                    raise GenerationCancelled("generation cancelled")
-                token = choose_token(logits, params.temperature, params.top_p, generator)
-                generated += 1
-                if token in self.eos_token_ids:
-                    finish_reason = "stop"
-                    break
-                visible = assembler.feed(detokenizer.add(token))
-                if visible:
-                    yield StreamDelta(visible)
-                if assembler.stopped:
-                    break
-                if generated < budget:
-                    logits = self.decoder.step(token)
-            last, completion = assembler.finish(len(prompt), generated, finish_reason)
+            while (item := items.get()) is not _END:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
         finally:
-            self._lock.release()
+            abandoned.set()
+
+    def _decode(
+        self, prompt: list[int], budget: int, params: GenerationParams, should_stop: Callable[[], bool]
+    ) -> Iterator[StreamDelta | Completion]:
+        generator = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
+        assembler = AnswerAssembler(params.stop, tools_enabled=bool(params.tools))
+        detokenizer = IncrementalDetokenizer(self.tokenizer)
+        logits = self.decoder.start(prompt)
+        generated, finish_reason = 0, "length"
+        while generated < budget:
+            if should_stop():
+                raise GenerationCancelled("generation cancelled")
+            token = choose_token(logits, params.temperature, params.top_p, generator)
+            generated += 1
+            if token in self.eos_token_ids:
+                finish_reason = "stop"
+                break
+            visible = assembler.feed(detokenizer.add(token))
+            if visible:
+                yield StreamDelta(visible)
+            if assembler.stopped:
+                break
+            if generated < budget:
+                logits = self.decoder.step(token)
+        last, completion = assembler.finish(len(prompt), generated, finish_reason)
         if last:
             yield StreamDelta(last)
         yield completion
