@@ -53,9 +53,20 @@ class _Heartbeat(threading.Thread):
                 log.warning("Could not record that job %d is still running: %s", self.job.id, exc)
                 continue
             if not alive:
-                log.warning("Job %d was taken over or deleted; stopping work on it", self.job.id)
-                self.cancel.set()
+                self._lost()
                 return
+
+    def _lost(self) -> None:
+        """Stop the work, saying why: finished meanwhile (a race with this beat), deleted, or taken over."""
+        with self.rt.db.session() as session:
+            now = queue.get_job(session, self.job.id)
+        if now is not None and now.status in ("done", "failed") and now.attempts == self.job.attempts:
+            return
+        self.cancel.set()
+        if now is None:
+            log.info("Collection %s was deleted while being processed; stopping", self.job.collection_id)
+        else:
+            log.warning("Job %d is now handled by another worker; stopping work on it here", self.job.id)
 
 
 class _Listener:

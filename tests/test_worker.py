@@ -70,7 +70,8 @@ def make_rt(tmp_path, database_url, db):
 
 def _queue_note(rt: Runtime) -> int:
     dataset = dataset_service.find_dataset(rt, "d") or dataset_service.create_dataset(rt, DatasetCreate(name="d"))
-    outcome = collection_service.add_text(rt, dataset.id, name=f"note {time.monotonic_ns()}", text=NOTE)
+    name = f"note {time.monotonic_ns()}"
+    outcome = collection_service.add_text(rt, dataset.id, name=name, text=f"{NOTE} ({name})")
     return outcome.collection.id
 
 
@@ -197,3 +198,26 @@ def test_the_worker_wakes_on_notify_without_waiting_for_its_poll(make_rt):
             time.sleep(0.05)
     finally:
         worker.shutdown(grace=5)
+
+
+def test_the_heartbeat_stops_quietly_after_its_own_job_finished_but_cancels_a_job_taken_over(make_rt, caplog):
+    from kb.worker import _Heartbeat
+
+    rt = make_rt()
+    finished_id, taken_id = _queue_note(rt), _queue_note(rt)
+    with rt.db.session() as session:
+        finished = queue.claim(session, "me", job_ids=[queue.latest_job(session, finished_id).id])
+        queue.complete(session, finished)
+        taken = queue.claim(session, "me", job_ids=[queue.latest_job(session, taken_id).id])
+        queue.release(session, taken)
+        queue.claim(session, "someone-else")
+        session.commit()
+    quiet, stopped = threading.Event(), threading.Event()
+    with caplog.at_level(logging.INFO, logger="kb.worker"):
+        beats = [_Heartbeat(rt, finished, quiet), _Heartbeat(rt, taken, stopped)]
+        for beat in beats:
+            beat.start()
+        for beat in beats:
+            beat.join(30)
+    assert not quiet.is_set() and stopped.is_set()
+    assert caplog.text.count("handled by another worker") == 1
