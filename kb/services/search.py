@@ -87,7 +87,11 @@ class _Timer:
         self.timings: dict[str, float] = {}
 
     def add(self, name: str, started: float) -> None:
-        self.timings[name] = round(self.timings.get(name, 0.0) + (time.perf_counter() - started) * 1000, 2)
+        """Add the time since `started` to step `name`."""
+        self.add_ms(name, (time.perf_counter() - started) * 1000)
+
+    def add_ms(self, name: str, elapsed_ms: float) -> None:
+        self.timings[name] = round(self.timings.get(name, 0.0) + elapsed_ms, 2)
 
 
 def _load_datasets(session, dataset_ids: Sequence[int]) -> list[DatasetRecord]:
@@ -212,7 +216,7 @@ def search_datasets(
                 vector_lists.append(vectors)
             if dataset.id in pending:
                 fulltext, prepared, elapsed = pending[dataset.id].result()
-                run.timer.timings["fulltext_ms"] = round(run.timer.timings.get("fulltext_ms", 0.0) + elapsed, 2)
+                run.timer.add_ms("fulltext_ms", elapsed)
                 fulltext_lists.append(fulltext)
                 if vectors is not None:
                     run.complete(session, dataset.id, vector, vectors, fulltext, prepared)
