@@ -32,6 +32,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# OpenMP threads that spin while waiting fight every other process on a shared machine: one query's
+# embedding took ~1.5 s at load 14 with torch's default (active) waiting and ~15 ms with passive waiting.
+# It must be set before torch starts its thread pool.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -197,11 +201,12 @@ def run_modes(deps, dataset_id: int, questions: list[Question], modes=MODES) -> 
     """Every question through kb's search in each mode: scores, latencies and quote lengths."""
     report = {}
     for mode in modes:
-        score, latencies, lengths = Score(), [], []
+        score, latencies, lengths, parts = Score(), [], [], Counter()
         for question in questions:
             started = time.perf_counter()
             result = search_datasets(deps, [dataset_id], question.question, mode=mode, limit=TOP)
             latencies.append((time.perf_counter() - started) * 1000)
+            parts.update({k: v for k, v in result.timings.items() if k != "total_ms"})
             texts = [q.text for q in result.quotes]
             lengths.extend(len(t) for t in texts)
             score.add(texts, question.answers)
@@ -213,6 +218,7 @@ def run_modes(deps, dataset_id: int, questions: list[Question], modes=MODES) -> 
             "p50 ms": statistics.median(latencies),
             "p95 ms": percentile(latencies, 0.95),
             "quote chars": statistics.mean(lengths) if lengths else 0.0,
+            "mean ms by step": {k: round(v / len(questions), 1) for k, v in parts.items()},
         }
     return report
 
@@ -235,7 +241,7 @@ def bm25_baseline(kit: Path, questions: list[Question]) -> dict:
     avgdl = sum(lengths) / len(lengths)
     df = Counter(term for t in tokens for term in t)
     n = len(docs)
-    score, latencies = Score(), []
+    score, latencies, returned = Score(), [], []
     for question in questions:
         started = time.perf_counter()
         terms = set(bm25_tokens(question.question))
@@ -247,6 +253,7 @@ def bm25_baseline(kit: Path, questions: list[Question]) -> dict:
         best = sorted(range(n), key=lambda i: -scores[i])[:TOP]
         latencies.append((time.perf_counter() - started) * 1000)
         score.add([docs[i] for i in best], question.answers)
+        returned.extend(len(docs[i]) for i in best)
     hit1, hit5, mrr = score.row()
     return {
         "hit@1": hit1,
@@ -254,18 +261,22 @@ def bm25_baseline(kit: Path, questions: list[Question]) -> dict:
         "MRR@5": mrr,
         "p50 ms": statistics.median(latencies),
         "p95 ms": percentile(latencies, 0.95),
-        "quote chars": statistics.mean(len(d) for d in docs),
+        "quote chars": statistics.mean(returned),
     }
+
+
+def steps(row: dict) -> str:
+    return ", ".join(f"{k.removesuffix('_ms')} {v}" for k, v in row.get("mean ms by step", {}).items())
 
 
 def print_table(kit: str, chunking: str, chunks: int, rows: dict[str, dict]) -> None:
     print(f"\n### {kit} ({chunks} chunks; {chunking})\n")
     columns = ["hit@1", "hit@5", "MRR@5", "p50 ms", "p95 ms", "quote chars"]
-    print("| mode | " + " | ".join(columns) + " |")
-    print("| --- |" + " ---: |" * len(columns))
+    print("| mode | " + " | ".join(columns) + " | mean ms by step |")
+    print("| --- |" + " ---: |" * len(columns) + " --- |")
     for mode, row in rows.items():
         cells = [f"{row[c]:.3f}" if c.startswith(("hit", "MRR")) else f"{row[c]:.1f}" for c in columns]
-        print(f"| {mode} | " + " | ".join(cells) + " |")
+        print(f"| {mode} | " + " | ".join(cells) + f" | {steps(row)} |")
 
 
 def add_synthetic(db: Database, dataset_id: int, dim: int, count: int, vocabulary: list[str]) -> None:
@@ -300,8 +311,8 @@ def scale_run(db: Database, deps, dataset_id: int, embedder, questions: list[Que
     vocabulary = [w for doc in sorted((kit / "docs").glob("*.md")) for w in _WORD.findall(doc.read_text("utf-8"))]
     sample = questions[:200]
     print("\n### scale (squad dataset + synthetic chunks; hybrid, 200 questions)\n")
-    print("| chunks | HNSW build s | index MB | hybrid p50 ms | hybrid p95 ms | hit@5 |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| chunks | HNSW build s | index MB | hybrid p50 ms | hybrid p95 ms | hit@5 | mean ms by step |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     added = 0
     for size in sizes:
         with db.session() as session:
@@ -319,7 +330,8 @@ def scale_run(db: Database, deps, dataset_id: int, embedder, questions: list[Que
             dataset_store.ensure_vector_index(session, dataset_id, embedder.dim)
             session.commit()
             build = time.perf_counter() - started
-            session.execute(text("VACUUM ANALYZE chunk").execution_options(isolation_level="AUTOCOMMIT"))
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("VACUUM ANALYZE chunk"))
             index_bytes = session.execute(
                 text(f"SELECT pg_relation_size('{dataset_store.vector_index_name(dataset_id)}')")
             ).scalar()
@@ -327,7 +339,7 @@ def scale_run(db: Database, deps, dataset_id: int, embedder, questions: list[Que
         row = run_modes(deps, dataset_id, sample, modes=("hybrid",))["hybrid"]
         print(
             f"| {total} | {build:.1f} | {index_bytes / 2**20:.0f} | {row['p50 ms']:.1f} | {row['p95 ms']:.1f} "
-            f"| {row['hit@5']:.3f} |"
+            f"| {row['hit@5']:.3f} | {steps(row)} |"
         )
 
 

@@ -161,7 +161,7 @@ def test_a_user_dictionary_keeps_a_domain_term_whole_at_index_and_query_time(dep
         dataset = dataset_store.add_dataset(session, name="zh", embed_model="hash", embed_dim=64)
         ids = add_texts(session, dataset.id, add_collection(session, dataset.id, "zh.md"), texts, models.embedder())
         session.commit()
-        plain = search_store.fulltext_search(session, dataset.id, segment_query("向量数据库"), limit=5)
+        plain, _ = search_store.fulltext_search(session, dataset.id, segment_query("向量数据库"), limit=5)
         session.rollback()
         assert {h.chunk_id for h in plain.hits} == set(ids), "without the dictionary the term's parts match both"
         dataset_store.update_dataset(session, dataset.id, user_dictionary=["向量数据库"])
@@ -231,3 +231,16 @@ def test_a_failing_reranker_is_reported_and_results_still_come_back(db, settings
 def test_asking_for_a_rerank_without_a_reranker_says_so(deps, docs):
     result = search_datasets(deps, [docs["dataset"]], "Great Wall of China", rerank=True)
     assert any("KB_RERANK_MODEL" in w for w in result.warnings)
+
+
+def test_score_completion_gives_a_chunk_the_score_its_own_list_would(db, docs, models):
+    query = "green plants in China turn sunlight into sugar"
+    vector = models.embedder().embed_query(query)
+    with db.session() as session:
+        listed, prepared = search_store.fulltext_search(session, docs["dataset"], segment_query(query), limit=10)
+        looked_up = search_store.fulltext_scores(session, prepared, docs["ids"])
+        walked = search_store.vector_search(session, docs["dataset"], vector, limit=10)
+        by_id = search_store.vector_scores(session, docs["dataset"], vector, docs["ids"])
+    assert len(listed.hits) >= 2
+    assert looked_up == pytest.approx({h.chunk_id: h.scaled for h in listed.hits})
+    assert by_id == pytest.approx({h.chunk_id: h.scaled for h in walked.hits})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from kb.errors import BadRequest, Conflict, KBError, NotFound
@@ -23,6 +24,7 @@ from kb.retrieval import (
 from kb.store import datasets as dataset_store
 from kb.store import search as search_store
 from kb.store.datasets import DatasetRecord
+from kb.store.search import ListResult
 from kb.textsearch import segment_query
 
 log = logging.getLogger(__name__)
@@ -85,7 +87,11 @@ class _Timer:
         self.timings: dict[str, float] = {}
 
     def add(self, name: str, started: float) -> None:
-        self.timings[name] = round(self.timings.get(name, 0.0) + (time.perf_counter() - started) * 1000, 2)
+        """Add the time since `started` to step `name`."""
+        self.add_ms(name, (time.perf_counter() - started) * 1000)
+
+    def add_ms(self, name: str, elapsed_ms: float) -> None:
+        self.timings[name] = round(self.timings.get(name, 0.0) + elapsed_ms, 2)
 
 
 def _load_datasets(session, dataset_ids: Sequence[int]) -> list[DatasetRecord]:
@@ -115,6 +121,66 @@ def _embed_query(registry, dataset: DatasetRecord, query: str, cache: dict) -> t
     return vector, coverage
 
 
+@dataclass
+class _Run:
+    """One search's inputs and what it gathers along the way."""
+
+    query: str
+    mode: str
+    pool: int
+    settings: object
+    registry: object
+    timer: _Timer = field(default_factory=_Timer)
+    warnings: list[str] = field(default_factory=list)
+    embedded: dict[str, tuple] = field(default_factory=dict)
+    weights: dict[int, float] = field(default_factory=dict)
+
+    def query_vector(self, dataset: DatasetRecord):
+        """The dataset's query vector (its dense weight noted), or None when hybrid must go on without it."""
+        step = time.perf_counter()
+        try:
+            vector, coverage = _embed_query(self.registry, dataset, self.query, self.embedded)
+        except KBError as exc:
+            if self.mode == "vector":
+                raise
+            self.warnings.append(f"dataset '{dataset.name}': vector search skipped ({exc.message})")
+            return None
+        finally:
+            self.timer.add("embed_ms", step)
+        self.weights[dataset.id] = dense_weight(coverage)
+        return vector
+
+    def vector_list(self, session, dataset: DatasetRecord, vector) -> ListResult:
+        step = time.perf_counter()
+        found = search_store.vector_search(session, dataset.id, vector, limit=self.pool, ef_search=self.settings.hnsw_ef_search)
+        self.timer.add("vector_ms", step)
+        return found
+
+    def complete(self, session, dataset_id: int, vector, vectors: ListResult, fulltext: ListResult, prepared) -> None:
+        """Score completion: each list's finds that the other list missed get their exact score there too."""
+        step = time.perf_counter()
+        missed_by_fulltext = [h.chunk_id for h in vectors.hits if h.chunk_id not in fulltext.scores_of]
+        fulltext.scores_of.update(search_store.fulltext_scores(session, prepared, missed_by_fulltext))
+        missed_by_vector = [h.chunk_id for h in fulltext.hits if h.chunk_id not in vectors.scores_of]
+        vectors.scores_of.update(search_store.vector_scores(session, dataset_id, vector, missed_by_vector))
+        self.timer.add("complete_ms", step)
+
+
+# Full text runs in its own connection while this thread embeds the query and walks the HNSW index:
+# on two cores the two overlap almost entirely.
+_fulltext_threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kb-fulltext")
+
+
+def _fulltext(db, dataset: DatasetRecord, query: str, pool: int):
+    started = time.perf_counter()
+    with db.session() as session:
+        result, prepared = search_store.fulltext_search(
+            session, dataset.id, segment_query(query, dataset.user_dictionary), limit=pool
+        )
+        session.rollback()
+    return result, prepared, (time.perf_counter() - started) * 1000
+
+
 def search_datasets(
     deps,
     dataset_ids: Sequence[int],
@@ -129,66 +195,48 @@ def search_datasets(
 ) -> SearchResult:
     """Find the quotes for `query` in the datasets: search, fuse, threshold, (rerank), cut to the budget.
 
-    `deps` carries `.db`, `.settings` and optionally `.registry` (the app's state does); `max_tokens` counts quote text with
-    the tokenizer of `chat_model` (default: the configured chat model), which is loaded for it.
+    `deps` carries `.db`, `.settings` and optionally `.registry` (the app's state does); `max_tokens`
+    counts quote text with the tokenizer of `chat_model` (default: the configured chat model).
     """
     query = check_request(query, mode, limit, min_score, max_tokens)
-    settings, registry, timer, warnings = deps.settings, model_registry(deps), _Timer(), []
     started = time.perf_counter()
-    pool = max(limit, settings.search_candidates)
-    vector_lists, fulltext_lists, weights = [], [], {}
-    embedded: dict[str, tuple] = {}
+    settings, registry = deps.settings, model_registry(deps)
+    run = _Run(query, mode, max(limit, settings.search_candidates), settings, registry)
     with deps.db.session() as session:
         datasets = _load_datasets(session, dataset_ids)
+    pending = {}
+    if mode != "vector":
+        pending = {d.id: _fulltext_threads.submit(_fulltext, deps.db, d, query, run.pool) for d in datasets}
+    vector_lists, fulltext_lists = [], []
+    with deps.db.session() as session:
         for dataset in datasets:
-            vector = None
-            if mode != "fulltext":
-                step = time.perf_counter()
-                try:
-                    vector, coverage = _embed_query(registry, dataset, query, embedded)
-                except KBError as exc:
-                    if mode == "vector":
-                        raise
-                    warnings.append(f"dataset '{dataset.name}': vector search skipped ({exc.message})")
-                else:
-                    weights[dataset.id] = dense_weight(coverage)
-                timer.add("embed_ms", step)
-            if vector is not None:
-                step = time.perf_counter()
-                found = search_store.vector_search(
-                    session, dataset.id, vector, limit=pool, ef_search=settings.hnsw_ef_search
-                )
-                vector_lists.append(found)
-                timer.add("vector_ms", step)
-            if mode != "vector":
-                step = time.perf_counter()
-                also = [h.chunk_id for h in vector_lists[-1].hits] if vector is not None else []
-                fulltext = search_store.fulltext_search(
-                    session, dataset.id, segment_query(query, dataset.user_dictionary), limit=pool, include_ids=also
-                )
+            vector = run.query_vector(dataset) if mode != "fulltext" else None
+            vectors = run.vector_list(session, dataset, vector) if vector is not None else None
+            if vectors is not None:
+                vector_lists.append(vectors)
+            if dataset.id in pending:
+                fulltext, prepared, elapsed = pending[dataset.id].result()
+                run.timer.add_ms("fulltext_ms", elapsed)
                 fulltext_lists.append(fulltext)
-                timer.add("fulltext_ms", step)
-                if vector is not None:
-                    # Score completion: the full-text finds the vector list missed get their exact cosine.
-                    step = time.perf_counter()
-                    missing = [h.chunk_id for h in fulltext.hits if h.chunk_id not in vector_lists[-1].scores_of]
-                    vector_lists[-1].scores_of.update(search_store.vector_scores(session, dataset.id, vector, missing))
-                    timer.add("vector_ms", step)
+                if vectors is not None:
+                    run.complete(session, dataset.id, vector, vectors, fulltext, prepared)
         session.rollback()  # a read-only transaction; SET LOCAL settings end with it
     step = time.perf_counter()
     if mode == "hybrid":
-        quotes = fuse(merge_datasets(vector_lists, pool), merge_datasets(fulltext_lists, pool), vector_weights=weights)
+        quotes = fuse(
+            merge_datasets(vector_lists, run.pool), merge_datasets(fulltext_lists, run.pool), vector_weights=run.weights
+        )
     else:
         name, lists = ("vector", vector_lists) if mode == "vector" else ("fulltext", fulltext_lists)
-        quotes = single_list(name, merge_datasets(lists, pool))
+        quotes = single_list(name, merge_datasets(lists, run.pool))
     quotes = above_threshold(quotes, min_score)
-    timer.add("fuse_ms", step)
+    run.timer.add("fuse_ms", step)
     if rerank:
-        quotes = _reranked(quotes, query, limit, settings, timer, warnings)
+        quotes = _reranked(quotes, query, limit, settings, run.timer, run.warnings)
     count_tokens = registry.chat(chat_model).count_tokens if max_tokens is not None else None
     quotes = within_budget(quotes, limit=limit, max_tokens=max_tokens, count_tokens=count_tokens)
-    timer.add("total_ms", started)
-    return SearchResult(quotes=quotes, mode=mode, timings=timer.timings, warnings=warnings)
+    run.timer.add("total_ms", started)
+    return SearchResult(quotes=quotes, mode=mode, timings=run.timer.timings, warnings=run.warnings)
 
 
 def _reranked(quotes: list[Quote], query: str, limit: int, settings, timer: _Timer, warnings: list[str]) -> list[Quote]:
