@@ -1,4 +1,4 @@
-"""The quote prompt: rules, numbered quotes, history and the question, fitted to the chat model's context.
+"""The quote prompt: numbered quotes, rules, history and the question, fitted to the chat model's context.
 
 Pure: it measures with the model's tokenizer through `TokenCounter` and never touches a database.
 Priorities inside the context: the question (never cut) and room for the answer, then the quotes (up
@@ -19,23 +19,25 @@ LATIN_WORD = re.compile(r"[A-Za-z]+")
 MIN_CUT_QUOTE_TOKENS = 24  # a cut quote shorter than this says too little to be worth its number
 ELLIPSIS = "…"
 
+# The rules sit in the user turn, right between the quotes and the question: small models follow
+# instructions there far better than in a system message (SmolLM2-135M ignored them there).
 RULES = {
     "en": {
         "strict": (
-            "Answer the question using only the quotes. Cite the quotes you use like [1] or [2]. "
-            "If the quotes do not contain the answer, say that you don't know. Answer in English."
+            "Answer the question using only the quotes above: copy the words of the quote that answers it "
+            "and cite it like [1]. If the quotes do not contain the answer, say that you don't know. Answer in English."
         ),
         "general": (
-            "Answer the question using the quotes. Cite the quotes you use like [1] or [2]. "
-            "If the quotes do not contain the answer, you may answer from your own knowledge. Answer in English."
+            "Answer the question using the quotes above and cite the quote you use like [1]. If the quotes do not "
+            "contain the answer, you may answer from your own knowledge. Answer in English."
         ),
         "quotes": "Quotes:",
         "question": "Question:",
         "page": "p. {page}",
     },
     "zh": {
-        "strict": "请只根据引用回答问题，并用 [1]、[2] 这样的编号标注你用到的引用。如果引用中没有答案，请说不知道。请用中文回答。",
-        "general": "请根据引用回答问题，并用 [1]、[2] 这样的编号标注你用到的引用。如果引用中没有答案，可以用你自己的知识回答。请用中文回答。",
+        "strict": "请只根据上面的引用回答问题：摘录能回答问题的引用原文，并用 [1] 这样的编号标注出处。如果引用中没有答案，请说不知道。请用中文回答。",
+        "general": "请根据上面的引用回答问题，并用 [1] 这样的编号标注出处。如果引用中没有答案，可以用你自己的知识回答。请用中文回答。",
         "quotes": "引用：",
         "question": "问题：",
         "page": "第{page}页",
@@ -113,15 +115,10 @@ def cut_to_tokens(text: str, max_tokens: int, count_tokens) -> str:
     return text[:low].rstrip() + ELLIPSIS if low else ""
 
 
-def _system_text(system_prompt: str, rules: str) -> str:
-    return f"{system_prompt.strip()}\n\n{rules}" if system_prompt.strip() else rules
-
-
-def _user_text(question: str, quote_lines: Sequence[str], language: str) -> str:
+def _user_text(question: str, quote_lines: Sequence[str], language: str, rules: str) -> str:
     words = RULES[language]
-    if not quote_lines:
-        return f"{words['question']} {question}"
-    return f"{words['quotes']}\n" + "\n".join(quote_lines) + f"\n\n{words['question']} {question}"
+    quotes = f"{words['quotes']}\n" + "\n".join(quote_lines) + "\n\n" if quote_lines else ""
+    return f"{quotes}{rules}\n\n{words['question']} {question}"
 
 
 def _fit_quotes(
@@ -171,12 +168,13 @@ def build_quote_prompt(
     """Messages for the chat model: rules + numbered quotes + recent history + the question, within the context."""
     language = detect_language(question)
     rules = RULES[language]["general" if allow_general_knowledge else "strict"]
-    system = {"role": "system", "content": _system_text(system_prompt, rules)}
+    # Without an app system prompt the chat template's own default applies (the one the model was tuned with).
+    system = [{"role": "system", "content": system_prompt.strip()}] if system_prompt.strip() else []
 
     def assemble(kept: Sequence[PromptQuote], turns: Sequence[list[dict]]) -> list[dict]:
         lines = [quote_line(i + 1, q, language) for i, q in enumerate(kept)]
         past = [m for turn in turns for m in turn]
-        return [system, *past, {"role": "user", "content": _user_text(question, lines, language)}]
+        return [*system, *past, {"role": "user", "content": _user_text(question, lines, language, rules)}]
 
     limit = counter.context_length - answer_tokens
     bare = counter.count_prompt_tokens(assemble([], []))

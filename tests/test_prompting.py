@@ -28,22 +28,22 @@ def test_quotes_are_numbered_with_source_and_page_and_the_question_comes_last():
         quotes=[PromptQuote("HNSW is a graph index.", "index.md", 3), PromptQuote("pgvector stores vectors.", "pg.md")],
         counter=model, answer_tokens=100, quote_budget=500,
     )
-    system, user = prompt.messages
-    assert "[1] (index.md, p. 3) HNSW is a graph index." in user["content"]
-    assert "[2] (pg.md) pgvector stores vectors." in user["content"]
-    assert user["content"].endswith("What is HNSW?")
-    assert "only the quotes" in system["content"] and "[1]" in system["content"] and "don't know" in system["content"]
+    [user] = prompt.messages  # no app system prompt: the chat template's default applies
+    quotes, rules, question = user["content"].split("\n\n")
+    assert quotes.splitlines() == ["Quotes:", "[1] (index.md, p. 3) HNSW is a graph index.", "[2] (pg.md) pgvector stores vectors."]
+    assert "only the quotes" in rules and "[1]" in rules and "don't know" in rules and "Answer in English." in rules
+    assert question == "Question: What is HNSW?"
     assert prompt.language == "en" and prompt.prompt_tokens == model.count_prompt_tokens(prompt.messages)
 
 
-def test_the_app_system_prompt_comes_before_the_rules_and_general_knowledge_relaxes_them():
+def test_the_app_system_prompt_is_the_system_message_and_general_knowledge_relaxes_the_rules():
     prompt = build_quote_prompt(
         question="Why?", quotes=[quote(5)], counter=EchoChatModel(), answer_tokens=10, quote_budget=100,
         system_prompt="You are Ada, the support bot.", allow_general_knowledge=True,
     )
-    system = prompt.messages[0]["content"]
-    assert system.startswith("You are Ada, the support bot.\n\n")
-    assert "own knowledge" in system and "only the quotes" not in system
+    system, user = prompt.messages
+    assert system == {"role": "system", "content": "You are Ada, the support bot."}
+    assert "own knowledge" in user["content"] and "only the quotes" not in user["content"]
 
 
 def test_a_chinese_question_gets_chinese_rules_and_an_instruction_to_answer_in_chinese():
@@ -52,7 +52,7 @@ def test_a_chinese_question_gets_chinese_rules_and_an_instruction_to_answer_in_c
         counter=EchoChatModel(), answer_tokens=50, quote_budget=200,
     )
     assert prompt.language == "zh"
-    assert "请用中文回答" in prompt.messages[0]["content"]
+    assert "请用中文回答。" in prompt.messages[-1]["content"]
     assert "[1] (城市.md, 第2页) 北京是中国的首都。" in prompt.messages[-1]["content"]
     assert prompt.messages[-1]["content"].endswith("问题： 北京是哪个国家的首都？")
 
@@ -98,7 +98,7 @@ def test_history_is_dropped_oldest_first_and_whole_turns_are_kept():
         question="last?", quotes=[quote(20)], counter=model, answer_tokens=50, quote_budget=100,
         history=history(4, words=12), max_history_turns=10,
     )
-    past = prompt.messages[1:-1]
+    past = prompt.messages[:-1]
     assert 0 < len(past) < 8 and len(past) % 2 == 0
     assert past[-1]["content"].startswith("answer3") and past[0]["role"] == "user"
     assert prompt.dropped_history_messages == 8 - len(past)
@@ -110,7 +110,7 @@ def test_only_the_most_recent_turns_are_kept_even_with_room_to_spare():
     prompt = build_quote_prompt(
         question="q?", quotes=[], counter=EchoChatModel(), answer_tokens=10, quote_budget=100, history=history(6), max_history_turns=2,
     )
-    assert [m["content"].split()[0] for m in prompt.messages[1:-1]] == ["question4", "answer4", "question5", "answer5"]
+    assert [m["content"].split()[0] for m in prompt.messages[:-1]] == ["question4", "answer4", "question5", "answer5"]
     assert prompt.dropped_history_messages == 8
 
 
