@@ -3,8 +3,8 @@
 BM25 judges the chunk as a bag of words. A question usually restates one sentence of its answer, so
 we also measure how much of the query shows up close together: the IDF-weighted share of the query's
 terms found inside the best window of `PROXIMITY_WINDOW` word positions. The full-text score is the
-mean of the two shares. On the English kit the window share ranks the answer first more often than
-BM25 (0.82 against 0.77 hit@1) and their mean beats both; on the Chinese kit it changes nothing.
+mean of the two shares. On the English kit it ranks the answer first for 0.79 of the questions
+against 0.76 for BM25 alone; on the Chinese kit it changes nothing (bench/fusion_ablation.py).
 """
 
 from __future__ import annotations

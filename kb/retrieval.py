@@ -21,7 +21,7 @@ the embedding model's own tokenizer knows (not `[UNK]`). It is measured on each 
 so nothing is fitted to a language or a question set: all-MiniLM-L6-v2 reads English fully (w = 0.5)
 but maps ~65% of a Chinese question to `[UNK]` (w ≈ 0.17); a multilingual model such as m3e covers
 Chinese and gets its full weight back. `DENSE_WEIGHT` = 0.5 trusts a fully covering embedder as much as
-full text; on the English kit any value from 0.4 to 0.6 gives the same hit@1 within two questions.
+full text; on the English kit 0.4, 0.5 and 0.6 give hit@1 0.830, 0.825 and 0.835 (bench/fusion_ablation.py).
 """
 
 from __future__ import annotations

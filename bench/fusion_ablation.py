@@ -1,0 +1,97 @@
+"""Fusion ablation: the same candidate lists, fused different ways, on both kits.
+
+    PYTHONPATH=. python bench/fusion_ablation.py
+
+Each question is searched once with kb's own SQL (vector and full-text pools of 50, every candidate
+scored in both lists, as the search service does); the variants below only differ in how the two
+lists become one ranking, so the differences are the fusion's alone.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import retrieval as bench  # noqa: E402  (bench/retrieval.py, which also sets the environment up)
+
+from kb.config import Settings  # noqa: E402
+from kb.db import Database  # noqa: E402
+from kb.ml.registry import get_registry  # noqa: E402
+from kb.retrieval import fuse  # noqa: E402
+from kb.services.search import vocabulary_coverage  # noqa: E402
+from kb.store import search as search_store  # noqa: E402
+from kb.textsearch import segment_query  # noqa: E402
+
+POOL = 50
+
+
+def candidate_lists(db, dataset_id: int, embedder, question: str):
+    """Both lists for one question, each candidate scored in both, and the embedder's coverage of it."""
+    vector = embedder.embed_query(question)
+    with db.session() as session:
+        vectors = search_store.vector_search(session, dataset_id, vector, limit=POOL)
+        fulltext, prepared = search_store.fulltext_search(session, dataset_id, segment_query(question), limit=POOL)
+        fulltext.scores_of.update(
+            search_store.fulltext_scores(session, prepared, [h.chunk_id for h in vectors.hits if h.chunk_id not in fulltext.scores_of])
+        )
+        vectors.scores_of.update(
+            search_store.vector_scores(session, dataset_id, vector, [h.chunk_id for h in fulltext.hits if h.chunk_id not in vectors.scores_of])
+        )
+        session.rollback()
+    return vectors, fulltext, vocabulary_coverage(embedder, question)
+
+
+def rrf(vectors, fulltext, k: int = 60) -> list[str]:
+    """Reciprocal-rank fusion: each list adds 1/(k + rank)."""
+    scores, texts = {}, {}
+    for result in (vectors, fulltext):
+        for hit in result.hits:
+            scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + 1 / (k + hit.rank)
+            texts[hit.chunk_id] = hit.q
+    return [texts[i] for i in sorted(scores, key=lambda i: -scores[i])]
+
+
+def weighted(vectors, fulltext, weight: float) -> list[str]:
+    return [q.text for q in fuse(vectors, fulltext, vector_weights={h.dataset_id: weight for h in vectors.hits})]
+
+
+VARIANTS = {
+    "vector (cosine)": lambda v, f, c: [h.q for h in v.hits],
+    "fulltext, BM25 order": lambda v, f, c: [h.q for h in sorted(f.hits, key=lambda h: -h.score)],
+    "fulltext, BM25+proximity (kb)": lambda v, f, c: [h.q for h in f.hits],
+    "RRF k=60": lambda v, f, c: rrf(v, f),
+    "weighted mean, w=0.5 fixed": lambda v, f, c: weighted(v, f, 0.5),
+    "weighted mean, w=0.4·coverage": lambda v, f, c: weighted(v, f, 0.4 * c),
+    "weighted mean, w=0.5·coverage (kb)": lambda v, f, c: weighted(v, f, 0.5 * c),
+    "weighted mean, w=0.6·coverage": lambda v, f, c: weighted(v, f, 0.6 * c),
+}
+
+
+def main() -> None:
+    url = bench.fresh_database()
+    settings = Settings(_env_file=None, database_url=url, data_dir=bench.CACHE / "data")
+    db = Database(url)
+    embedder = get_registry(settings).embedder()
+    data = bench.shared_data()
+    for kit_name in bench.KITS:
+        kit = data / kit_name
+        pieces, chunking = bench.chunk_kit(kit, embedder.count_tokens)
+        dataset_id = bench.store_pieces(db, kit_name, embedder, pieces, bench.embed_cached(embedder, [p.text for p in pieces]))
+        questions = bench.load_questions(kit)
+        scores = {name: bench.Score() for name in VARIANTS}
+        for question in questions:
+            lists = candidate_lists(db, dataset_id, embedder, question.question)
+            for name, variant in VARIANTS.items():
+                scores[name].add(variant(*lists), question.answers)
+        print(f"\n### {kit_name} ({len(questions)} questions; {chunking})\n")
+        print("| ranking | hit@1 | hit@5 | MRR@5 |\n| --- | ---: | ---: | ---: |")
+        for name, score in scores.items():
+            print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in score.row()) + " |")
+    db.dispose()
+
+
+if __name__ == "__main__":
+    main()
