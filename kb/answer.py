@@ -135,6 +135,39 @@ def extract_citations(text: str, count: int) -> list[int]:
     return list(seen)
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？；;])\s*")
+_MIN_SENTENCE_UNITS = 6
+_COPIED_SHARE = 0.9
+
+
+def _units(text: str) -> set[str]:
+    """Words of a sentence (lowercased), and character pairs of its Chinese runs."""
+    lowered = text.lower()
+    units = set(re.findall(r"[a-z0-9]+", lowered))
+    for run in re.findall(r"[\u4e00-\u9fff]+", lowered):
+        units.update(run[i : i + 2] for i in range(len(run) - 1))
+    return units
+
+
+def copied_quotes(text: str, quotes: Sequence[str]) -> list[int]:
+    """Quote numbers (1-based) from which a sentence of the answer was copied, near word for word.
+
+    Small models (the bundled 135M one) often answer by copying a quote's sentence without writing
+    its [n]. A sentence counts as copied from a quote when it has at least 6 words (or Chinese
+    character pairs) and 90% of them occur in that quote: long enough that it cannot be chance.
+    """
+    bodies = [_units(quote) for quote in quotes]
+    found: dict[int, None] = {}
+    for sentence in _SENTENCE_END.split(text):
+        units = _units(sentence)
+        if len(units) < _MIN_SENTENCE_UNITS:
+            continue
+        for number, body in enumerate(bodies, 1):
+            if len(units & body) >= _COPIED_SHARE * len(units):
+                found.setdefault(number, None)
+    return list(found)
+
+
 @dataclass
 class _Clock:
     start: float = field(default_factory=time.perf_counter)
@@ -189,7 +222,8 @@ def answer_question(
     )
 
     def finish(text: str, reason: str, total: Usage, first_token_ms: float | None, not_found: bool) -> Answer:
-        cited = extract_citations(text, len(prompt.quotes))
+        # Explicit [n] markers win; an unmarked answer copied from a quote is attributed to that quote.
+        cited = extract_citations(text, len(prompt.quotes)) or copied_quotes(text, [q.text for q in prompt.quotes])
         return Answer(
             text=text, quotes=_answer_quotes(prompt.quotes, found, cited), query=query, language=prompt.language,
             not_found=not_found, finish_reason=reason, model=model.name, usage=total,

@@ -125,3 +125,13 @@ def test_a_generation_failure_reaches_the_caller_without_an_answer():
         for item in stream:
             items.append(item)
     assert len(items) == 2 and not any(isinstance(i, Answer) for i in items)
+
+
+def test_an_unmarked_answer_copied_from_a_quote_is_attributed_to_that_quote():
+    from kb.answer import copied_quotes
+
+    quotes = ["Intro line. It was built in 1872 by the engineer Mary Hollis. More text.", "The lamp is bright."]
+    assert copied_quotes("The lighthouse was built in 1872 by the engineer Mary Hollis.", quotes) == [1]
+    assert copied_quotes("It was designed in 1990 by an architect from Oslo.", quotes) == [], "words not in the quote"
+    assert copied_quotes("The lamp is bright.", quotes) == [], "too short to rule out chance"
+    assert copied_quotes("长城是中国古代的军事防御工程，全长两万多公里。", ["资料：长城是中国古代的军事防御工程，全长两万多公里。"]) == [1]
