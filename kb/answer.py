@@ -6,18 +6,15 @@ returns; the stream it returns yields `StreamDelta`s and ends with one `Answer`.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
+from kb.citations import extract_citations, source_of_copy
 from kb.ml.types import ChatModel, Completion, GenerationParams, StreamDelta
 from kb.prompting import PromptQuote, build_quote_prompt, not_found_reply
 from kb.rewrite import rewrite_question
-
-CITATION = re.compile(r"[\[【]\s*(\d{1,3}(?:\s*[,，、;；]\s*\d{1,3})*)\s*[\]】]")
-
 
 @dataclass(frozen=True)
 class RetrievedQuote:
@@ -51,6 +48,7 @@ class AnswerConfig:
     answer_tokens: int = 512
     max_history_turns: int = 4
     rewrite_follow_ups: bool = True
+    cite_copied_quote: bool = True  # an uncited answer copied from one quote gets its [n] (see kb.citations)
 
 
 @dataclass(frozen=True)
@@ -118,21 +116,12 @@ class Answer:
     usage: Usage
     timings: Timings
     dropped_history_messages: int = 0
+    cited_by: str | None = None  # "model" when it wrote the [n] itself, "kb" when kb.citations added it
+
 
     @property
     def cited(self) -> list[int]:
         return [q.number for q in self.quotes if q.cited]
-
-
-def extract_citations(text: str, count: int) -> list[int]:
-    """Quote numbers cited as [1], [1, 2], [1][2] or 【1】, in order of first mention, within 1..count."""
-    seen: dict[int, None] = {}
-    for match in CITATION.finditer(text):
-        for part in re.split(r"[,，、;；]", match.group(1)):
-            number = int(part)
-            if 1 <= number <= count:
-                seen.setdefault(number, None)
-    return list(seen)
 
 
 @dataclass
@@ -151,6 +140,13 @@ def _answer_quotes(shown: Sequence[PromptQuote], found: Sequence[RetrievedQuote]
         )
         for i, (quote, hit) in enumerate(zip(shown, found))
     ]
+
+
+def _uncited_copy(text: str, quotes: Sequence[PromptQuote]) -> int | None:
+    """For an answer that cites nothing: the number of the quote it was copied from, if one clearly was."""
+    if extract_citations(text, len(quotes)):
+        return None
+    return source_of_copy(text, [quote.text for quote in quotes])
 
 
 def answer_question(
@@ -188,13 +184,16 @@ def answer_question(
         max_history_turns=config.max_history_turns,
     )
 
-    def finish(text: str, reason: str, total: Usage, first_token_ms: float | None, not_found: bool) -> Answer:
+    def finish(
+        text: str, reason: str, total: Usage, first_token_ms: float | None, not_found: bool, cited_by: str | None = None
+    ) -> Answer:
         cited = extract_citations(text, len(prompt.quotes))
         return Answer(
             text=text, quotes=_answer_quotes(prompt.quotes, found, cited), query=query, language=prompt.language,
             not_found=not_found, finish_reason=reason, model=model.name, usage=total,
             timings=Timings(rewrite_ms, retrieval_ms, first_token_ms, clock.ms()),
             dropped_history_messages=prompt.dropped_history_messages,
+            cited_by=(cited_by or "model") if cited else None,
         )
 
     if not prompt.quotes and not config.allow_general_knowledge:
@@ -212,7 +211,12 @@ def answer_question(
         first_token_ms = None
         for item in pieces:
             if isinstance(item, Completion):
-                yield finish(item.text, item.finish_reason, usage + Usage(item.prompt_tokens, item.completion_tokens), first_token_ms, False)
+                copied = _uncited_copy(item.text, prompt.quotes) if config.cite_copied_quote else None
+                if copied is not None:
+                    yield StreamDelta(f" [{copied}]")
+                text = item.text if copied is None else f"{item.text} [{copied}]"
+                total = usage + Usage(item.prompt_tokens, item.completion_tokens)
+                yield finish(text, item.finish_reason, total, first_token_ms, False, "kb" if copied else None)
                 return
             if first_token_ms is None:
                 first_token_ms = clock.ms()

@@ -38,7 +38,7 @@ def test_streaming_with_detail_ends_with_the_quotes_before_done(live_server, par
     assert text == "It was built from 1887 to 1889 [1]."
     last = chunks[-1].model_extra
     assert chunks[-1].model == "app:paris" and chunks[-1].choices[0].finish_reason == "stop"
-    assert [q["number"] for q in last["quotes"]] == [1, 2] and last["cited"] == [1]
+    assert [q["number"] for q in last["quotes"]] == [1, 2] and last["cited"] == [1] and last["cited_by"] == "model"
     first = last["quotes"][0]
     assert "1889" in first["text"] and first["source"] == "paris.md" and first["cited"] and first["id"] > 0
     assert {"retrieval_ms", "first_token_ms", "total_ms"} <= set(last["timings"]) and last["chatId"] == "sdk-1"
