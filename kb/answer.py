@@ -6,18 +6,15 @@ returns; the stream it returns yields `StreamDelta`s and ends with one `Answer`.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
+from kb.citations import extract_citations, source_of_copy
 from kb.ml.types import ChatModel, Completion, GenerationParams, StreamDelta
 from kb.prompting import PromptQuote, build_quote_prompt, not_found_reply
 from kb.rewrite import rewrite_question
-
-CITATION = re.compile(r"[\[【]\s*(\d{1,3}(?:\s*[,，、;；]\s*\d{1,3})*)\s*[\]】]")
-
 
 @dataclass(frozen=True)
 class RetrievedQuote:
@@ -51,6 +48,7 @@ class AnswerConfig:
     answer_tokens: int = 512
     max_history_turns: int = 4
     rewrite_follow_ups: bool = True
+    cite_copied_quote: bool = True  # an uncited answer copied from one quote gets its [n] (see kb.citations)
 
 
 @dataclass(frozen=True)
@@ -118,54 +116,12 @@ class Answer:
     usage: Usage
     timings: Timings
     dropped_history_messages: int = 0
+    cited_by: str | None = None  # "model" when it wrote the [n] itself, "kb" when kb.citations added it
+
 
     @property
     def cited(self) -> list[int]:
         return [q.number for q in self.quotes if q.cited]
-
-
-def extract_citations(text: str, count: int) -> list[int]:
-    """Quote numbers cited as [1], [1, 2], [1][2] or 【1】, in order of first mention, within 1..count."""
-    seen: dict[int, None] = {}
-    for match in CITATION.finditer(text):
-        for part in re.split(r"[,，、;；]", match.group(1)):
-            number = int(part)
-            if 1 <= number <= count:
-                seen.setdefault(number, None)
-    return list(seen)
-
-
-_SENTENCE_END = re.compile(r"(?<=[.!?。！？；;])\s*")
-_MIN_SENTENCE_UNITS = 6
-_COPIED_SHARE = 0.9
-
-
-def _units(text: str) -> set[str]:
-    """Words of a sentence (lowercased), and character pairs of its Chinese runs."""
-    lowered = text.lower()
-    units = set(re.findall(r"[a-z0-9]+", lowered))
-    for run in re.findall(r"[\u4e00-\u9fff]+", lowered):
-        units.update(run[i : i + 2] for i in range(len(run) - 1))
-    return units
-
-
-def copied_quotes(text: str, quotes: Sequence[str]) -> list[int]:
-    """Quote numbers (1-based) from which a sentence of the answer was copied, near word for word.
-
-    Small models (the bundled 135M one) often answer by copying a quote's sentence without writing
-    its [n]. A sentence counts as copied from a quote when it has at least 6 words (or Chinese
-    character pairs) and 90% of them occur in that quote: long enough that it cannot be chance.
-    """
-    bodies = [_units(quote) for quote in quotes]
-    found: dict[int, None] = {}
-    for sentence in _SENTENCE_END.split(text):
-        units = _units(sentence)
-        if len(units) < _MIN_SENTENCE_UNITS:
-            continue
-        for number, body in enumerate(bodies, 1):
-            if len(units & body) >= _COPIED_SHARE * len(units):
-                found.setdefault(number, None)
-    return list(found)
 
 
 @dataclass
@@ -184,6 +140,13 @@ def _answer_quotes(shown: Sequence[PromptQuote], found: Sequence[RetrievedQuote]
         )
         for i, (quote, hit) in enumerate(zip(shown, found))
     ]
+
+
+def _uncited_copy(text: str, quotes: Sequence[PromptQuote]) -> int | None:
+    """For an answer that cites nothing: the number of the quote it was copied from, if one clearly was."""
+    if extract_citations(text, len(quotes)):
+        return None
+    return source_of_copy(text, [quote.text for quote in quotes])
 
 
 def answer_question(
@@ -221,14 +184,16 @@ def answer_question(
         max_history_turns=config.max_history_turns,
     )
 
-    def finish(text: str, reason: str, total: Usage, first_token_ms: float | None, not_found: bool) -> Answer:
-        # Explicit [n] markers win; an unmarked answer copied from a quote is attributed to that quote.
-        cited = extract_citations(text, len(prompt.quotes)) or copied_quotes(text, [q.text for q in prompt.quotes])
+    def finish(
+        text: str, reason: str, total: Usage, first_token_ms: float | None, not_found: bool, cited_by: str | None = None
+    ) -> Answer:
+        cited = extract_citations(text, len(prompt.quotes))
         return Answer(
             text=text, quotes=_answer_quotes(prompt.quotes, found, cited), query=query, language=prompt.language,
             not_found=not_found, finish_reason=reason, model=model.name, usage=total,
             timings=Timings(rewrite_ms, retrieval_ms, first_token_ms, clock.ms()),
             dropped_history_messages=prompt.dropped_history_messages,
+            cited_by=(cited_by or "model") if cited else None,
         )
 
     if not prompt.quotes and not config.allow_general_knowledge:
@@ -246,7 +211,12 @@ def answer_question(
         first_token_ms = None
         for item in pieces:
             if isinstance(item, Completion):
-                yield finish(item.text, item.finish_reason, usage + Usage(item.prompt_tokens, item.completion_tokens), first_token_ms, False)
+                copied = _uncited_copy(item.text, prompt.quotes) if config.cite_copied_quote else None
+                if copied is not None:
+                    yield StreamDelta(f" [{copied}]")
+                text = item.text if copied is None else f"{item.text} [{copied}]"
+                total = usage + Usage(item.prompt_tokens, item.completion_tokens)
+                yield finish(text, item.finish_reason, total, first_token_ms, False, "kb" if copied else None)
                 return
             if first_token_ms is None:
                 first_token_ms = clock.ms()

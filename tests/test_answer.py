@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kb.answer import Answer, AnswerConfig, RetrievedQuote, answer_question, extract_citations
+from kb.answer import Answer, AnswerConfig, RetrievedQuote, answer_question
+from kb.citations import copied_share, extract_citations, source_of_copy
 from kb.errors import UpstreamError
 from kb.ml.types import StreamDelta
 from kb.rewrite import clean_rewrite, rewrite_question
@@ -37,7 +38,7 @@ def test_the_answer_carries_the_quotes_shown_and_which_were_cited():
     model = ScriptedChatModel(["It was built in 1889 [1]."])
     streamed, answer = run(answer_question("When was the Eiffel Tower built?", model=model, retrieve=Searches([TOWER, LOUVRE])))
     assert streamed == answer.text == "It was built in 1889 [1]."
-    assert answer.cited == [1] and not answer.not_found
+    assert answer.cited == [1] and answer.cited_by == "model" and not answer.not_found
     first, second = answer.quotes
     assert (first.number, first.chunk_id, first.source, first.page, first.score, first.cited) == (1, 7, "paris.md", 4, 0.83, True)
     assert second.text == "The Louvre is a museum.\nIt opened in 1793." and not second.cited
@@ -127,11 +128,31 @@ def test_a_generation_failure_reaches_the_caller_without_an_answer():
     assert len(items) == 2 and not any(isinstance(i, Answer) for i in items)
 
 
-def test_an_unmarked_answer_copied_from_a_quote_is_attributed_to_that_quote():
-    from kb.answer import copied_quotes
+def test_an_uncited_answer_copied_from_a_quote_gets_its_number_added_by_kb():
+    model = ScriptedChatModel(["The Louvre is a museum in Paris."])
+    streamed, answer = run(answer_question("What is the Louvre?", model=model, retrieve=Searches([TOWER, LOUVRE])))
+    assert streamed == answer.text == "The Louvre is a museum in Paris. [2]"
+    assert answer.cited == [2] and answer.cited_by == "kb"
 
-    quotes = ["Intro line. It was built in 1872 by the engineer Mary Hollis. More text.", "The lamp is bright."]
-    assert copied_quotes("The lighthouse was built in 1872 by the engineer Mary Hollis.", quotes) == [1]
-    assert copied_quotes("It was designed in 1990 by an architect from Oslo.", quotes) == [], "words not in the quote"
-    assert copied_quotes("The lamp is bright.", quotes) == [], "too short to rule out chance"
-    assert copied_quotes("长城是中国古代的军事防御工程，全长两万多公里。", ["资料：长城是中国古代的军事防御工程，全长两万多公里。"]) == [1]
+
+@pytest.mark.parametrize(
+    "reply",
+    ["I don't know.", "Paris has many museums and towers worth a visit.", "1889"],
+)
+def test_an_answer_not_copied_from_a_quote_gets_no_citation(reply):
+    _, answer = run(answer_question("What is the Louvre?", model=ScriptedChatModel([reply]), retrieve=Searches([TOWER, LOUVRE])))
+    assert answer.text == reply and answer.cited == [] and answer.cited_by is None
+
+
+def test_adding_citations_can_be_turned_off():
+    config = AnswerConfig(cite_copied_quote=False)
+    model = ScriptedChatModel(["The Louvre is a museum in Paris."])
+    _, answer = run(answer_question("What is the Louvre?", model=model, retrieve=Searches([LOUVRE]), config=config))
+    assert answer.cited == [] and answer.text == "The Louvre is a museum in Paris."
+
+
+def test_copied_share_counts_word_and_chinese_character_trigrams():
+    assert copied_share("It was built in 1889 by engineers.", "The Eiffel Tower was built in 1889.") == pytest.approx(2 / 5)
+    assert copied_share("北京是中国的首都", "北京是中国的首都。") == 1.0
+    assert copied_share("Yes it is", "Yes it is") == 0.0  # too short to tell
+    assert source_of_copy("the tower was built in 1889 [3]", ["nothing alike here at all", "The tower was built in 1889."]) == 2

@@ -43,6 +43,6 @@ def test_smollm2_answers_an_english_question_from_an_ingested_document_and_cites
 
     assert answer is not None and not answer.not_found
     assert "1872" in answer.text, answer.text
-    assert 1 in answer.cited, answer.text
+    assert answer.cited == [1] and answer.text.endswith("[1]"), answer.text  # by the model or kb.citations
     assert "1872" in answer.quotes[0].text and answer.quotes[0].source == "lighthouse.md"
     assert answer.timings.first_token_ms is not None and answer.usage.completion_tokens > 0

@@ -29,6 +29,7 @@ def response_extras(finished: FinishedAnswer, detail: bool) -> dict[str, Any]:
         extras.update(
             quotes=[quote.to_dict() for quote in answer.quotes],
             cited=answer.cited,
+            cited_by=answer.cited_by,
             timings=answer.timings.to_dict(),
             query=answer.query,
             not_found=answer.not_found,

@@ -67,7 +67,10 @@ def save_turn(
             session, chat_id, role="assistant", content=answer.text,
             quotes=[q.to_dict() for q in answer.quotes],
             usage=answer.usage.to_dict(),
-            timings={**answer.timings.to_dict(), "query": answer.query, "not_found": answer.not_found, "model": answer.model},
+            timings={
+                **answer.timings.to_dict(), "query": answer.query, "not_found": answer.not_found,
+                "model": answer.model, "cited_by": answer.cited_by,
+            },
         )
         chat_store.touch_chat(session, chat_id)
         session.commit()
