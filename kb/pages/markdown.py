@@ -18,7 +18,7 @@ from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
 from markupsafe import Markup
 
-from kb.answer import CITATION
+from kb.citations import CITATION
 
 SAFE_LINK = re.compile(r"^(?:https?://|mailto:)", re.IGNORECASE)
 _NUMBER_SEPARATORS = re.compile(r"[,，、;；]")
