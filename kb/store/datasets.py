@@ -1,0 +1,146 @@
+"""Datasets (knowledge bases) and their per-dataset vector indexes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from kb.models import Chunk, Collection, Dataset
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    id: int
+    name: str
+    description: str
+    embed_model: str
+    embed_dim: int
+    embed_variant: str
+    chunk_settings: dict[str, Any]
+    search_settings: dict[str, Any]
+    user_dictionary: list[str]
+    created_at: datetime
+    updated_at: datetime
+    collection_count: int = 0
+    chunk_count: int = 0
+    status_counts: dict[str, int] = field(default_factory=dict)
+
+
+def _record(row: Dataset, **counts: Any) -> DatasetRecord:
+    return DatasetRecord(
+        id=row.id,
+        name=row.name,
+        description=row.description,
+        embed_model=row.embed_model,
+        embed_dim=row.embed_dim,
+        embed_variant=row.embed_variant,
+        chunk_settings=dict(row.chunk_settings or {}),
+        search_settings=dict(row.search_settings or {}),
+        user_dictionary=list(row.user_dictionary or []),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        **counts,
+    )
+
+
+def vector_index_name(dataset_id: int) -> str:
+    return f"ix_chunk_embedding_ds{int(dataset_id)}"
+
+
+def ensure_vector_index(session: Session, dataset_id: int, dim: int) -> None:
+    """The dataset's own HNSW (cosine) index, typed with its dimension and limited to its rows.
+
+    Searches must use the same expression and predicate to use it:
+    `(embedding::vector(dim)) <=> ...` with `WHERE dataset_id = <id>` (see kb.store.search).
+    """
+    dataset_id, dim = int(dataset_id), int(dim)
+    session.execute(
+        text(
+            f"CREATE INDEX IF NOT EXISTS {vector_index_name(dataset_id)} ON chunk "
+            f"USING hnsw ((embedding::vector({dim})) vector_cosine_ops) WHERE dataset_id = {dataset_id}"
+        )
+    )
+
+
+def drop_vector_index(session: Session, dataset_id: int) -> None:
+    session.execute(text(f"DROP INDEX IF EXISTS {vector_index_name(int(dataset_id))}"))
+
+
+def add_dataset(
+    session: Session,
+    *,
+    name: str,
+    embed_model: str,
+    embed_dim: int,
+    embed_variant: str = "default",
+    description: str = "",
+    chunk_settings: dict[str, Any] | None = None,
+    search_settings: dict[str, Any] | None = None,
+    user_dictionary: list[str] | None = None,
+) -> DatasetRecord:
+    row = Dataset(
+        name=name,
+        description=description,
+        embed_model=embed_model,
+        embed_dim=embed_dim,
+        embed_variant=embed_variant,
+        chunk_settings=chunk_settings or {},
+        search_settings=search_settings or {},
+        user_dictionary=user_dictionary or [],
+    )
+    session.add(row)
+    session.flush()
+    ensure_vector_index(session, row.id, embed_dim)
+    session.refresh(row)
+    return _record(row)
+
+
+def get_dataset(session: Session, dataset_id: int) -> DatasetRecord | None:
+    row = session.get(Dataset, dataset_id)
+    return _record(row) if row else None
+
+
+def get_dataset_by_name(session: Session, name: str) -> DatasetRecord | None:
+    row = session.scalar(select(Dataset).where(Dataset.name == name))
+    return _record(row) if row else None
+
+
+def list_datasets(session: Session) -> list[DatasetRecord]:
+    """Every dataset with its collection and chunk counts."""
+    collections = (
+        select(Collection.dataset_id, func.count().label("n")).group_by(Collection.dataset_id).subquery()
+    )
+    chunks = select(Chunk.dataset_id, func.count().label("n")).group_by(Chunk.dataset_id).subquery()
+    rows = session.execute(
+        select(Dataset, func.coalesce(collections.c.n, 0), func.coalesce(chunks.c.n, 0))
+        .outerjoin(collections, collections.c.dataset_id == Dataset.id)
+        .outerjoin(chunks, chunks.c.dataset_id == Dataset.id)
+        .order_by(Dataset.id)
+    ).all()
+    return [_record(row, collection_count=nc, chunk_count=nk) for row, nc, nk in rows]
+
+
+def update_dataset(session: Session, dataset_id: int, **values: Any) -> DatasetRecord | None:
+    row = session.get(Dataset, dataset_id)
+    if row is None:
+        return None
+    for key, value in values.items():
+        setattr(row, key, value)
+    row.updated_at = func.now()
+    session.flush()
+    session.refresh(row)
+    return _record(row)
+
+
+def delete_dataset(session: Session, dataset_id: int) -> bool:
+    row = session.get(Dataset, dataset_id)
+    if row is None:
+        return False
+    drop_vector_index(session, dataset_id)
+    session.delete(row)
+    session.flush()
+    return True
