@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     job_heartbeat_seconds: float = Field(default=10.0, gt=0)
     job_stale_seconds: float = Field(default=60.0, gt=0)
     job_max_attempts: int = Field(default=3, ge=1)
+    job_backoff_seconds: float = Field(default=10.0, ge=0, description="First retry delay; doubles per attempt.")
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
 
     cors_origins: list[str] = Field(default_factory=list)

@@ -82,3 +82,7 @@ class UpstreamError(KBError):
     status_code = 502
     error_type = "server_error"
     code = "upstream_error"
+
+
+class Cancelled(Exception):
+    """Work stopped because its owner asked (a worker shutting down); not a fault of the input, so not a KBError."""

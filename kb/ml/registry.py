@@ -63,6 +63,15 @@ class ModelRegistry:
             raise ServiceUnavailable(str(exc), code="model_config_invalid") from exc
         self._chat = {s.name: s for s in specs if s.kind == "chat"}
         self._embedding = {s.name: s for s in specs if s.kind == "embedding"}
+        self._ready: dict[tuple[str, str], object] = {}
+
+    def register_chat(self, name: str, model: ChatModel) -> None:
+        """Serve a ready chat model instance under `name` from this registry (tests, benchmarks, embedding apps)."""
+        self._ready[("chat", name)] = model
+
+    def register_embedder(self, name: str, embedder: Embedder) -> None:
+        """Serve a ready embedder instance under `name` from this registry."""
+        self._ready[("embedding", name)] = embedder
 
     def chat_specs(self) -> list[ModelSpec]:
         """Every configured chat model."""
@@ -74,12 +83,18 @@ class ModelRegistry:
 
     def chat(self, name: str | None = None) -> ChatModel:
         """The chat model by name (default: settings.chat_model), loaded on first use."""
-        spec = self._find(self._chat, name or self.settings.chat_model, "chat")
+        name = name or self.settings.chat_model
+        if ("chat", name) in self._ready:
+            return self._ready[("chat", name)]  # type: ignore[return-value]
+        spec = self._find(self._chat, name, "chat")
         return self._instance(spec, _load_chat)
 
     def embedder(self, name: str | None = None) -> Embedder:
         """The embedder by name (default: settings.embed_model), loaded on first use."""
-        spec = self._find(self._embedding, name or self.settings.embed_model, "embedding")
+        name = name or self.settings.embed_model
+        if ("embedding", name) in self._ready:
+            return self._ready[("embedding", name)]  # type: ignore[return-value]
+        spec = self._find(self._embedding, name, "embedding")
         return self._instance(spec, _load_embedder)
 
     def loaded(self) -> list[str]:

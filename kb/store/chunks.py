@@ -15,10 +15,14 @@ from kb.textsearch import TS_CONFIG, segment
 
 @dataclass(frozen=True)
 class NewChunk:
-    """A chunk ready to be stored: its text, where it came from, and its embedding."""
+    """A chunk ready to be stored: its text, where it came from, and its embedding.
+
+    A chunk without an embedding is kept for reference only (the source passage of generated Q/A
+    pairs): it gets no full-text vector either, so neither kind of search returns it.
+    """
 
     q: str
-    embedding: Sequence[float]
+    embedding: Sequence[float] | None
     a: str = ""
     position: int = 0
     page: int | None = None
@@ -107,8 +111,8 @@ def add_chunks(
             "page": [c.page for c in batch],
             "heading": [c.heading for c in batch],
             "tc": [c.token_count for c in batch],
-            "emb": [vector_literal(c.embedding) for c in batch],
-            "fts": [fts_source(c.q, c.a, c.heading) for c in batch],
+            "emb": [None if c.embedding is None else vector_literal(c.embedding) for c in batch],
+            "fts": [None if c.embedding is None else fts_source(c.q, c.a, c.heading) for c in batch],
         }
         ids.extend(session.execute(_INSERT_BATCH, params).scalars())
     return ids

@@ -110,11 +110,16 @@ def get_dataset_by_name(session: Session, name: str) -> DatasetRecord | None:
 
 
 def list_datasets(session: Session) -> list[DatasetRecord]:
-    """Every dataset with its collection and chunk counts."""
+    """Every dataset with its collection and (searchable) chunk counts."""
     collections = (
         select(Collection.dataset_id, func.count().label("n")).group_by(Collection.dataset_id).subquery()
     )
-    chunks = select(Chunk.dataset_id, func.count().label("n")).group_by(Chunk.dataset_id).subquery()
+    chunks = (
+        select(Chunk.dataset_id, func.count().label("n"))
+        .where(Chunk.embedding.is_not(None))
+        .group_by(Chunk.dataset_id)
+        .subquery()
+    )
     rows = session.execute(
         select(Dataset, func.coalesce(collections.c.n, 0), func.coalesce(chunks.c.n, 0))
         .outerjoin(collections, collections.c.dataset_id == Dataset.id)
@@ -122,6 +127,12 @@ def list_datasets(session: Session) -> list[DatasetRecord]:
         .order_by(Dataset.id)
     ).all()
     return [_record(row, collection_count=nc, chunk_count=nk) for row, nc, nk in rows]
+
+
+def chunk_count(session: Session, dataset_id: int) -> int:
+    """Searchable chunks of a dataset (source passages kept only for reference have no vector)."""
+    query = select(func.count()).where(Chunk.dataset_id == dataset_id, Chunk.embedding.is_not(None))
+    return int(session.scalar(query) or 0)
 
 
 def update_dataset(session: Session, dataset_id: int, **values: Any) -> DatasetRecord | None:

@@ -1,0 +1,42 @@
+"""`/api/datasets`: create, list, read, change and delete knowledge bases."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Response
+
+from kb.auth import require_full_access
+from kb.runtime import Runtime, runtime
+from kb.schemas import DatasetCreate, DatasetList, DatasetPublic, DatasetUpdate
+from kb.services import datasets as service
+
+router = APIRouter(prefix="/api/datasets", tags=["datasets"], dependencies=[Depends(require_full_access)])
+
+
+def _public(record) -> DatasetPublic:
+    return DatasetPublic.model_validate(record, from_attributes=True)
+
+
+@router.post("", status_code=201, response_model=DatasetPublic)
+def create_dataset(data: DatasetCreate, rt: Runtime = Depends(runtime)) -> DatasetPublic:
+    return _public(service.create_dataset(rt, data))
+
+
+@router.get("", response_model=DatasetList)
+def list_datasets(rt: Runtime = Depends(runtime)) -> DatasetList:
+    return DatasetList(items=[_public(r) for r in service.list_datasets(rt)])
+
+
+@router.get("/{dataset_id}", response_model=DatasetPublic)
+def get_dataset(dataset_id: int, rt: Runtime = Depends(runtime)) -> DatasetPublic:
+    return _public(service.get_dataset(rt, dataset_id))
+
+
+@router.patch("/{dataset_id}", response_model=DatasetPublic)
+def update_dataset(dataset_id: int, data: DatasetUpdate, rt: Runtime = Depends(runtime)) -> DatasetPublic:
+    return _public(service.update_dataset(rt, dataset_id, data))
+
+
+@router.delete("/{dataset_id}", status_code=204)
+def delete_dataset(dataset_id: int, rt: Runtime = Depends(runtime)) -> Response:
+    service.delete_dataset(rt, dataset_id)
+    return Response(status_code=204)

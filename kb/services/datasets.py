@@ -1,0 +1,135 @@
+"""Datasets (knowledge bases): create with an embedding model, read, change settings, delete completely."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from kb.errors import BadRequest, Conflict, NotFound, Unprocessable
+from kb.ml.types import Embedder
+from kb.runtime import Runtime
+from kb.schemas import ChunkSettings, DatasetCreate, DatasetUpdate
+from kb.store import collections as collection_store
+from kb.store import datasets as dataset_store
+from kb.store.datasets import DatasetRecord
+
+log = logging.getLogger(__name__)
+
+# Sentence-transformers count [CLS] and [SEP] in max_seq_length; `count_tokens` does not.
+SPECIAL_TOKENS = 2
+
+
+def token_cap(embedder: Embedder) -> int:
+    """The longest chunk (in the embedder's own tokens) the embedder reads without truncating."""
+    return max(16, embedder.max_tokens - SPECIAL_TOKENS)
+
+
+def fit_chunk_settings(chunk_settings: ChunkSettings | dict[str, Any], embedder: Embedder) -> dict[str, Any]:
+    """Chunk settings with defaults filled in and `max_tokens` capped at what the embedder reads."""
+    parsed = chunk_settings if isinstance(chunk_settings, ChunkSettings) else ChunkSettings.model_validate(chunk_settings)
+    values = parsed.model_dump()
+    values["max_tokens"] = min(values["max_tokens"], token_cap(embedder))
+    return values
+
+
+def dataset_embedder(rt: Runtime, dataset: DatasetRecord) -> Embedder:
+    """The dataset's embedder, refusing one whose dimension no longer matches the stored vectors."""
+    embedder = rt.registry.embedder(dataset.embed_model)
+    if embedder.dim != dataset.embed_dim:
+        raise Unprocessable(
+            f"The embedding model '{dataset.embed_model}' now gives {embedder.dim}-dimensional vectors but this dataset "
+            f"holds {dataset.embed_dim}-dimensional ones; restore the model's configuration or create a new dataset.",
+            code="embedding_dimension_changed",
+        )
+    return embedder
+
+
+def _require(record: DatasetRecord | None, dataset_id: int) -> DatasetRecord:
+    if record is None:
+        raise NotFound(f"There is no dataset with id {dataset_id}.", code="dataset_not_found")
+    return record
+
+
+def _name_taken(name: str) -> Conflict:
+    return Conflict(f"A dataset named '{name}' already exists; choose another name.", code="dataset_exists")
+
+
+def create_dataset(rt: Runtime, data: DatasetCreate) -> DatasetRecord:
+    """Create a dataset bound to an embedding model (its dimension and variant are recorded)."""
+    embed_model = data.embed_model or rt.settings.embed_model
+    embedder = rt.registry.embedder(embed_model)
+    with rt.db.session() as session:
+        try:
+            record = dataset_store.add_dataset(
+                session,
+                name=data.name,
+                description=data.description,
+                embed_model=embed_model,
+                embed_dim=embedder.dim,
+                embed_variant=embedder.variant,
+                chunk_settings=fit_chunk_settings(data.chunk_settings, embedder),
+                search_settings=data.search_settings,
+            )
+            session.commit()
+        except IntegrityError as exc:
+            raise _name_taken(data.name) from exc
+    log.info("Created dataset '%s' (embedding model %s, %d dimensions)", record.name, embed_model, embedder.dim)
+    return record
+
+
+def list_datasets(rt: Runtime) -> list[DatasetRecord]:
+    """Every dataset with its collection and chunk counts."""
+    with rt.db.session() as session:
+        return dataset_store.list_datasets(session)
+
+
+def get_dataset(rt: Runtime, dataset_id: int) -> DatasetRecord:
+    """One dataset with its counts and how many collections are in each status."""
+    with rt.db.session() as session:
+        record = _require(dataset_store.get_dataset(session, dataset_id), dataset_id)
+        counts = collection_store.status_counts(session, dataset_id)
+        chunk_count = dataset_store.chunk_count(session, dataset_id)
+    return replace(record, status_counts=counts, collection_count=sum(counts.values()), chunk_count=chunk_count)
+
+
+def find_dataset(rt: Runtime, name: str) -> DatasetRecord | None:
+    with rt.db.session() as session:
+        return dataset_store.get_dataset_by_name(session, name)
+
+
+def update_dataset(rt: Runtime, dataset_id: int, data: DatasetUpdate) -> DatasetRecord:
+    """Rename, describe, or change chunk/search settings (chunk settings apply to sources added later)."""
+    current = get_dataset(rt, dataset_id)
+    if data.embed_model is not None and data.embed_model != current.embed_model:
+        raise BadRequest(
+            "A dataset's embedding model cannot be changed in place: its stored vectors would no longer match. "
+            "Create a new dataset with that model and add the sources again.",
+            code="embed_model_fixed",
+        )
+    values: dict[str, Any] = data.model_dump(exclude_unset=True, exclude={"embed_model", "chunk_settings"})
+    if data.chunk_settings is not None:
+        values["chunk_settings"] = fit_chunk_settings(data.chunk_settings, rt.registry.embedder(current.embed_model))
+    with rt.db.session() as session:
+        try:
+            dataset_store.update_dataset(session, dataset_id, **values)
+            session.commit()
+        except IntegrityError as exc:
+            raise _name_taken(values.get("name", "")) from exc
+    return get_dataset(rt, dataset_id)
+
+
+def delete_dataset(rt: Runtime, dataset_id: int) -> None:
+    """Delete a dataset with its collections, chunks, jobs, vector index and stored files no other dataset uses."""
+    with rt.db.session() as session:
+        record = _require(dataset_store.get_dataset(session, dataset_id), dataset_id)
+        paths = collection_store.file_paths(session, dataset_id)
+        dataset_store.delete_dataset(session, dataset_id)
+        for path in paths:
+            collection_store.lock_file(session, path)
+            if not collection_store.file_is_referenced(session, path):
+                rt.files.remove(path)
+        session.commit()
+    log.info("Deleted dataset '%s' and its %d stored files", record.name, len(paths))
