@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
-from kb.models import Chunk
+from kb.models import Chunk, Dataset
 from kb.textsearch import TS_CONFIG, segment
 
 
@@ -67,9 +67,14 @@ def _record(row: Chunk) -> ChunkRecord:
     )
 
 
-def fts_source(q: str, a: str, heading: str) -> str:
+def fts_source(q: str, a: str, heading: str, dictionary: Sequence[str] = ()) -> str:
     """What full-text search indexes for a chunk: its heading, text and answer, Chinese segmented."""
-    return segment(" ".join(part for part in (heading, q, a) if part))
+    return segment(" ".join(part for part in (heading, q, a) if part), dictionary)
+
+
+def dataset_dictionary(session: Session, dataset_id: int) -> list[str]:
+    """The dataset's user dictionary for jieba (domain words to keep whole)."""
+    return list(session.scalar(select(Dataset.user_dictionary).where(Dataset.id == dataset_id)) or [])
 
 
 def vector_literal(values: Sequence[float]) -> str:
@@ -98,6 +103,7 @@ def add_chunks(
 ) -> list[int]:
     """Insert chunks (in the caller's transaction) and return their ids in input order."""
     ids: list[int] = []
+    dictionary = dataset_dictionary(session, dataset_id)
     for start in range(0, len(chunks), batch_size):
         batch = chunks[start : start + batch_size]
         params = {
@@ -112,7 +118,7 @@ def add_chunks(
             "heading": [c.heading for c in batch],
             "tc": [c.token_count for c in batch],
             "emb": [None if c.embedding is None else vector_literal(c.embedding) for c in batch],
-            "fts": [None if c.embedding is None else fts_source(c.q, c.a, c.heading) for c in batch],
+            "fts": [None if c.embedding is None else fts_source(c.q, c.a, c.heading, dictionary) for c in batch],
         }
         ids.extend(session.execute(_INSERT_BATCH, params).scalars())
     return ids
@@ -147,10 +153,38 @@ def update_chunk(
             f"UPDATE chunk SET q = :q, a = :a, token_count = :tc, embedding = CAST(:e AS vector), "
             f"fts = to_tsvector('{TS_CONFIG}', :fts), updated_at = now() WHERE id = :id"
         ),
-        {"q": q, "a": a, "tc": token_count, "e": vector_literal(embedding), "fts": fts_source(q, a, row.heading), "id": chunk_id},
+        {
+            "q": q,
+            "a": a,
+            "tc": token_count,
+            "e": vector_literal(embedding),
+            "fts": fts_source(q, a, row.heading, dataset_dictionary(session, row.dataset_id)),
+            "id": chunk_id,
+        },
     )
     session.expire(row)
     return get_chunk(session, chunk_id)
+
+
+def reindex_fulltext(session: Session, dataset_id: int, *, batch_size: int = 500) -> int:
+    """Re-segment every searchable chunk of a dataset (after its user dictionary changed); returns how many."""
+    dictionary = dataset_dictionary(session, dataset_id)
+    rows = session.execute(
+        select(Chunk.id, Chunk.q, Chunk.a, Chunk.heading)
+        .where(Chunk.dataset_id == dataset_id, Chunk.embedding.is_not(None))  # reference-only rows stay unsearchable
+        .order_by(Chunk.id)
+    ).all()
+    statement = text(
+        f"UPDATE chunk SET fts = to_tsvector('{TS_CONFIG}', u.fts) "
+        "FROM unnest(CAST(:ids AS bigint[]), CAST(:fts AS text[])) AS u(id, fts) WHERE chunk.id = u.id"
+    )
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start : start + batch_size]
+        session.execute(
+            statement,
+            {"ids": [r.id for r in batch], "fts": [fts_source(r.q, r.a, r.heading, dictionary) for r in batch]},
+        )
+    return len(rows)
 
 
 def delete_chunk(session: Session, chunk_id: int) -> bool:

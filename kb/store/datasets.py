@@ -10,6 +10,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from kb.models import Chunk, Collection, Dataset
+from kb.store.chunks import reindex_fulltext
 
 
 @dataclass(frozen=True)
@@ -136,13 +137,19 @@ def chunk_count(session: Session, dataset_id: int) -> int:
 
 
 def update_dataset(session: Session, dataset_id: int, **values: Any) -> DatasetRecord | None:
+    """Change a dataset's fields; a new user dictionary re-segments its chunks' full text in the same transaction."""
     row = session.get(Dataset, dataset_id)
     if row is None:
         return None
+    dictionary_changed = "user_dictionary" in values and list(values["user_dictionary"] or []) != list(
+        row.user_dictionary or []
+    )
     for key, value in values.items():
         setattr(row, key, value)
     row.updated_at = func.now()
     session.flush()
+    if dictionary_changed:
+        reindex_fulltext(session, dataset_id)
     session.refresh(row)
     return _record(row)
 
