@@ -1,12 +1,14 @@
-"""Finding model files and turning a `.gguf` file into a transformers folder, cached once per machine."""
+"""Finding model files and building derived model folders (dequantised GGUF, ONNX exports) once per machine."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -57,33 +59,48 @@ def gguf_cache_folder(gguf_file: Path, cache_dir: Path) -> Path:
     return cache_dir / f"{gguf_file.stem}-{digest}"
 
 
+def build_once(folder: Path, build: Callable[[Path], None], *, marker: str) -> Path:
+    """`folder`, built by `build(staging)` unless it already holds `marker`; safe when processes race.
+
+    Builders take turns on a lock file (the second one finds the work done); the result appears by an
+    atomic rename of a private staging folder, so a reader never sees a half-written folder, even
+    after a crash mid-build.
+    """
+    if (folder / marker).exists():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f"{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (folder / marker).exists():
+            return folder
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+        try:
+            build(staging)
+            if folder.exists():
+                shutil.rmtree(folder)  # a folder without its marker is left from an older, broken layout
+            os.rename(staging, folder)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
 def dequantised_gguf(gguf_file: Path, cache_dir: Path) -> Path:
     """Folder holding the GGUF model dequantised to a normal checkpoint, built on first use (~15 s)."""
-    folder = gguf_cache_folder(gguf_file, cache_dir)
-    if (folder / "config.json").exists():
-        return folder
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    log.info("dequantising %s once into %s", gguf_file.name, folder)
-    tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
-    # transformers refuses to save a model that still looks GGUF-quantised; its weights are plain tensors now.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=cache_dir))
-    try:
+    def build(staging: Path) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        log.info("dequantising %s once into %s", gguf_file.name, cache_dir)
+        tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+        # transformers refuses to save a model that still looks GGUF-quantised; its weights are plain tensors now.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        try:
-            os.rename(staging, folder)  # atomic: a reader sees no folder or a whole one
-        except OSError:
-            if not (folder / "config.json").exists():
-                raise  # not a lost race with another process: a real failure
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return folder
+
+    return build_once(gguf_cache_folder(gguf_file, cache_dir), build, marker="config.json")
 
 
 def _bits(kind: object) -> int:

@@ -27,7 +27,7 @@ from kb.ml.types import Embedder
 from kb.qagen import generate_qa_pairs
 from kb.runtime import Runtime
 from kb.services.collections import source_filename
-from kb.services.datasets import dataset_embedder, fit_chunk_settings
+from kb.services.datasets import assert_embedder_current, dataset_embedder, fit_chunk_settings
 from kb.store import chunks as chunk_store
 from kb.store import collections as collection_store
 from kb.store import datasets as dataset_store
@@ -149,13 +149,15 @@ def _new_chunk(row: PlannedChunk, vectors: np.ndarray, count_tokens, source_id: 
 
 
 def _write(
-    rt: Runtime, collection: CollectionRecord, plan: list[PlannedChunk], vectors: np.ndarray, count_tokens,
+    rt: Runtime, collection: CollectionRecord, plan: list[PlannedChunk], vectors: np.ndarray, embedder: Embedder,
     stats: dict, warnings: list[str], guard: Guard | None,
 ) -> CollectionRecord:
     """Replace the collection's chunks and mark it ready, all in one transaction."""
+    count_tokens = embedder.count_tokens
     with rt.db.session() as session:
         if guard is not None:
             guard(session)
+        assert_embedder_current(session, collection.dataset_id, embedder)
         if collection_store.get_collection(session, collection.id, for_update=True) is None:
             raise CollectionGone()
         chunk_store.delete_collection_chunks(session, collection.id)
@@ -241,7 +243,7 @@ def ingest_collection(
             seconds={k: round(v, 2) for k, v in timings.items()},
         )
         tracker.stage("embedding", 97)
-        stored = _write(rt, collection, plan, vectors, embedder.count_tokens, stats, warnings, guard)
+        stored = _write(rt, collection, plan, vectors, embedder, stats, warnings, guard)
     except CollectionGone:
         log.info("'%s' (collection %d) was deleted while being processed; stopped", collection.name, collection_id)
         return None
