@@ -60,8 +60,8 @@ def create_app(
     app.mount("/static", StaticFiles(directory=str(WEB_DIR / "static")), name="static")
     app.include_router(health.router)
     app.include_router(openai_models.router)
-    app.include_router(learn.router)
     app.include_router(datasets.router)
     app.include_router(collections.router)
     app.include_router(chunks.router)
+    app.include_router(learn.router)
     return app

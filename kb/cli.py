@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
+from pathlib import Path
 
 import typer
 
@@ -12,11 +15,25 @@ app = typer.Typer(help="kb: a self-hosted knowledge base that answers questions 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
+MODES = ("chunk", "qa")
+
 
 def load_settings() -> Settings:
     settings = Settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return settings
+
+
+def build_runtime(ctx: typer.Context, settings: Settings, *, migrate: bool):
+    """The runtime for a command; a registry given in `ctx.obj["registry"]` (tests) replaces the configured one."""
+    from kb.db import Database
+    from kb.migrate import upgrade
+    from kb.runtime import Runtime
+
+    db = Database.from_settings(settings)
+    if migrate:
+        upgrade(db.url)
+    return Runtime.from_settings(settings, db=db, registry=(ctx.obj or {}).get("registry"))
 
 
 @db_app.command("upgrade")
@@ -35,8 +52,9 @@ def serve(
     host: str = typer.Option(None, help="Address to bind (default KB_HOST, 127.0.0.1)."),
     port: int = typer.Option(None, help="Port (default KB_PORT, 8000)."),
     migrate: bool = typer.Option(True, help="Apply pending migrations first."),
+    no_worker: bool = typer.Option(False, "--no-worker", help="Do not process uploads here (run `kb worker` elsewhere)."),
 ) -> None:
-    """Serve the web pages, /api and /v1."""
+    """Serve the web pages, /api and /v1, with an ingestion worker in the same process unless --no-worker."""
     import uvicorn
 
     from kb.app import create_app
@@ -48,12 +66,122 @@ def serve(
     if migrate:
         upgrade(db.url)
     uvicorn.run(
-        create_app(settings, db=db),
+        create_app(settings, db=db, run_worker=not no_worker),
         host=host or settings.host,
         port=port or settings.port,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
     )
+
+
+@app.command()
+def worker(
+    ctx: typer.Context,
+    until_idle: bool = typer.Option(False, "--until-idle", help="Exit once no job is due (scripts, benchmarks)."),
+    migrate: bool = typer.Option(True, help="Apply pending migrations first."),
+) -> None:
+    """Process uploaded sources: read, chunk, embed and store them. Several workers may share one database."""
+    from kb.services.jobs import recover_stale_jobs
+    from kb.worker import Worker
+
+    settings = load_settings()
+    rt = build_runtime(ctx, settings, migrate=migrate)
+    try:
+        if until_idle:
+            recover_stale_jobs(rt)
+            count = Worker(rt).run_until_idle()
+            typer.echo(f"processed {count} job(s); the queue has nothing due")
+        else:
+            _work_until_signalled(Worker(rt), settings)
+    finally:
+        rt.db.dispose()
+
+
+def _work_until_signalled(job_worker, settings: Settings) -> None:
+    """Run the worker in a thread until SIGTERM or SIGINT, then stop it gracefully."""
+    stop = threading.Event()
+
+    def request_stop(signum, _frame) -> None:
+        logging.getLogger("kb.worker").info(
+            "Stopping: no new jobs; the current one may finish for up to %.0f s (signal again to quit at once)",
+            settings.shutdown_grace_seconds,
+        )
+        signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process; its job is requeued as stalled
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, request_stop)
+    thread = job_worker.start()
+    while not stop.wait(1.0) and thread.is_alive():
+        pass
+    job_worker.shutdown()
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    paths: list[Path] = typer.Argument(..., exists=True, help="Files or folders (searched recursively)."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name; created if it does not exist."),
+    mode: str = typer.Option(None, help="chunk (default) or qa (the chat model writes Q/A pairs per chunk)."),
+    embed_model: str = typer.Option(None, help="Embedding model of a new dataset (default KB_EMBED_MODEL)."),
+    migrate: bool = typer.Option(True, help="Apply pending migrations first."),
+) -> None:
+    """Import files and folders into a dataset right here (no server needed), with progress and a summary."""
+    from kb.cli_ingest import run_ingest
+
+    if mode is not None and mode not in MODES:
+        raise typer.BadParameter(f"mode must be one of {', '.join(MODES)}", param_hint="--mode")
+    settings = load_settings()
+    rt = build_runtime(ctx, settings, migrate=migrate)
+    try:
+        failed = run_ingest(rt, dataset, paths, mode=mode, embed_model=embed_model)
+    finally:
+        rt.db.dispose()
+    raise typer.Exit(code=1 if failed else 0)
+
+
+@app.command()
+def backup(path: Path = typer.Argument(..., help="The backup file to write, e.g. kb-backup.tar.")) -> None:
+    """Back up the database (pg_dump) and the uploaded files into one tar file."""
+    from kb.backup import create_backup
+    from kb.db import Database
+
+    settings = load_settings()
+    db = Database.from_settings(settings)
+    try:
+        summary = create_backup(db, settings.files_dir, path)
+    finally:
+        db.dispose()
+    typer.echo(f"wrote {summary.path}: {_counts(summary.tables)}, {summary.files} files")
+
+
+@app.command()
+def restore(
+    path: Path = typer.Argument(..., exists=True, dir_okay=False, help="A file written by kb backup."),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+) -> None:
+    """Replace this instance's data with a backup. Stop kb serve and kb worker first."""
+    from kb.backup import read_manifest, restore_backup
+    from kb.db import Database
+
+    settings = load_settings()
+    manifest = read_manifest(path)
+    if not yes:
+        typer.confirm(
+            f"Replace all data in this kb instance with the backup of {manifest['created_at']} "
+            f"({_counts(manifest['tables'])})?",
+            abort=True,
+        )
+    db = Database.from_settings(settings)
+    try:
+        summary = restore_backup(db, settings.files_dir, path)
+    finally:
+        db.dispose()
+    typer.echo(f"restored {summary.path}: {_counts(summary.tables)}")
+
+
+def _counts(tables: dict[str, int]) -> str:
+    return ", ".join(f"{count} {table}" for table, count in tables.items())
 
 
 @app.command()

@@ -38,8 +38,11 @@ def test_a_dataset_records_its_embedder_and_caps_chunk_size_at_what_the_embedder
 
     listed = api.get("/api/datasets", headers=ROOT).json()["items"]
     assert [d["name"] for d in listed] == ["wiki"]
-    changed = api.patch(f"/api/datasets/{created['id']}", json={"name": "encyclopedia", "description": "d"}, headers=ROOT)
+    changed = api.patch(
+        f"/api/datasets/{created['id']}", json={"name": "encyclopedia", "chunk_settings": {"mode": "qa"}}, headers=ROOT
+    )
     assert changed.status_code == 200 and changed.json()["name"] == "encyclopedia"
+    assert changed.json()["chunk_settings"]["mode"] == "qa" and changed.json()["chunk_settings"]["overlap"] == 0.1
 
     refused = api.patch(f"/api/datasets/{created['id']}", json={"embed_model": "minilm"}, headers=ROOT)
     assert refused.status_code == 400 and "new dataset" in refused.json()["error"]["message"]
@@ -269,3 +272,45 @@ def test_chunks_are_listed_in_pages(api, rt):
     Worker(rt).run_until_idle()
     page = api.get(f"/api/collections/{collection_id}/chunks", params={"offset": 1, "limit": 1}, headers=ROOT).json()
     assert page["total"] == 3 and len(page["items"]) == 1 and page["items"][0]["position"] == 1
+
+
+@pytest.fixture
+def web_folder(tmp_path):
+    """A real HTTP server on loopback serving a folder, for link sources."""
+    import functools
+    import http.server
+    import threading
+
+    root = tmp_path / "site"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_link_is_fetched_by_the_worker_and_a_failing_one_ends_in_error_with_the_reason(api, rt, web_folder):
+    root, base = web_folder
+    (root / "page.html").write_text(
+        "<html><head><title>Opening hours</title></head><body><main><h1>Opening hours</h1>"
+        "<p>The library opens at nine every weekday and closes at six in the evening.</p></main></body></html>"
+    )
+    (root / "logo.png").write_bytes(PNG)
+    dataset = create_dataset(api)
+    ids = {}
+    for name in ("page.html", "missing.html", "logo.png"):
+        response = api.post(
+            f"/api/datasets/{dataset['id']}/collections", json={"type": "link", "url": f"{base}/{name}"}, headers=ROOT
+        )
+        assert response.status_code == 202
+        ids[name] = response.json()["id"]
+    Worker(rt).run_until_idle()
+    page, missing, logo = (api.get(f"/api/collections/{ids[n]}", headers=ROOT).json() for n in ids)
+    assert (page["status"], page["source_type"], page["content_type"]) == ("ready", "link", "text/html")
+    assert page["chunk_count"] >= 1 and page["size_bytes"] > 0
+    assert missing["status"] == "error" and "HTTP 404" in missing["error"]
+    assert logo["status"] == "error" and "image/png" in logo["error"]

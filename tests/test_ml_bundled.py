@@ -44,6 +44,7 @@ def test_smollm2_gguf_builds_its_cache_once_then_loads_from_it(tmp_path):
     assert second.generate(question, params) == answer
     assert "Paris" in answer.text
     assert second.context_length == 8192 and answer.prompt_tokens == second.count_prompt_tokens(question)
+    assert type(second.decoder).__name__ == "LeanDecoder" and not second.supports_tools
 
 
 def test_minilm_embeds_normalised_384_dimensional_vectors(tmp_path):

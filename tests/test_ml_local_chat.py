@@ -151,3 +151,15 @@ def test_tools_on_a_model_whose_template_lacks_them_are_a_bad_request(tiny):
     plain.supports_tools = False
     with pytest.raises(BadRequest, match="does not support tools"):
         plain.stream(QUESTION, GenerationParams(tools=TOOLS))
+
+
+def test_detokenizer_never_splits_a_character_across_pieces(tiny):
+    from kb.ml.decoding import IncrementalDetokenizer
+
+    text = "龙猫喜欢橡果。 PostgreSQL stores vectors!"
+    ids = tiny.tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert any("\ufffd" in tiny.tokenizer.decode([token]) for token in ids), "some token should hold part of a character"
+    detokenizer = IncrementalDetokenizer(tiny.tokenizer)
+    pieces = [detokenizer.add(token) for token in ids]
+    assert "".join(pieces) == text
+    assert not any("\ufffd" in piece for piece in pieces)

@@ -20,6 +20,7 @@ class DenseLinear:
         self.bias = bias.to(dtype) if bias is not None else None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (rows, in_features) in the weights' dtype."""
         return F.linear(x, self.weight, self.bias)
 
 
@@ -34,7 +35,8 @@ class Int8Linear:
         self.bias = bias.to(torch.bfloat16) if bias is not None else None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch._weight_int8pack_mm(x.reshape(-1, x.shape[-1]), self.weight, self.scales).reshape(*x.shape[:-1], -1)
+        """x: (rows, in_features) bf16."""
+        y = torch._weight_int8pack_mm(x, self.weight, self.scales)
         return y + self.bias if self.bias is not None else y
 
     def rows(self, ids: torch.Tensor) -> torch.Tensor:
@@ -58,9 +60,8 @@ class Int4Linear:
         self.bias = bias.to(torch.bfloat16) if bias is not None else None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, x.shape[-1])
-        y = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.weight, INT4_GROUP, self.scales_and_zeros)
-        y = y.reshape(*x.shape[:-1], -1)
+        """x: (rows, in_features) bf16."""
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(x, self.weight, INT4_GROUP, self.scales_and_zeros)
         return y + self.bias if self.bias is not None else y
 
 

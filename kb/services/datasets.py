@@ -136,8 +136,9 @@ def update_dataset(rt: Runtime, dataset_id: int, data: DatasetUpdate) -> Dataset
             code="embed_variant_fixed",
         )
     values: dict[str, Any] = data.model_dump(exclude_unset=True, exclude={"embed_model", "embed_variant", "chunk_settings"})
-    if data.chunk_settings is not None:
-        values["chunk_settings"] = fit_chunk_settings(data.chunk_settings, rt.registry.embedder(current.embed_model))
+    if data.chunk_settings is not None:  # fields not sent keep their current values
+        merged = {**current.chunk_settings, **data.chunk_settings.model_dump(exclude_unset=True)}
+        values["chunk_settings"] = fit_chunk_settings(merged, dataset_embedder(rt, current))
     with rt.db.session() as session:
         try:
             dataset_store.update_dataset(session, dataset_id, **values)

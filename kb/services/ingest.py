@@ -32,6 +32,7 @@ from kb.store import chunks as chunk_store
 from kb.store import collections as collection_store
 from kb.store import datasets as dataset_store
 from kb.store.collections import CollectionRecord
+from kb.store.datasets import DatasetRecord
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ TRANSIENT_ERRORS = (ServiceUnavailable, UpstreamError, RateLimited)
 EMBED_SLICE = 128  # texts per progress step; the embedder batches inside it
 EMBED_BATCH = 32
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
-Guard = Callable[[Session], None]
+Settle = Callable[[Session], None]
 
 
 class CollectionGone(Exception):
@@ -150,13 +151,13 @@ def _new_chunk(row: PlannedChunk, vectors: np.ndarray, count_tokens, source_id: 
 
 def _write(
     rt: Runtime, collection: CollectionRecord, plan: list[PlannedChunk], vectors: np.ndarray, embedder: Embedder,
-    stats: dict, warnings: list[str], guard: Guard | None,
+    stats: dict, warnings: list[str], settle: Settle | None,
 ) -> CollectionRecord:
     """Replace the collection's chunks and mark it ready, all in one transaction."""
     count_tokens = embedder.count_tokens
     with rt.db.session() as session:
-        if guard is not None:
-            guard(session)
+        if settle is not None:
+            settle(session)
         assert_embedder_current(session, collection.dataset_id, embedder)
         if collection_store.get_collection(session, collection.id, for_update=True) is None:
             raise CollectionGone()
@@ -175,27 +176,45 @@ def _write(
         return collection_store.get_collection(session, collection.id)  # type: ignore[return-value]
 
 
-def record_error(rt: Runtime, collection_id: int, message: str, *, guard: Guard | None = None, **extra) -> None:
+def record_error(rt: Runtime, collection_id: int, message: str, *, settle: Settle | None = None, **extra) -> None:
     """End a collection in `error` with a message a user can act on."""
     with rt.db.session() as session:
-        if guard is not None:
-            guard(session)
+        if settle is not None:
+            settle(session)
         collection_store.mark_error(session, collection_id, message, **extra)
         session.commit()
+
+
+class _Laps:
+    """Seconds per stage, each measured from the end of the one before."""
+
+    def __init__(self) -> None:
+        self.started = self.last = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = round(now - self.last, 2)
+        self.last = now
+
+    @property
+    def total(self) -> float:
+        return time.perf_counter() - self.started
 
 
 def ingest_collection(
     rt: Runtime,
     collection_id: int,
     *,
-    guard: Guard | None = None,
+    settle: Settle | None = None,
     cancel: threading.Event | None = None,
     progress: Progress | None = None,
 ) -> CollectionRecord | None:
     """Turn one queued collection into stored chunks; None when it was deleted meanwhile.
 
-    `guard(session)` runs inside every transaction that records an outcome (the worker passes
-    `queue.assert_owned`); `cancel` stops at the next checkpoint with `kb.errors.Cancelled`.
+    `settle(session)` runs inside the transaction that records the outcome (ready or error): the
+    worker checks there that it still owns the job and marks the job done, so the outcome and the
+    job's end are one commit. `cancel` stops at the next checkpoint with `kb.errors.Cancelled`.
     """
     with rt.db.session() as session:
         collection = collection_store.get_collection(session, collection_id)
@@ -204,46 +223,9 @@ def ingest_collection(
         return None
     tracker = _Tracker(rt, collection_id, cancel, progress)
     warnings: list[str] = []
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
+    laps = _Laps()
     try:
-        tracker.stage("parsing", 2, started=True)
-        embedder = dataset_embedder(rt, dataset)
-        document = _read(rt, collection)
-        warnings.extend(document.warnings)
-        timings["read"] = time.perf_counter() - clock
-
-        tracker.stage("chunking", 15)
-        chunking = fit_chunk_settings(dataset.chunk_settings, embedder)
-        drafts = chunk_document(
-            document, count_tokens=embedder.count_tokens, max_tokens=chunking["max_tokens"],
-            overlap=chunking["overlap"], separators=chunking["separators"],
-        )
-        content_type = document.content_type
-        del document
-        if not drafts:
-            raise Unprocessable("No text chunks could be made from this source.", code="no_text")
-        stats: dict = {"mode": collection.mode, "content_type": content_type, "max_tokens": chunking["max_tokens"]}
-        pairs = None
-        if collection.mode == "qa":
-            pairs = _qa_split(rt, drafts, chunking, tracker, stats, warnings)
-        timings["chunk"] = time.perf_counter() - clock - timings["read"]
-
-        embed_start = 60 if pairs is not None else 25
-        tracker.stage("embedding", embed_start)
-        plan = _plan(drafts, pairs)
-        texts = [row.q for row in plan if row.vector_index is not None]
-        vectors = _embed(embedder, texts, tracker, embed_start)
-        timings["embed"] = time.perf_counter() - clock - timings["read"] - timings["chunk"]
-
-        stats.update(
-            chunks=len(texts),
-            tokens=sum(d.token_count for d in drafts),
-            pages=max((d.page or 0 for d in drafts), default=0) or None,
-            seconds={k: round(v, 2) for k, v in timings.items()},
-        )
-        tracker.stage("embedding", 97)
-        stored = _write(rt, collection, plan, vectors, embedder, stats, warnings, guard)
+        stored = _process(rt, collection, dataset, tracker, laps, warnings, settle)
     except CollectionGone:
         log.info("'%s' (collection %d) was deleted while being processed; stopped", collection.name, collection_id)
         return None
@@ -251,14 +233,52 @@ def ingest_collection(
         raise
     except KBError as exc:
         log.info("Could not process '%s' (collection %d): %s", collection.name, collection_id, exc.message)
-        record_error(rt, collection_id, exc.message, guard=guard, warnings=warnings)
+        record_error(rt, collection_id, exc.message, settle=settle, warnings=warnings)
         with rt.db.session() as session:
             return collection_store.get_collection(session, collection_id)
-    log.info(
-        "'%s' (collection %d) is ready: %d chunks in %.1f s",
-        collection.name, collection_id, stored.chunk_count, time.perf_counter() - clock,
-    )
+    log.info("'%s' (collection %d) is ready: %d chunks in %.1f s", collection.name, collection_id, stored.chunk_count, laps.total)
     return stored
+
+
+def _process(
+    rt: Runtime, collection: CollectionRecord, dataset: DatasetRecord, tracker: _Tracker, laps: _Laps,
+    warnings: list[str], settle: Settle | None,
+) -> CollectionRecord:
+    tracker.stage("parsing", 2, started=True)
+    embedder = dataset_embedder(rt, dataset)  # loads the model on a worker's first job
+    laps("model")
+    document = _read(rt, collection)
+    warnings.extend(document.warnings)
+    laps("read")
+
+    tracker.stage("chunking", 15)
+    chunking = fit_chunk_settings(dataset.chunk_settings, embedder)
+    drafts = chunk_document(
+        document, count_tokens=embedder.count_tokens, max_tokens=chunking["max_tokens"],
+        overlap=chunking["overlap"], separators=chunking["separators"],
+    )
+    if not drafts:
+        raise Unprocessable("No text chunks could be made from this source.", code="no_text")
+    stats: dict = {"mode": collection.mode, "content_type": document.content_type, "max_tokens": chunking["max_tokens"]}
+    del document
+    pairs = _qa_split(rt, drafts, chunking, tracker, stats, warnings) if collection.mode == "qa" else None
+    laps("chunk")
+
+    embed_start = 60 if pairs is not None else 25
+    tracker.stage("embedding", embed_start)
+    plan = _plan(drafts, pairs)
+    texts = [row.q for row in plan if row.vector_index is not None]
+    vectors = _embed(embedder, texts, tracker, embed_start)
+    laps("embed")
+
+    stats.update(
+        chunks=len(texts),
+        tokens=sum(d.token_count for d in drafts),
+        pages=max((d.page or 0 for d in drafts), default=0) or None,
+        seconds=laps.seconds,
+    )
+    tracker.stage("embedding", 97)
+    return _write(rt, collection, plan, vectors, embedder, stats, warnings, settle)
 
 
 def _qa_split(

@@ -40,19 +40,16 @@ def run_ingest_job(
     `kb.errors.Cancelled` (shutdown) and `queue.JobLost` (someone else owns the job now) are raised
     for the worker to handle.
     """
-    def guard(session) -> None:
+    def settle(session) -> None:
         queue.assert_owned(session, job)
+        queue.complete(session, job)
 
     try:
-        ingest_collection(rt, job.collection_id, guard=guard, cancel=cancel, progress=progress)
+        ingest_collection(rt, job.collection_id, settle=settle, cancel=cancel, progress=progress)
     except (queue.JobLost, Cancelled):
         raise
     except Exception as exc:
         _retry_or_fail(rt, job, exc)
-        return
-    with rt.db.session() as session:
-        queue.complete(session, job)
-        session.commit()
 
 
 def _retry_or_fail(rt: Runtime, job: queue.Job, exc: Exception) -> None:
