@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.staticfiles import StaticFiles
 
 from kb import __version__
-from kb.api import chunks, collections, datasets, health, openai_models
+from kb.api import chunks, collections, datasets, health, openai_models, search
 from kb.api.errors import install_error_handlers
 from kb.config import Settings
 from kb.db import Database
@@ -63,5 +63,6 @@ def create_app(
     app.include_router(datasets.router)
     app.include_router(collections.router)
     app.include_router(chunks.router)
+    app.include_router(search.router)
     app.include_router(learn.router)
     return app

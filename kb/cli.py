@@ -203,5 +203,25 @@ def explain(
     typer.echo(format_explain_text(train_tiny_gpt(sequence, steps, seed=seed), lang))
 
 
+@app.command()
+def search(
+    ctx: typer.Context,
+    query: str = typer.Argument(..., help="The question or words to search for."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name."),
+    mode: str = typer.Option("hybrid", help="vector, fulltext or hybrid."),
+    limit: int = typer.Option(5, help="At most this many quotes."),
+    min_score: float = typer.Option(0.0, help="Drop quotes scoring below this (0..1)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (the API's response shape)."),
+) -> None:
+    """Print the quotes a question finds in a dataset, with scores and the lists that found them."""
+    from kb.cli_search import run_search
+
+    settings = load_settings()
+    raise typer.Exit(
+        code=run_search(settings, dataset, query, mode=mode, limit=limit, min_score=min_score, as_json=as_json,
+                        registry=(ctx.obj or {}).get("registry"))
+    )
+
+
 if __name__ == "__main__":
     app()

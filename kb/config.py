@@ -28,6 +28,14 @@ class Settings(BaseSettings):
     models_file: Path | None = Field(default=None, description="JSON file listing extra chat/embedding models.")
     allow_remote_code: bool = False
 
+    search_candidates: int = Field(
+        default=50, ge=1, le=1000, description="Chunks each list (vector, full text) brings to fusion, per dataset."
+    )
+    hnsw_ef_search: int = Field(default=100, ge=1, le=1000, description="HNSW candidate list size of vector search.")
+    rerank_model: str | None = Field(
+        default=None, description="A sentence-transformers CrossEncoder (hub id in the local cache, or a folder)."
+    )
+
     max_upload_mb: int = Field(default=100, ge=1)
     torch_threads: int = Field(default=2, ge=1)
     worker_poll_seconds: float = Field(default=5.0, gt=0)

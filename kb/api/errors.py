@@ -41,7 +41,10 @@ def _describe_validation(exc: RequestValidationError) -> tuple[str, str]:
         if err.get("type") == "json_invalid":
             ctx = err.get("ctx") or {}
             return f"The request body is not valid JSON ({ctx.get('error', 'parse error')}).", "invalid_json"
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path"))
+        where = list(err.get("loc", ()))
+        if where and where[0] in ("body", "query", "path", "header", "cookie"):
+            where = where[1:]  # the location, not a field (a field may well be called "query")
+        loc = ".".join(str(p) for p in where)
         parts.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
     return "Invalid request: " + "; ".join(parts), "invalid_request"
 

@@ -49,14 +49,14 @@ def remote_code_allowed(spec: ModelSpec, allow_remote_code: bool) -> bool:
     return spec.trust_remote_code and allow_remote_code
 
 
-def gguf_cache_folder(gguf_file: Path, cache_dir: Path) -> Path:
+def gguf_cache_folder(gguf_file: Path, cache_dir: Path, suffix: str = "") -> Path:
     """The cache folder for one GGUF file; its name changes when the file or transformers changes."""
     import transformers
 
     stat = gguf_file.stat()
     key = f"{gguf_file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{transformers.__version__}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return cache_dir / f"{gguf_file.stem}-{digest}"
+    return cache_dir / f"{gguf_file.stem}-{digest}{suffix}"
 
 
 def build_once(folder: Path, build: Callable[[Path], None], *, marker: str) -> Path:
@@ -69,7 +69,9 @@ def build_once(folder: Path, build: Callable[[Path], None], *, marker: str) -> P
     if (folder / marker).exists():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f"{folder.name}.lock", "w") as lock:
+    # The lock lives in the temp folder so the cache holds only finished folders.
+    lock_name = f"kb-build-{hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]}.lock"
+    with open(Path(tempfile.gettempdir()) / lock_name, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (folder / marker).exists():
             return folder
@@ -85,22 +87,32 @@ def build_once(folder: Path, build: Callable[[Path], None], *, marker: str) -> P
 
 
 def dequantised_gguf(gguf_file: Path, cache_dir: Path) -> Path:
-    """Folder holding the GGUF model dequantised to a normal checkpoint, built on first use (~15 s)."""
+    """Folder holding the GGUF model dequantised to a normal checkpoint (model and tokenizer), built once (~15 s)."""
 
-    def build(staging: Path) -> None:
+    def write(staging: Path) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         log.info("dequantising %s once into %s", gguf_file.name, cache_dir)
-        tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+        AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name).save_pretrained(staging)
         model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
-        # transformers refuses to save a model that still looks GGUF-quantised; its weights are plain tensors now.
+        # transformers refuses to save a model that still looks GGUF-quantised; its weights are plain tensors now
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
 
-    return build_once(gguf_cache_folder(gguf_file, cache_dir), build, marker="config.json")
+    return build_once(gguf_cache_folder(gguf_file, cache_dir), write, marker="config.json")
+
+
+def gguf_tokenizer(gguf_file: Path, cache_dir: Path) -> Path:
+    """Folder holding only the GGUF file's tokenizer (with its chat template), for engines that read the GGUF itself."""
+
+    def write(staging: Path) -> None:
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name).save_pretrained(staging)
+
+    return build_once(gguf_cache_folder(gguf_file, cache_dir, "-tokenizer"), write, marker="tokenizer_config.json")
 
 
 def _bits(kind: object) -> int:

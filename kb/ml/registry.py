@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import threading
 from pathlib import Path
@@ -23,6 +24,13 @@ class UnknownModel(BadRequest):
     code = "model_not_found"
 
 
+def _use_llama_cpp(spec: ModelSpec) -> bool:
+    """llama.cpp runs a GGUF when asked for, or by default when its optional package is installed."""
+    if spec.engine == "auto":
+        return importlib.util.find_spec("llama_cpp") is not None
+    return spec.engine == "llama.cpp"
+
+
 def _load_chat(spec: ModelSpec, settings: Settings) -> ChatModel:
     if spec.backend == "remote":
         from kb.ml.remote import RemoteChatModel
@@ -34,6 +42,10 @@ def _load_chat(spec: ModelSpec, settings: Settings) -> ChatModel:
     use_torch_threads(settings.torch_threads)
     source = resolve_source(spec)
     weight_bits = None
+    if source.endswith(".gguf") and _use_llama_cpp(spec):
+        from kb.ml.llamacpp import load_llama_cpp_chat
+
+        return load_llama_cpp_chat(spec, Path(source), settings)
     if source.endswith(".gguf"):
         weight_bits = gguf_weight_bits(Path(source))
         source = str(dequantised_gguf(Path(source), settings.model_cache_dir))

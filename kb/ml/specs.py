@@ -53,6 +53,9 @@ class ModelSpec(BaseModel):
         default=None, description=f"Local embedding models: the variant used unless one is asked for ({', '.join(EMBED_VARIANTS)})."
     )
     fast_decode: bool = Field(default=True, description="Use kb's lean decoder for Llama/Qwen2 models.")
+    engine: Literal["auto", "transformers", "llama.cpp"] = Field(
+        default="auto", description="For .gguf chat models: llama.cpp when llama-cpp-python is installed (kb[llamacpp])."
+    )
     query_prefix: str = ""
     document_prefix: str = ""
     normalize: bool = True
@@ -70,6 +73,8 @@ class ModelSpec(BaseModel):
             raise ValueError(f"model '{self.name}': a remote model needs at least one entry in 'providers'")
         if self.backend == "remote" and self.path:
             raise ValueError(f"model '{self.name}': 'path' is for local models; remote ones use 'providers'")
+        if self.engine == "llama.cpp" and not (self.path or "").endswith(".gguf"):
+            raise ValueError(f"model '{self.name}': engine 'llama.cpp' needs a .gguf file as 'path'")
         if self.kind == "chat" and (self.query_prefix or self.document_prefix):
             raise ValueError(f"model '{self.name}': query/document prefixes only apply to embedding models")
         if self.variant is not None and (self.kind != "embedding" or self.backend != "local"):

@@ -77,7 +77,7 @@ def add_dataset(
     name: str,
     embed_model: str,
     embed_dim: int,
-    embed_variant: str = "default",
+    embed_variant: str,
     description: str = "",
     chunk_settings: dict[str, Any] | None = None,
     search_settings: dict[str, Any] | None = None,

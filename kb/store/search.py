@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from kb.ranking import BM25_B, BM25_K1, fulltext_score
 from kb.store.chunks import vector_literal
 from kb.textsearch import TS_CONFIG
 
-BM25_K1 = 1.2
-BM25_B = 0.75
 DEFAULT_EF_SEARCH = 100
 
 
@@ -95,42 +94,50 @@ def set_ef_search(session: Session, ef_search: int) -> None:
     session.execute(text("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)"))
 
 
-def vector_search(
-    session: Session,
-    dataset_id: int,
-    query_vector: Sequence[float],
-    *,
-    limit: int,
-    ef_search: int = DEFAULT_EF_SEARCH,
-    include_ids: Sequence[int] = (),
-) -> ListResult:
-    """The `limit` chunks nearest the query by cosine, plus the similarity of `include_ids` (exact, by id)."""
+def vector_search_sql(dataset_id: int, dim: int, limit: int) -> str:
+    """The nearest-neighbour query for one dataset, written so the planner can use its partial HNSW index."""
     dataset_id, limit = _int(dataset_id, "dataset_id"), _int(limit, "limit")
-    dim = _int(len(query_vector), "dimension")
-    distance = f"c.embedding::vector({dim}) <=> CAST(:q AS vector({dim}))"
+    distance = _distance(dim)
+    return (
+        f"SELECT * FROM (SELECT {_HIT_COLUMNS}, 1 - ({distance}) AS similarity FROM chunk c "
+        f"WHERE c.dataset_id = {dataset_id} AND c.embedding IS NOT NULL AND {_SEARCHABLE} "
+        f"ORDER BY {distance} LIMIT {limit}) v ORDER BY similarity DESC, id"
+    )
+
+
+def vector_search(
+    session: Session, dataset_id: int, query_vector: Sequence[float], *, limit: int, ef_search: int = DEFAULT_EF_SEARCH
+) -> ListResult:
+    """The `limit` chunks nearest the query by cosine, walked on the dataset's HNSW index."""
     set_ef_search(session, ef_search)
-    nearest = session.execute(
-        text(
-            f"SELECT * FROM (SELECT {_HIT_COLUMNS}, {distance} AS distance FROM chunk c "
-            f"WHERE c.dataset_id = {dataset_id} AND {_SEARCHABLE} ORDER BY distance LIMIT {limit}) v "
-            "ORDER BY distance, id"
-        ),
-        {"q": vector_literal(query_vector)},
+    rows = session.execute(
+        text(vector_search_sql(dataset_id, len(query_vector), limit)), {"q": vector_literal(query_vector)}
     ).all()
-    hits = [_hit(row, 1.0 - row.distance, _unit(1.0 - row.distance), rank) for rank, row in enumerate(nearest, 1)]
-    found = {hit.chunk_id for hit in hits}
-    wanted = sorted({int(i) for i in include_ids} - found)
-    scores_of = {hit.chunk_id: hit.scaled for hit in hits}
-    if wanted:
-        rows = session.execute(
-            text(
-                f"SELECT c.id, 1 - ({distance}) AS similarity FROM chunk c "
-                f"WHERE c.dataset_id = {dataset_id} AND c.id = ANY(CAST(:ids AS bigint[]))"
-            ),
-            {"q": vector_literal(query_vector), "ids": wanted},
-        ).all()
-        scores_of.update({row.id: _unit(row.similarity) for row in rows})
-    return ListResult(hits, scores_of)
+    hits = [_hit(row, float(row.similarity), _unit(row.similarity), rank) for rank, row in enumerate(rows, 1)]
+    return ListResult(hits, {hit.chunk_id: hit.scaled for hit in hits})
+
+
+def vector_scores(
+    session: Session, dataset_id: int, query_vector: Sequence[float], chunk_ids: Sequence[int]
+) -> dict[int, float]:
+    """The 0..1 cosine score of each given chunk of the dataset (exact, looked up by id)."""
+    dataset_id = _int(dataset_id, "dataset_id")
+    if not chunk_ids:
+        return {}
+    rows = session.execute(
+        text(
+            f"SELECT c.id, 1 - ({_distance(len(query_vector))}) AS similarity FROM chunk c "
+            f"WHERE c.dataset_id = {dataset_id} AND c.id = ANY(CAST(:ids AS bigint[]))"
+        ),
+        {"q": vector_literal(query_vector), "ids": sorted({int(i) for i in chunk_ids})},
+    ).all()
+    return {row.id: _unit(row.similarity) for row in rows}
+
+
+def _distance(dim: int) -> str:
+    """Cosine distance to `:q` in the exact form of the partial index's expression."""
+    dim = _int(dim, "dimension")
+    return f"c.embedding::vector({dim}) <=> CAST(:q AS vector({dim}))"
 
 
 def _unit(similarity: float) -> float:
@@ -139,25 +146,19 @@ def _unit(similarity: float) -> float:
 
 
 # BM25 over the tsvector column. Document length is the number of distinct lexemes (`length(fts)`),
-# which needs no second pass over the text. `ideal` is the BM25 of a chunk of average length holding
-# every known query term once: dividing by it gives the 0..1 "share of the query's weight matched".
+# which needs no second pass over the text. Rows come back with the positions of the query's terms
+# in the chunk and the query's IDF per term, for the proximity part of the score (kb.ranking).
 _BM25 = f"""
-WITH terms AS (
-    SELECT tsvector_to_array(to_tsvector('{TS_CONFIG}', :query)) AS lexemes
-), query AS (
-    SELECT lexemes, CASE WHEN cardinality(lexemes) > 0 THEN array_to_string(ARRAY(
-        SELECT '''' || replace(replace(l, '\\', '\\\\'), '''', '''''') || '''' FROM unnest(lexemes) l), ' | ')::tsquery
-    END AS tsq FROM terms
-), stats AS (
+WITH stats AS (
     SELECT count(*) AS n, coalesce(avg(length(c.fts)), 1) AS avgdl
-    FROM chunk c WHERE c.dataset_id = {{dataset_id}} AND {_SEARCHABLE}
+    FROM chunk c WHERE c.dataset_id = {{dataset_id}} AND c.fts IS NOT NULL AND {_SEARCHABLE}
 ), matched AS (
     SELECT c.id, c.fts FROM chunk c
-    WHERE c.dataset_id = {{dataset_id}} AND c.fts @@ (SELECT tsq FROM query) AND {_SEARCHABLE}
+    WHERE c.dataset_id = {{dataset_id}} AND c.fts @@ CAST(:tsquery AS tsquery) AND {_SEARCHABLE}
 ), postings AS (
-    SELECT m.id, length(m.fts) AS dl, p.lexeme, cardinality(p.positions) AS tf
+    SELECT m.id, length(m.fts) AS dl, p.lexeme, p.positions, cardinality(p.positions) AS tf
     FROM matched m,
-         unnest(ts_filter(setweight(setweight(m.fts, 'D'), 'A', (SELECT lexemes FROM query)), '{{{{a}}}}')) p
+         unnest(ts_filter(setweight(setweight(m.fts, 'D'), 'A', CAST(:lexemes AS text[])), '{{{{a}}}}')) p
 ), idf AS (
     SELECT lexeme, ln(1 + ((SELECT n FROM stats) - count(*) + 0.5) / (count(*) + 0.5)) AS w
     FROM postings GROUP BY lexeme
@@ -166,30 +167,55 @@ WITH terms AS (
     FROM postings p JOIN idf i USING (lexeme) CROSS JOIN stats s GROUP BY p.id
 ), ranked AS (
     SELECT id, bm25, row_number() OVER (ORDER BY bm25 DESC, id) AS rank FROM scored
+), chosen AS (
+    SELECT id, bm25, rank FROM ranked WHERE rank <= :limit OR id = ANY(CAST(:ids AS bigint[]))
+), places AS (
+    SELECT id, array_agg(lexeme ORDER BY lexeme) AS lexemes,
+           array_agg(array_to_string(positions, ',') ORDER BY lexeme) AS positions
+    FROM postings WHERE id IN (SELECT id FROM chosen) GROUP BY id
 )
-SELECT {_HIT_COLUMNS}, r.bm25, r.rank, (SELECT sum(w) FROM idf) AS ideal
-FROM ranked r JOIN chunk c ON c.id = r.id
-WHERE r.rank <= :limit OR r.id = ANY(CAST(:ids AS bigint[]))
-ORDER BY r.rank
+SELECT {_HIT_COLUMNS}, r.bm25, r.rank, pl.lexemes, pl.positions,
+       (SELECT array_agg(lexeme ORDER BY lexeme) FROM idf) AS idf_terms,
+       (SELECT array_agg(w ORDER BY lexeme) FROM idf) AS idf_weights
+FROM chosen r JOIN chunk c ON c.id = r.id JOIN places pl ON pl.id = r.id
 """
+
+
+def query_lexemes(session: Session, query_text: str) -> list[str]:
+    """The query's distinct lexemes as the index holds them (stemmed, stop words dropped)."""
+    return list(
+        session.execute(text(f"SELECT tsvector_to_array(to_tsvector('{TS_CONFIG}', :q))"), {"q": query_text}).scalar()
+    )
+
+
+def or_query(lexemes: Sequence[str]) -> str:
+    """A tsquery matching any of the lexemes, each quoted so that none is parsed or normalised again."""
+    return " | ".join("'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'" for lexeme in lexemes)
 
 
 def fulltext_search(
     session: Session, dataset_id: int, query_text: str, *, limit: int, include_ids: Sequence[int] = ()
 ) -> ListResult:
-    """The `limit` best chunks by BM25 for an already segmented query, plus the scores of `include_ids`.
+    """The best chunks for an already segmented query (`kb.textsearch.segment_query`), plus `include_ids`' scores.
 
-    `scaled` is BM25 divided by the query's ideal score, capped at 1; chunks sharing no term score 0.
+    Candidates are the `limit` best by BM25 with the query's terms OR-ed (a question rarely shares every
+    word with its answer); they come back ordered and ranked by the 0..1 `kb.ranking.fulltext_score`.
+    Chunks sharing no term with the query score 0.
     """
     dataset_id, limit = _int(dataset_id, "dataset_id"), _int(limit, "limit")
+    lexemes = query_lexemes(session, query_text)
+    if not lexemes:
+        return ListResult([], {})
     rows = session.execute(
         text(_BM25.format(dataset_id=dataset_id)),
-        {"query": query_text, "limit": limit, "ids": sorted({int(i) for i in include_ids})},
+        {"tsquery": or_query(lexemes), "lexemes": lexemes, "limit": limit, "ids": sorted({int(i) for i in include_ids})},
     ).all()
-    hits, scores_of = [], {}
+    scored = []
     for row in rows:
-        scaled = min(1.0, float(row.bm25) / float(row.ideal)) if row.ideal else 0.0
-        scores_of[row.id] = scaled
-        if row.rank <= limit:
-            hits.append(_hit(row, float(row.bm25), scaled, int(row.rank)))
-    return ListResult(hits, scores_of)
+        idf = dict(zip(row.idf_terms, map(float, row.idf_weights)))
+        positions = {term: [int(p) for p in places.split(",")] for term, places in zip(row.lexemes, row.positions)}
+        scored.append((fulltext_score(float(row.bm25), idf, positions), row))
+    scored.sort(key=lambda item: (-item[0], item[1].rank))
+    in_list = [(score, row) for score, row in scored if row.rank <= limit]
+    hits = [_hit(row, float(row.bm25), score, rank) for rank, (score, row) in enumerate(in_list, 1)]
+    return ListResult(hits, {row.id: score for score, row in scored})

@@ -1,0 +1,210 @@
+"""Search one or more datasets: the use case behind `POST /api/datasets/{id}/search`, `kb search` and answering."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from kb.errors import BadRequest, Conflict, KBError, NotFound
+from kb.ml.registry import get_registry
+from kb.rerank import RerankerFailed, rerank
+from kb.retrieval import (
+    MODES,
+    Quote,
+    above_threshold,
+    dense_weight,
+    fuse,
+    merge_datasets,
+    single_list,
+    within_budget,
+)
+from kb.store import datasets as dataset_store
+from kb.store import search as search_store
+from kb.store.datasets import DatasetRecord
+from kb.textsearch import segment_query
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LIMIT = 10
+MAX_LIMIT = 100
+MAX_QUERY_CHARS = 2000
+RERANK_DEPTH = 20  # how many fused candidates the cross-encoder reads (it costs ~10-50 ms each on CPU)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Quotes best first, the mode used, timings in milliseconds, and what did not go as asked."""
+
+    quotes: list[Quote]
+    mode: str
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def model_registry(deps):
+    """The models to use: `deps.registry` when the caller has one (the app, a runtime, a test), else the process's."""
+    return getattr(deps, "registry", None) or get_registry(deps.settings)
+
+
+def vocabulary_coverage(embedder, text: str) -> float:
+    """Share of the text's tokens that the embedder's tokenizer knows (not `[UNK]`); 1 when it cannot tell.
+
+    An English-only embedder maps much of a Chinese text to `[UNK]` (all-MiniLM-L6-v2: ~65% of the
+    cmrc questions), so this is a measured, model-derived sign of how much of the query it can read.
+    """
+    tokenizer = getattr(embedder, "tokenizer", None) or getattr(getattr(embedder, "model", None), "tokenizer", None)
+    unknown = getattr(tokenizer, "unk_token_id", None)
+    if tokenizer is None or unknown is None:
+        return 1.0
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return 1.0 - ids.count(unknown) / len(ids) if ids else 1.0
+
+
+def check_request(query: str, mode: str, limit: int, min_score: float, max_tokens: int | None) -> str:
+    """The query stripped, or a BadRequest saying what to change."""
+    if mode not in MODES:
+        raise BadRequest(f"mode must be one of {', '.join(MODES)}, not '{mode}'", code="invalid_mode")
+    query = (query or "").strip()
+    if not query:
+        raise BadRequest("query is empty: send the question or words to search for", code="empty_query")
+    if len(query) > MAX_QUERY_CHARS:
+        raise BadRequest(f"query is {len(query)} characters; the limit is {MAX_QUERY_CHARS}", code="query_too_long")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}, not {limit}", code="invalid_limit")
+    if not 0.0 <= min_score <= 1.0:
+        raise BadRequest(f"min_score must be between 0 and 1, not {min_score}", code="invalid_min_score")
+    if max_tokens is not None and max_tokens < 1:
+        raise BadRequest(f"max_tokens must be at least 1, not {max_tokens}", code="invalid_max_tokens")
+    return query
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    def add(self, name: str, started: float) -> None:
+        self.timings[name] = round(self.timings.get(name, 0.0) + (time.perf_counter() - started) * 1000, 2)
+
+
+def _load_datasets(session, dataset_ids: Sequence[int]) -> list[DatasetRecord]:
+    if not dataset_ids:
+        raise BadRequest("no dataset to search", code="no_dataset")
+    datasets = []
+    for dataset_id in dict.fromkeys(dataset_ids):
+        record = dataset_store.get_dataset(session, dataset_id)
+        if record is None:
+            raise NotFound(f"dataset {dataset_id} does not exist", code="dataset_not_found")
+        datasets.append(record)
+    return datasets
+
+
+def _embed_query(registry, dataset: DatasetRecord, query: str, cache: dict) -> tuple[object, float]:
+    """The query vector from the dataset's own embedding model, and that model's coverage of the query."""
+    key = (dataset.embed_model, dataset.embed_variant)  # the variant that made the dataset's vectors
+    if key not in cache:
+        embedder = registry.embedder(dataset.embed_model, variant=dataset.embed_variant)
+        cache[key] = (embedder, embedder.embed_query(query), vocabulary_coverage(embedder, query))
+    embedder, vector, coverage = cache[key]
+    if embedder.dim != dataset.embed_dim:
+        raise Conflict(
+            f"dataset '{dataset.name}' holds {dataset.embed_dim}-d vectors but model '{dataset.embed_model}' now "
+            f"gives {embedder.dim}-d ones; re-embed the dataset or configure the model it was built with",
+            code="embedding_mismatch",
+        )
+    return vector, coverage
+
+
+def search_datasets(
+    deps,
+    dataset_ids: Sequence[int],
+    query: str,
+    *,
+    mode: str = "hybrid",
+    limit: int = DEFAULT_LIMIT,
+    min_score: float = 0.0,
+    max_tokens: int | None = None,
+    rerank: bool = False,
+    chat_model: str | None = None,
+) -> SearchResult:
+    """Find the quotes for `query` in the datasets: search, fuse, threshold, (rerank), cut to the budget.
+
+    `deps` carries `.db`, `.settings` and optionally `.registry` (the app's state does); `max_tokens` counts quote text with
+    the tokenizer of `chat_model` (default: the configured chat model), which is loaded for it.
+    """
+    query = check_request(query, mode, limit, min_score, max_tokens)
+    settings, registry, timer, warnings = deps.settings, model_registry(deps), _Timer(), []
+    started = time.perf_counter()
+    pool = max(limit, settings.search_candidates)
+    vector_lists, fulltext_lists, weights = [], [], {}
+    embedded: dict[str, tuple] = {}
+    with deps.db.session() as session:
+        datasets = _load_datasets(session, dataset_ids)
+        for dataset in datasets:
+            vector = None
+            if mode != "fulltext":
+                step = time.perf_counter()
+                try:
+                    vector, coverage = _embed_query(registry, dataset, query, embedded)
+                except KBError as exc:
+                    if mode == "vector":
+                        raise
+                    warnings.append(f"dataset '{dataset.name}': vector search skipped ({exc.message})")
+                else:
+                    weights[dataset.id] = dense_weight(coverage)
+                timer.add("embed_ms", step)
+            if vector is not None:
+                step = time.perf_counter()
+                found = search_store.vector_search(
+                    session, dataset.id, vector, limit=pool, ef_search=settings.hnsw_ef_search
+                )
+                vector_lists.append(found)
+                timer.add("vector_ms", step)
+            if mode != "vector":
+                step = time.perf_counter()
+                also = [h.chunk_id for h in vector_lists[-1].hits] if vector is not None else []
+                fulltext = search_store.fulltext_search(
+                    session, dataset.id, segment_query(query, dataset.user_dictionary), limit=pool, include_ids=also
+                )
+                fulltext_lists.append(fulltext)
+                timer.add("fulltext_ms", step)
+                if vector is not None:
+                    # Score completion: the full-text finds the vector list missed get their exact cosine.
+                    step = time.perf_counter()
+                    missing = [h.chunk_id for h in fulltext.hits if h.chunk_id not in vector_lists[-1].scores_of]
+                    vector_lists[-1].scores_of.update(search_store.vector_scores(session, dataset.id, vector, missing))
+                    timer.add("vector_ms", step)
+        session.rollback()  # a read-only transaction; SET LOCAL settings end with it
+    step = time.perf_counter()
+    if mode == "hybrid":
+        quotes = fuse(merge_datasets(vector_lists, pool), merge_datasets(fulltext_lists, pool), vector_weights=weights)
+    else:
+        name, lists = ("vector", vector_lists) if mode == "vector" else ("fulltext", fulltext_lists)
+        quotes = single_list(name, merge_datasets(lists, pool))
+    quotes = above_threshold(quotes, min_score)
+    timer.add("fuse_ms", step)
+    if rerank:
+        quotes = _reranked(quotes, query, limit, settings, timer, warnings)
+    count_tokens = registry.chat(chat_model).count_tokens if max_tokens is not None else None
+    quotes = within_budget(quotes, limit=limit, max_tokens=max_tokens, count_tokens=count_tokens)
+    timer.add("total_ms", started)
+    return SearchResult(quotes=quotes, mode=mode, timings=timer.timings, warnings=warnings)
+
+
+def _reranked(quotes: list[Quote], query: str, limit: int, settings, timer: _Timer, warnings: list[str]) -> list[Quote]:
+    """The first candidates reordered by the configured cross-encoder, or unchanged with a warning saying why."""
+    if not settings.rerank_model:
+        warnings.append("rerank was requested but no reranker is configured (set KB_RERANK_MODEL); results are not reranked")
+        return quotes
+    step = time.perf_counter()
+    depth = max(limit, RERANK_DEPTH)
+    try:
+        head = rerank(quotes[:depth], query, settings.rerank_model, torch_threads=settings.torch_threads)
+    except RerankerFailed as exc:
+        log.warning("%s", exc.message)
+        warnings.append(f"{exc.message}; results are not reranked")
+        return quotes
+    finally:
+        timer.add("rerank_ms", step)
+    return head + quotes[depth:]
