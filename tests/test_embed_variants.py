@@ -66,6 +66,14 @@ def test_bucketed_embedding_returns_vectors_in_the_callers_order(parallel):
     assert sorted(embedder.batch_shapes, reverse=True) == [(3, 256), (3, 34), (2, 6)], "batches pad to their own longest"
 
 
+def test_parallel_embedding_cuts_a_small_call_into_batches_for_every_thread():
+    texts = [f"paragraph number {i} " * (1 + i % 7) for i in range(45)]
+    serial, parallel = TokenEcho(parallel=1), TokenEcho(parallel=2)
+    assert np.array_equal(serial.embed_documents(texts), parallel.embed_documents(texts))
+    assert [shape[0] for shape in serial.batch_shapes] == [32, 13]
+    assert sorted(shape[0] for shape in parallel.batch_shapes) == [9, 12, 12, 12], "two batches per thread"
+
+
 def test_the_bundled_embedder_defaults_to_the_measured_fast_variant_and_others_to_their_dtype():
     specs = {s.name: s for s in load_specs(None) if s.kind == "embedding"}
     assert specs["minilm"].default_variant() == BUILTIN_EMBEDDING_VARIANT in EMBED_VARIANTS

@@ -20,6 +20,7 @@ from kb.ml.specs import ModelSpec
 Features = dict[str, np.ndarray]
 # Padded tokens per batch: 32 texts at MiniLM's full window. Long-window models get fewer texts per batch.
 MAX_BATCH_TOKENS = 32 * 256
+MIN_PARALLEL_BATCH = 8  # below this, per-run overhead outweighs better balance between threads
 
 
 def length_buckets(lengths: Sequence[int], batch_size: int, max_batch_tokens: int = MAX_BATCH_TOKENS) -> list[list[int]]:
@@ -56,6 +57,7 @@ class BucketedEmbedder:
         self.tokenizer = tokenizer
         # A fast tokenizer's truncation/padding state is shared: two threads tokenizing at once can clash.
         self._tokenizer_lock = threading.Lock()
+        self._parallel = parallel
         self._slots = threading.BoundedSemaphore(parallel)
         self._pool = ThreadPoolExecutor(parallel, thread_name_prefix=f"embed-{spec.name}") if parallel > 1 else None
 
@@ -89,6 +91,10 @@ class BucketedEmbedder:
         vectors = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return vectors
+        if self._pool is not None:
+            # Ingestion sends a document's chunks at a time (often under 64): cut them into a few batches
+            # per thread so that the threads finish together instead of one waiting on a long last batch.
+            batch_size = min(batch_size, max(MIN_PARALLEL_BATCH, -(-len(texts) // (2 * self._parallel))))
         batches = length_buckets(self._lengths(texts), batch_size)
         run = self._pool.map if self._pool is not None and len(batches) > 1 else map
         for batch, batch_vectors in zip(batches, run(lambda b: self._run_batch([texts[i] for i in b]), batches)):
