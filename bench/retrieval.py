@@ -144,7 +144,9 @@ def fresh_database() -> str:
 def store_pieces(db: Database, name: str, embedder, pieces: list[Piece], vectors: np.ndarray) -> int:
     """A dataset holding one ready collection per document; returns the dataset id."""
     with db.session() as session:
-        dataset = dataset_store.add_dataset(session, name=name, embed_model=embedder.name, embed_dim=embedder.dim)
+        dataset = dataset_store.add_dataset(
+            session, name=name, embed_model=embedder.name, embed_dim=embedder.dim, embed_variant=embedder.variant
+        )
         by_doc: dict[str, list[int]] = {}
         for index, piece in enumerate(pieces):
             by_doc.setdefault(piece.doc, []).append(index)

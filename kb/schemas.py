@@ -31,6 +31,7 @@ class DatasetCreate(_Input):
     name: Name
     description: str = Field(default="", max_length=5000)
     embed_model: str | None = Field(default=None, description="A configured embedding model; default KB_EMBED_MODEL.")
+    embed_variant: str | None = Field(default=None, description="How the model runs (fp32, bf16, onnx-fp32, onnx-int8); default: the model's.")
     chunk_settings: ChunkSettings = Field(default_factory=ChunkSettings)
     search_settings: dict[str, Any] = Field(default_factory=dict)
 
@@ -39,6 +40,7 @@ class DatasetUpdate(_Input):
     name: Name | None = None
     description: str | None = Field(default=None, max_length=5000)
     embed_model: str | None = None
+    embed_variant: str | None = Field(default=None, description="Refused unless unchanged: re-embed the dataset instead.")
     chunk_settings: ChunkSettings | None = None
     search_settings: dict[str, Any] | None = None
 
@@ -59,6 +61,10 @@ class DatasetPublic(BaseModel):
     status_counts: dict[str, int]
     created_at: datetime
     updated_at: datetime
+
+
+class DatasetReembed(_Input):
+    embed_variant: str | None = Field(default=None, description="The variant to re-embed with; default: the model's default.")
 
 
 class DatasetList(BaseModel):

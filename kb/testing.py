@@ -27,13 +27,18 @@ def _bucket(feature: str, dim: int) -> tuple[int, float]:
 
 
 class HashEmbedder:
-    """An Embedder from hashed words and character trigrams: deterministic, normalised, similar texts land close."""
+    """An Embedder from hashed words and character trigrams: deterministic, normalised, similar texts land close.
 
-    def __init__(self, dim: int = 64, name: str = "hash", max_tokens: int = 512):
+    Each `variant` hashes with its own salt, so two variants of one fake model give unrelated vectors
+    (what mixing real variants does, only more plainly).
+    """
+
+    def __init__(self, dim: int = 64, name: str = "hash", max_tokens: int = 512, variant: str = "hash-v1"):
         self.name = name
         self.dim = dim
         self.max_tokens = max_tokens
-        self.variant = "hash-v1"
+        self.variant = variant
+        self._salt = "" if variant == "hash-v1" else variant + ":"
 
     def count_tokens(self, text: str) -> int:
         """Words and punctuation marks."""
@@ -42,11 +47,11 @@ class HashEmbedder:
     def _embed(self, text: str) -> np.ndarray:
         vector = np.zeros(self.dim, dtype=np.float32)
         for word in WORD.findall(text.lower())[: self.max_tokens]:
-            index, sign = _bucket("w:" + word, self.dim)
+            index, sign = _bucket(self._salt + "w:" + word, self.dim)
             vector[index] += sign
             padded = f"#{word}#"
             for start in range(len(padded) - 2):
-                index, sign = _bucket("c:" + padded[start : start + 3], self.dim)
+                index, sign = _bucket(self._salt + "c:" + padded[start : start + 3], self.dim)
                 vector[index] += 0.5 * sign
         norm = float(np.linalg.norm(vector))
         if norm == 0.0:

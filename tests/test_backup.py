@@ -40,7 +40,7 @@ def test_backup_then_restore_brings_back_rows_vectors_indexes_and_files(db, sett
     (files_dir / "ab").mkdir(parents=True)
     (files_dir / "ab" / "abcdef.pdf").write_bytes(b"%PDF-1.4 stored upload")
     with db.session() as session:
-        dataset = dataset_store.add_dataset(session, name="manuals", embed_model="m", embed_dim=16)
+        dataset = dataset_store.add_dataset(session, name="manuals", embed_model="m", embed_dim=16, embed_variant="fp32")
         collection = Collection(dataset_id=dataset.id, name="guide.md", source_type="file", content_hash="h")
         session.add(collection)
         session.flush()

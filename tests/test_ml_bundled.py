@@ -12,7 +12,7 @@ from kb.config import Settings
 from kb.ml import registry as registry_module
 from kb.ml.loading import gguf_cache_folder
 from kb.ml.registry import ModelRegistry
-from kb.ml.specs import package_path
+from kb.ml.specs import BUILTIN_EMBEDDING_VARIANT, package_path
 from kb.ml.types import GenerationParams
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -58,7 +58,7 @@ def test_smollm2_gguf_builds_its_cache_once_then_loads_from_it(tmp_path):
 
 def test_minilm_embeds_normalised_384_dimensional_vectors(tmp_path):
     embedder = ModelRegistry(Settings(data_dir=tmp_path, torch_threads=2)).embedder()
-    assert (embedder.name, embedder.dim, embedder.max_tokens, embedder.variant) == ("minilm", 384, 256, "fp32")
+    assert (embedder.name, embedder.dim, embedder.max_tokens, embedder.variant) == ("minilm", 384, 256, BUILTIN_EMBEDDING_VARIANT)
     documents = embedder.embed_documents(
         ["PostgreSQL stores vectors with the pgvector extension.", "The fox jumps over the lazy dog."], batch_size=1
     )

@@ -16,7 +16,7 @@ from kb.store import datasets as dataset_store
 
 def _collections(db, count: int) -> list[int]:
     with db.session() as session:
-        dataset = dataset_store.add_dataset(session, name="q", embed_model="hash", embed_dim=8)
+        dataset = dataset_store.add_dataset(session, name="q", embed_model="hash", embed_dim=8, embed_variant="hash-v1")
         ids = [
             collection_store.add_collection(
                 session, dataset_id=dataset.id, name=f"c{i}", source_type="text", content_hash=f"h{i}"

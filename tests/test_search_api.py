@@ -21,7 +21,7 @@ def models():
 @pytest.fixture
 def dataset_id(db, models) -> int:
     with db.session() as session:
-        dataset = dataset_store.add_dataset(session, name="docs", embed_model="hash", embed_dim=64)
+        dataset = dataset_store.add_dataset(session, name="docs", embed_model="hash", embed_dim=64, embed_variant="hash-v1")
         add_texts(session, dataset.id, add_collection(session, dataset.id, "docs.md"), DOCS, models.embedder())
         session.commit()
     return dataset.id

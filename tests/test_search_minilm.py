@@ -44,7 +44,9 @@ def test_minilm_reads_english_fully_and_most_of_chinese_as_unknown(minilm):
 
 def test_hybrid_with_minilm_finds_the_paragraph_in_english_and_in_chinese(db, settings, minilm, shared_data):
     with db.session() as session:
-        dataset = dataset_store.add_dataset(session, name="kits", embed_model="minilm", embed_dim=minilm.dim)
+        dataset = dataset_store.add_dataset(
+            session, name="kits", embed_model="minilm", embed_dim=minilm.dim, embed_variant=minilm.variant
+        )
         collection = add_collection(session, dataset.id, "kits")
         questions = []
         for kit in ("squad_dev_kit", "cmrc_dev_kit"):

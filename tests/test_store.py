@@ -27,8 +27,8 @@ def _collection(session, dataset_id: int, name: str) -> int:
 
 def test_datasets_of_different_dimensions_each_get_their_own_typed_hnsw_index(db):
     with db.session() as session:
-        small = dataset_store.add_dataset(session, name="small", embed_model="a", embed_dim=3)
-        large = dataset_store.add_dataset(session, name="large", embed_model="b", embed_dim=5)
+        small = dataset_store.add_dataset(session, name="small", embed_model="a", embed_dim=3, embed_variant="fp32")
+        large = dataset_store.add_dataset(session, name="large", embed_model="b", embed_dim=5, embed_variant="fp32")
         small_col, large_col = _collection(session, small.id, "s"), _collection(session, large.id, "l")
         chunk_store.add_chunks(session, small.id, small_col, [chunk_store.NewChunk(q="three", embedding=_unit(3, 1))])
         chunk_store.add_chunks(session, large.id, large_col, [chunk_store.NewChunk(q="five", embedding=_unit(5, 2))])
@@ -46,7 +46,7 @@ def test_vector_search_inside_a_dataset_uses_its_hnsw_index_at_realistic_size(db
     """The query's expression and predicate must match the partial index; at 2,000 rows of 384-d the
     planner must then prefer it (vectors stored PLAIN, see the migration)."""
     with db.session() as session:
-        dataset = dataset_store.add_dataset(session, name="d", embed_model="a", embed_dim=384)
+        dataset = dataset_store.add_dataset(session, name="d", embed_model="a", embed_dim=384, embed_variant="fp32")
         collection_id = _collection(session, dataset.id, "c")
         chunk_store.add_chunks(
             session,
@@ -70,7 +70,7 @@ def test_vector_search_inside_a_dataset_uses_its_hnsw_index_at_realistic_size(db
 
 def test_deleting_a_dataset_drops_its_index_and_chunks(db):
     with db.session() as session:
-        dataset = dataset_store.add_dataset(session, name="gone", embed_model="a", embed_dim=3)
+        dataset = dataset_store.add_dataset(session, name="gone", embed_model="a", embed_dim=3, embed_variant="fp32")
         collection_id = _collection(session, dataset.id, "c")
         chunk_store.add_chunks(session, dataset.id, collection_id, [chunk_store.NewChunk(q="x", embedding=_unit(3, 0))])
         session.commit()
@@ -85,7 +85,7 @@ def test_deleting_a_dataset_drops_its_index_and_chunks(db):
 
 def test_chinese_chunks_are_segmented_for_full_text_search(db):
     with db.session() as session:
-        dataset = dataset_store.add_dataset(session, name="zh", embed_model="a", embed_dim=3)
+        dataset = dataset_store.add_dataset(session, name="zh", embed_model="a", embed_dim=3, embed_variant="fp32")
         collection_id = _collection(session, dataset.id, "c")
         chunk_store.add_chunks(
             session, dataset.id, collection_id, [chunk_store.NewChunk(q="他在上海交通大学读书。", embedding=_unit(3, 0))]

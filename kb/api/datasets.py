@@ -6,8 +6,9 @@ from fastapi import APIRouter, Depends, Response
 
 from kb.auth import require_full_access
 from kb.runtime import Runtime, runtime
-from kb.schemas import DatasetCreate, DatasetList, DatasetPublic, DatasetUpdate
+from kb.schemas import DatasetCreate, DatasetList, DatasetPublic, DatasetReembed, DatasetUpdate
 from kb.services import datasets as service
+from kb.services.reembed import reembed_dataset
 
 router = APIRouter(prefix="/api/datasets", tags=["datasets"], dependencies=[Depends(require_full_access)])
 
@@ -34,6 +35,12 @@ def get_dataset(dataset_id: int, rt: Runtime = Depends(runtime)) -> DatasetPubli
 @router.patch("/{dataset_id}", response_model=DatasetPublic)
 def update_dataset(dataset_id: int, data: DatasetUpdate, rt: Runtime = Depends(runtime)) -> DatasetPublic:
     return _public(service.update_dataset(rt, dataset_id, data))
+
+
+@router.post("/{dataset_id}/reembed", response_model=DatasetPublic)
+def reembed(dataset_id: int, data: DatasetReembed, rt: Runtime = Depends(runtime)) -> DatasetPublic:
+    """Remake every vector with another variant of the dataset's model; answers when the switch is done."""
+    return _public(reembed_dataset(rt, dataset_id, data.embed_variant))
 
 
 @router.delete("/{dataset_id}", status_code=204)

@@ -1,7 +1,8 @@
-"""Finding model files and turning a `.gguf` file into a transformers folder, cached once per machine."""
+"""Finding model files and building derived model folders (dequantised GGUF, ONNX exports) once per machine."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
@@ -58,21 +59,30 @@ def gguf_cache_folder(gguf_file: Path, cache_dir: Path, suffix: str = "") -> Pat
     return cache_dir / f"{gguf_file.stem}-{digest}{suffix}"
 
 
-def _write_once(folder: Path, write: Callable[[Path], None]) -> Path:
-    """Create `folder` by writing into a staging folder renamed into place: readers see all of it or none."""
-    if folder.exists():
+def build_once(folder: Path, build: Callable[[Path], None], *, marker: str) -> Path:
+    """`folder`, built by `build(staging)` unless it already holds `marker`; safe when processes race.
+
+    Builders take turns on a lock file (the second one finds the work done); the result appears by an
+    atomic rename of a private staging folder, so a reader never sees a half-written folder, even
+    after a crash mid-build.
+    """
+    if (folder / marker).exists():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
-        write(staging)
+    # The lock lives in the temp folder so the cache holds only finished folders.
+    lock_name = f"kb-build-{hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]}.lock"
+    with open(Path(tempfile.gettempdir()) / lock_name, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (folder / marker).exists():
+            return folder
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
         try:
+            build(staging)
+            if folder.exists():
+                shutil.rmtree(folder)  # a folder without its marker is left from an older, broken layout
             os.rename(staging, folder)
-        except OSError:
-            if not folder.exists():
-                raise  # not a lost race with another process: a real failure
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 
@@ -91,7 +101,7 @@ def dequantised_gguf(gguf_file: Path, cache_dir: Path) -> Path:
             del model.config.quantization_config
         model.save_pretrained(staging)
 
-    return _write_once(gguf_cache_folder(gguf_file, cache_dir), write)
+    return build_once(gguf_cache_folder(gguf_file, cache_dir), write, marker="config.json")
 
 
 def gguf_tokenizer(gguf_file: Path, cache_dir: Path) -> Path:
@@ -102,7 +112,7 @@ def gguf_tokenizer(gguf_file: Path, cache_dir: Path) -> Path:
 
         AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name).save_pretrained(staging)
 
-    return _write_once(gguf_cache_folder(gguf_file, cache_dir, "-tokenizer"), write)
+    return build_once(gguf_cache_folder(gguf_file, cache_dir, "-tokenizer"), write, marker="tokenizer_config.json")
 
 
 def _bits(kind: object) -> int:

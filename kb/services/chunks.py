@@ -6,7 +6,7 @@ from kb.errors import BadRequest, NotFound
 from kb.ml.types import Embedder
 from kb.runtime import Runtime
 from kb.schemas import ChunkCreate, ChunkUpdate
-from kb.services.datasets import dataset_embedder, token_cap
+from kb.services.datasets import assert_embedder_current, dataset_embedder, token_cap
 from kb.store import chunks as chunk_store
 from kb.store import collections as collection_store
 from kb.store import datasets as dataset_store
@@ -58,8 +58,10 @@ def list_chunks(
 def add_manual_chunk(rt: Runtime, dataset_id: int, data: ChunkCreate) -> ChunkRecord:
     """Add a hand-written Q/A pair to the dataset's "Manual entries" collection; searchable at once."""
     dataset = _dataset(rt, dataset_id)
-    vector, tokens = _embed_question(dataset_embedder(rt, dataset), data.q)
+    embedder = dataset_embedder(rt, dataset)
+    vector, tokens = _embed_question(embedder, data.q)
     with rt.db.session() as session:
+        assert_embedder_current(session, dataset_id, embedder)
         collection, created = collection_store.add_collection(
             session, dataset_id=dataset_id, name=MANUAL_NAME, source_type="manual", content_hash=MANUAL_HASH, status="ready"
         )
@@ -92,8 +94,10 @@ def update_chunk(rt: Runtime, chunk_id: int, data: ChunkUpdate) -> ChunkRecord:
         )
     q = data.q if data.q is not None else current.q
     a = data.a if data.a is not None else current.a
-    vector, tokens = _embed_question(dataset_embedder(rt, _dataset(rt, current.dataset_id)), q)
+    embedder = dataset_embedder(rt, _dataset(rt, current.dataset_id))
+    vector, tokens = _embed_question(embedder, q)
     with rt.db.session() as session:
+        assert_embedder_current(session, current.dataset_id, embedder)
         record = chunk_store.update_chunk(session, chunk_id, q=q, a=a, embedding=vector, token_count=tokens)
         if record is None:
             raise NotFound(f"There is no chunk with id {chunk_id}.", code="chunk_not_found")

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from kb.errors import BadRequest, Conflict, NotFound, Unprocessable
+from kb.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, Unprocessable
 from kb.ml.types import Embedder
 from kb.runtime import Runtime
 from kb.schemas import ChunkSettings, DatasetCreate, DatasetUpdate
@@ -35,9 +35,18 @@ def fit_chunk_settings(chunk_settings: ChunkSettings | dict[str, Any], embedder:
     return values
 
 
+class EmbedderChanged(ServiceUnavailable):
+    """The dataset's vectors were remade by another embedder while new ones were computed; try again."""
+
+    code = "embedder_changed"
+
+
 def dataset_embedder(rt: Runtime, dataset: DatasetRecord) -> Embedder:
-    """The dataset's embedder, refusing one whose dimension no longer matches the stored vectors."""
-    embedder = rt.registry.embedder(dataset.embed_model)
+    """The embedder that made the dataset's vectors (its model in its recorded variant), for documents and queries.
+
+    A dimension that no longer matches the stored vectors is refused.
+    """
+    embedder = rt.registry.embedder(dataset.embed_model, variant=dataset.embed_variant)
     if embedder.dim != dataset.embed_dim:
         raise Unprocessable(
             f"The embedding model '{dataset.embed_model}' now gives {embedder.dim}-dimensional vectors but this dataset "
@@ -45,6 +54,16 @@ def dataset_embedder(rt: Runtime, dataset: DatasetRecord) -> Embedder:
             code="embedding_dimension_changed",
         )
     return embedder
+
+
+def assert_embedder_current(session, dataset_id: int, embedder: Embedder) -> None:
+    """In a transaction about to store vectors: lock the dataset's embedder and check it still made them."""
+    current = dataset_store.lock_embedder(session, dataset_id)
+    if current is not None and current[1] != embedder.variant:  # the model itself never changes in place
+        raise EmbedderChanged(
+            f"The dataset was re-embedded with the '{current[1]}' variant of '{current[0]}' while this was being processed; "
+            "the work will be redone with it. Try again if you were adding a chunk.",
+        )
 
 
 def _require(record: DatasetRecord | None, dataset_id: int) -> DatasetRecord:
@@ -60,7 +79,7 @@ def _name_taken(name: str) -> Conflict:
 def create_dataset(rt: Runtime, data: DatasetCreate) -> DatasetRecord:
     """Create a dataset bound to an embedding model (its dimension and variant are recorded)."""
     embed_model = data.embed_model or rt.settings.embed_model
-    embedder = rt.registry.embedder(embed_model)
+    embedder = rt.registry.embedder(embed_model, variant=data.embed_variant)
     with rt.db.session() as session:
         try:
             record = dataset_store.add_dataset(
@@ -109,10 +128,17 @@ def update_dataset(rt: Runtime, dataset_id: int, data: DatasetUpdate) -> Dataset
             "Create a new dataset with that model and add the sources again.",
             code="embed_model_fixed",
         )
-    values: dict[str, Any] = data.model_dump(exclude_unset=True, exclude={"embed_model", "chunk_settings"})
+    if data.embed_variant is not None and data.embed_variant != current.embed_variant:
+        raise BadRequest(
+            f"This dataset's vectors were made by the '{current.embed_variant}' variant of its embedding model; "
+            f"switching to '{data.embed_variant}' means re-embedding every chunk: "
+            f"POST /api/datasets/{dataset_id}/reembed with {{\"embed_variant\": \"{data.embed_variant}\"}}.",
+            code="embed_variant_fixed",
+        )
+    values: dict[str, Any] = data.model_dump(exclude_unset=True, exclude={"embed_model", "embed_variant", "chunk_settings"})
     if data.chunk_settings is not None:  # fields not sent keep their current values
         merged = {**current.chunk_settings, **data.chunk_settings.model_dump(exclude_unset=True)}
-        values["chunk_settings"] = fit_chunk_settings(merged, rt.registry.embedder(current.embed_model))
+        values["chunk_settings"] = fit_chunk_settings(merged, dataset_embedder(rt, current))
     with rt.db.session() as session:
         try:
             dataset_store.update_dataset(session, dataset_id, **values)

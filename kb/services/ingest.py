@@ -27,7 +27,7 @@ from kb.ml.types import Embedder
 from kb.qagen import generate_qa_pairs
 from kb.runtime import Runtime
 from kb.services.collections import source_filename
-from kb.services.datasets import dataset_embedder, fit_chunk_settings
+from kb.services.datasets import assert_embedder_current, dataset_embedder, fit_chunk_settings
 from kb.store import chunks as chunk_store
 from kb.store import collections as collection_store
 from kb.store import datasets as dataset_store
@@ -150,13 +150,15 @@ def _new_chunk(row: PlannedChunk, vectors: np.ndarray, count_tokens, source_id: 
 
 
 def _write(
-    rt: Runtime, collection: CollectionRecord, plan: list[PlannedChunk], vectors: np.ndarray, count_tokens,
+    rt: Runtime, collection: CollectionRecord, plan: list[PlannedChunk], vectors: np.ndarray, embedder: Embedder,
     stats: dict, warnings: list[str], settle: Settle | None,
 ) -> CollectionRecord:
     """Replace the collection's chunks and mark it ready, all in one transaction."""
+    count_tokens = embedder.count_tokens
     with rt.db.session() as session:
         if settle is not None:
             settle(session)
+        assert_embedder_current(session, collection.dataset_id, embedder)
         if collection_store.get_collection(session, collection.id, for_update=True) is None:
             raise CollectionGone()
         chunk_store.delete_collection_chunks(session, collection.id)
@@ -276,7 +278,7 @@ def _process(
         seconds=laps.seconds,
     )
     tracker.stage("embedding", 97)
-    return _write(rt, collection, plan, vectors, embedder.count_tokens, stats, warnings, settle)
+    return _write(rt, collection, plan, vectors, embedder, stats, warnings, settle)
 
 
 def _qa_split(

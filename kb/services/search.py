@@ -56,7 +56,7 @@ def vocabulary_coverage(embedder, text: str) -> float:
     An English-only embedder maps much of a Chinese text to `[UNK]` (all-MiniLM-L6-v2: ~65% of the
     cmrc questions), so this is a measured, model-derived sign of how much of the query it can read.
     """
-    tokenizer = getattr(getattr(embedder, "model", None), "tokenizer", None)
+    tokenizer = getattr(embedder, "tokenizer", None) or getattr(getattr(embedder, "model", None), "tokenizer", None)
     unknown = getattr(tokenizer, "unk_token_id", None)
     if tokenizer is None or unknown is None:
         return 1.0
@@ -108,10 +108,11 @@ def _load_datasets(session, dataset_ids: Sequence[int]) -> list[DatasetRecord]:
 
 def _embed_query(registry, dataset: DatasetRecord, query: str, cache: dict) -> tuple[object, float]:
     """The query vector from the dataset's own embedding model, and that model's coverage of the query."""
-    if dataset.embed_model not in cache:
-        embedder = registry.embedder(dataset.embed_model)
-        cache[dataset.embed_model] = (embedder, embedder.embed_query(query), vocabulary_coverage(embedder, query))
-    embedder, vector, coverage = cache[dataset.embed_model]
+    key = (dataset.embed_model, dataset.embed_variant)  # the variant that made the dataset's vectors
+    if key not in cache:
+        embedder = registry.embedder(dataset.embed_model, variant=dataset.embed_variant)
+        cache[key] = (embedder, embedder.embed_query(query), vocabulary_coverage(embedder, query))
+    embedder, vector, coverage = cache[key]
     if embedder.dim != dataset.embed_dim:
         raise Conflict(
             f"dataset '{dataset.name}' holds {dataset.embed_dim}-d vectors but model '{dataset.embed_model}' now "

@@ -166,11 +166,37 @@ def update_chunk(
     return get_chunk(session, chunk_id)
 
 
+def embedded_texts(session: Session, dataset_id: int) -> dict[int, str]:
+    """id → text (`q`) of every chunk of the dataset that has a vector."""
+    rows = session.execute(
+        select(Chunk.id, Chunk.q).where(Chunk.dataset_id == dataset_id, Chunk.embedding.is_not(None))
+    ).all()
+    return {row.id: row.q for row in rows}
+
+
+def set_embeddings(session: Session, ids: Sequence[int], vectors: Sequence[Sequence[float]], *, batch_size: int = 500) -> None:
+    """Replace the vectors of these chunks (same order), leaving everything else as it is."""
+    statement = text(
+        "UPDATE chunk SET embedding = CAST(u.emb AS vector) "
+        "FROM unnest(CAST(:ids AS bigint[]), CAST(:emb AS text[])) AS u(id, emb) WHERE chunk.id = u.id"
+    )
+    for start in range(0, len(ids), batch_size):
+        session.execute(
+            statement,
+            {
+                "ids": [int(i) for i in ids[start : start + batch_size]],
+                "emb": [vector_literal(v) for v in vectors[start : start + batch_size]],
+            },
+        )
+
+
 def reindex_fulltext(session: Session, dataset_id: int, *, batch_size: int = 500) -> int:
-    """Re-segment every chunk of a dataset (after its user dictionary changed); returns how many."""
+    """Re-segment every searchable chunk of a dataset (after its user dictionary changed); returns how many."""
     dictionary = dataset_dictionary(session, dataset_id)
     rows = session.execute(
-        select(Chunk.id, Chunk.q, Chunk.a, Chunk.heading).where(Chunk.dataset_id == dataset_id).order_by(Chunk.id)
+        select(Chunk.id, Chunk.q, Chunk.a, Chunk.heading)
+        .where(Chunk.dataset_id == dataset_id, Chunk.embedding.is_not(None))  # reference-only rows stay unsearchable
+        .order_by(Chunk.id)
     ).all()
     statement = text(
         f"UPDATE chunk SET fts = to_tsvector('{TS_CONFIG}', u.fts) "

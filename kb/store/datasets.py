@@ -77,7 +77,7 @@ def add_dataset(
     name: str,
     embed_model: str,
     embed_dim: int,
-    embed_variant: str = "default",
+    embed_variant: str,
     description: str = "",
     chunk_settings: dict[str, Any] | None = None,
     search_settings: dict[str, Any] | None = None,
@@ -103,6 +103,19 @@ def add_dataset(
 def get_dataset(session: Session, dataset_id: int) -> DatasetRecord | None:
     row = session.get(Dataset, dataset_id)
     return _record(row) if row else None
+
+
+def lock_embedder(session: Session, dataset_id: int, *, exclusive: bool = False) -> tuple[str, str] | None:
+    """The dataset's (embed_model, embed_variant), its row locked until the transaction ends.
+
+    Writers of vectors take the shared lock and check the pair is still the one that made their
+    vectors; a re-embed takes the exclusive lock, so the two never interleave.
+    """
+    mode = "UPDATE" if exclusive else "SHARE"
+    row = session.execute(
+        text(f"SELECT embed_model, embed_variant FROM dataset WHERE id = :id FOR {mode}"), {"id": int(dataset_id)}
+    ).first()
+    return (row.embed_model, row.embed_variant) if row else None
 
 
 def get_dataset_by_name(session: Session, name: str) -> DatasetRecord | None:
