@@ -26,7 +26,7 @@ def test_the_dashboard_counts_what_exists_and_shows_the_configuration(admin_clie
     empty = admin_client.get("/admin").text
     assert count_of(empty, "datasets") == 0 and "No knowledge base yet" in empty
     with db.session() as session:
-        dataset_store.add_dataset(session, name="handbook", embed_model="minilm", embed_dim=384)
+        dataset_store.add_dataset(session, name="handbook", embed_model="minilm", embed_dim=384, embed_variant="onnx-int8")
         key = generate_api_key()
         key_store.add_key(session, name="ci", prefix=display_prefix(key), key_hash=hash_api_key(key))
         revoked = key_store.add_key(session, name="old", prefix="kb-old", key_hash=hash_api_key("old"))

@@ -12,7 +12,7 @@ from tests.conftest import ROOT
 
 def make_dataset(db, name: str) -> int:
     with db.session() as session:
-        record = dataset_store.add_dataset(session, name=name, embed_model="minilm", embed_dim=384)
+        record = dataset_store.add_dataset(session, name=name, embed_model="minilm", embed_dim=384, embed_variant="onnx-int8")
         session.commit()
     return record.id
 
