@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     )
 
     max_upload_mb: int = Field(default=100, ge=1)
+    link_allow_private: bool = Field(
+        default=False,
+        description="Let link sources reach private, loopback and link-local addresses (an intranet wiki); "
+        "off by default so a user cannot make the server fetch its own network.",
+    )
     torch_threads: int = Field(default=2, ge=1)
     worker_poll_seconds: float = Field(default=5.0, gt=0)
     job_heartbeat_seconds: float = Field(default=10.0, gt=0)

@@ -161,7 +161,7 @@ def add_text(rt: Runtime, dataset_id: int, *, name: str, text: str, mode: str | 
 def add_link(rt: Runtime, dataset_id: int, *, url: str, name: str | None = None, mode: str | None = None) -> AddOutcome:
     """Queue a link; the worker fetches it (the same link twice in one dataset is one collection)."""
     dataset = _dataset(rt, dataset_id)
-    url = check_link(url)
+    url = check_link(url, allow_private=rt.settings.link_allow_private)
     content_hash = hashlib.sha256(f"link:{url}".encode()).hexdigest()
     label = (name or "").strip()[:500] or url[:500]
     return _register(

@@ -85,7 +85,9 @@ class _Tracker:
 
 def _read(rt: Runtime, collection: CollectionRecord) -> ParsedDocument:
     if collection.source_type == "link":
-        fetched = fetch_link(collection.source_uri or "", max_bytes=rt.settings.max_upload_bytes)
+        fetched = fetch_link(
+            collection.source_uri or "", max_bytes=rt.settings.max_upload_bytes, allow_private=rt.settings.link_allow_private
+        )
         with rt.db.session() as session:
             collection_store.set_source_details(
                 session, collection.id, content_type=fetched.content_type, size_bytes=len(fetched.data)
