@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -122,15 +123,34 @@ def _bits(kind: object) -> int:
     return 4 if name.startswith(("Q2", "Q3", "Q4", "Q5", "IQ")) else 8
 
 
-def gguf_weight_bits(gguf_file: Path) -> tuple[int, int]:
-    """Bits per weight (4, 8 or 16) of the file's layer matrices and of its token embedding, to keep that precision."""
+WEIGHT_BITS_FILE = "kb-weight-bits.json"
+
+
+def _read_weight_bits(gguf_file: Path) -> tuple[int, int]:
     from collections import Counter
 
     from gguf import GGUFReader
 
-    reader = GGUFReader(gguf_file)
+    reader = GGUFReader(gguf_file)  # parses every metadata field, the 49k-token vocabulary too: seconds
     matrices = [t for t in reader.tensors if len(t.shape) == 2]
     layer_kinds = Counter(t.tensor_type.name for t in matrices if t.name.startswith("blk."))
     embedding = next((t for t in matrices if t.name == "token_embd.weight"), None)
     layer_bits = _bits(layer_kinds.most_common(1)[0][0]) if layer_kinds else 16
     return layer_bits, _bits(embedding.tensor_type) if embedding is not None else layer_bits
+
+
+def gguf_weight_bits(gguf_file: Path, cache_folder: Path | None = None) -> tuple[int, int]:
+    """Bits per weight (4, 8 or 16) of the file's layer matrices and of its token embedding, to keep that precision.
+
+    Remembered in `cache_folder` (the file's dequantised cache), so later starts skip reading the GGUF.
+    """
+    remembered = cache_folder / WEIGHT_BITS_FILE if cache_folder is not None else None
+    if remembered is not None and remembered.exists():
+        layer_bits, embedding_bits = json.loads(remembered.read_text(encoding="utf-8"))
+        return int(layer_bits), int(embedding_bits)
+    bits = _read_weight_bits(gguf_file)
+    if remembered is not None and remembered.parent.is_dir():
+        staging = remembered.with_suffix(f".{os.getpid()}.tmp")
+        staging.write_text(json.dumps(list(bits)), encoding="utf-8")
+        os.replace(staging, remembered)  # atomic: a reader sees the old state or the whole file
+    return bits

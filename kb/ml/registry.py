@@ -47,8 +47,9 @@ def _load_chat(spec: ModelSpec, settings: Settings) -> ChatModel:
 
         return load_llama_cpp_chat(spec, Path(source), settings)
     if source.endswith(".gguf"):
-        weight_bits = gguf_weight_bits(Path(source))
-        source = str(dequantised_gguf(Path(source), settings.model_cache_dir))
+        gguf_file = Path(source)
+        source = str(dequantised_gguf(gguf_file, settings.model_cache_dir))
+        weight_bits = gguf_weight_bits(gguf_file, Path(source))
     return load_transformers_chat(spec, source, remote_code_allowed(spec, settings.allow_remote_code), weight_bits)
 
 
