@@ -40,7 +40,9 @@ def add_knowledge(rt: Runtime, name: str, documents: dict[str, list[str]]) -> in
     """A dataset of ready collections, one chunk per paragraph, embedded with the 'hash' embedder."""
     embedder = rt.registry.embedder("hash")
     with rt.db.session() as session:
-        dataset = dataset_store.add_dataset(session, name=name, embed_model="hash", embed_dim=embedder.dim)
+        dataset = dataset_store.add_dataset(
+            session, name=name, embed_model="hash", embed_dim=embedder.dim, embed_variant=embedder.variant
+        )
         for document, paragraphs in documents.items():
             collection, _ = collection_store.add_collection(
                 session, dataset_id=dataset.id, name=document, source_type="text", content_hash=document, status="ready"
