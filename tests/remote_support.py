@@ -19,7 +19,8 @@ class FakeProvider:
 
     ok; error500, busy429, reject400 (that status); garbage (an HTML page); hang (no answer at all);
     wrong_shape (an event stream of JSON objects that are not chunks); broken_sse (an event that is
-    cut-off JSON); drop (half the answer, then the connection closes); stall (half the answer, then silence).
+    cut-off JSON); role_then_drop (the role chunk, then the connection closes); drop (half the answer,
+    then the connection closes); stall (half the answer, then silence).
     `delay` seconds pass before each answer; while `hold()` is on, requests wait until `let_go()`.
     """
 
@@ -104,6 +105,9 @@ class FakeProvider:
             return
         if self.mode == "broken_sse":
             handler.wfile.write(b'data: {"choices": [{"index": 0, "delta": {"content": "Par\n\n')
+            return
+        if self.mode == "role_then_drop":
+            handler.wfile.write(b'data: {"choices": [{"index": 0, "delta": {"role": "assistant"}}]}\n\n')
             return
         pieces = ANSWER_PIECES[:2] if self.mode in MIDWAY_MODES else ANSWER_PIECES
         for piece in pieces:

@@ -88,6 +88,14 @@ def test_a_stream_dropped_halfway_is_an_error_not_a_short_answer(servers):
     assert "".join(seen) == "Paris is the "
 
 
+@pytest.mark.parametrize("mode", ["wrong_shape", "broken_sse", "role_then_drop"])
+def test_a_provider_failing_before_any_answer_text_is_failed_over(servers, mode):
+    servers[0].mode = mode
+    model = RemoteChatModel(spec("chat", servers[0].base_url, servers[1].base_url))
+    assert model.generate(QUESTION, GenerationParams()).text == "Paris is the capital of France."
+    assert servers[0].hits == 1 and servers[1].hits == 1
+
+
 def test_upstream_400_is_the_users_bad_request_and_no_failover(servers):
     servers[0].mode = "reject400"
     model = RemoteChatModel(spec("chat", servers[0].base_url, servers[1].base_url))
