@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -15,68 +11,7 @@ from kb.errors import BadRequest, UpstreamError
 from kb.ml.remote import RemoteChatModel, RemoteEmbedder
 from kb.ml.specs import ModelSpec
 from kb.ml.types import Completion, GenerationParams, StreamDelta
-
-ANSWER_PIECES = ["Paris ", "is the ", "capital", " of France."]
-
-
-class FakeProvider:
-    """A tiny OpenAI-compatible server; `mode` says how it behaves: ok, error500, busy429, garbage, drop, reject400."""
-
-    def __init__(self, mode: str = "ok"):
-        self.mode = mode
-        self.hits = 0
-        self.requests: list[dict] = []
-        provider = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                provider.hits += 1
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                provider.requests.append({**body, "authorization": self.headers.get("Authorization")})
-                provider.respond(self, body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def respond(self, handler: BaseHTTPRequestHandler, body: dict) -> None:
-        if self.mode in ("error500", "busy429", "reject400"):
-            status = {"error500": 500, "busy429": 429, "reject400": 400}[self.mode]
-            self._send(handler, status, "application/json", json.dumps({"error": {"message": f"{self.mode} here"}}).encode())
-        elif self.mode == "garbage":
-            self._send(handler, 200, "text/html", b"<html>proxy login</html>")
-        elif handler.path.endswith("/embeddings"):
-            vectors = [[float(len(text)), 1.0, 0.0] for text in body["input"]]
-            data = [{"index": i, "embedding": v} for i, v in reversed(list(enumerate(vectors)))]
-            self._send(handler, 200, "application/json", json.dumps({"data": data}).encode())
-        else:
-            self._stream(handler)
-
-    def _stream(self, handler: BaseHTTPRequestHandler) -> None:
-        handler.send_response(200)
-        handler.send_header("Content-Type", "text/event-stream")
-        handler.end_headers()
-        pieces = ANSWER_PIECES[:2] if self.mode == "drop" else ANSWER_PIECES
-        for piece in pieces:
-            chunk = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
-            handler.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-            handler.wfile.flush()
-        if self.mode == "drop":
-            return  # the connection closes mid-answer
-        final = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-        usage = {"choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}}
-        handler.wfile.write(f"data: {json.dumps(final)}\n\ndata: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode())
-
-    @staticmethod
-    def _send(handler: BaseHTTPRequestHandler, status: int, content_type: str, payload: bytes) -> None:
-        handler.send_response(status)
-        handler.send_header("Content-Type", content_type)
-        handler.send_header("Content-Length", str(len(payload)))
-        handler.end_headers()
-        handler.wfile.write(payload)
+from tests.remote_support import ANSWER_PIECES, FakeProvider, closed_port_url
 
 
 @pytest.fixture
@@ -84,15 +19,7 @@ def servers() -> Iterator[list[FakeProvider]]:
     started = [FakeProvider(), FakeProvider()]
     yield started
     for server in started:
-        server.server.shutdown()
-        server.server.server_close()
-
-
-def closed_port_url() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}/v1"
+        server.close()
 
 
 def spec(kind: str, *urls: str, **extra: object) -> ModelSpec:
@@ -159,6 +86,14 @@ def test_a_stream_dropped_halfway_is_an_error_not_a_short_answer(servers):
         for item in model.stream(QUESTION, GenerationParams()):
             seen.append(item.text)
     assert "".join(seen) == "Paris is the "
+
+
+@pytest.mark.parametrize("mode", ["wrong_shape", "broken_sse", "role_then_drop"])
+def test_a_provider_failing_before_any_answer_text_is_failed_over(servers, mode):
+    servers[0].mode = mode
+    model = RemoteChatModel(spec("chat", servers[0].base_url, servers[1].base_url))
+    assert model.generate(QUESTION, GenerationParams()).text == "Paris is the capital of France."
+    assert servers[0].hits == 1 and servers[1].hits == 1
 
 
 def test_upstream_400_is_the_users_bad_request_and_no_failover(servers):

@@ -29,19 +29,20 @@ def estimate_tokens(text: str) -> int:
 
 
 @dataclass
-class _OpenStream:
-    provider: ProviderSpec
-    response: httpx.Response
-    payloads: Iterator[dict | None]
-    first: dict
-
-
-@dataclass
 class _StreamState:
     finish_reason: str | None = None
     usage: dict | None = None
     tool_calls: dict[int, dict] = field(default_factory=dict)
-    done: bool = False
+    ended: bool = False  # the body ended
+    done: bool = False  # ... with the closing [DONE] (the end of the body alone is not a finished answer)
+
+    def next_text(self, payloads: Iterator[dict | None]) -> str:
+        """Take the next chunk and return its content text; "" once the body has ended."""
+        payload = next(payloads, _END_OF_BODY)
+        if not isinstance(payload, dict):
+            self.ended, self.done = True, payload is None
+            return ""
+        return self.absorb(payload)
 
     def absorb(self, payload: dict) -> str:
         """Take one chunk's metadata; return its content text."""
@@ -74,6 +75,17 @@ class _StreamState:
             {"id": c["id"] or f"call_{i}", "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
             for i, c in sorted(self.tool_calls.items())
         ]
+
+
+@dataclass
+class _OpenStream:
+    """A provider's stream read up to its first answer text (`first_text`, "" if it finished without any)."""
+
+    provider: ProviderSpec
+    response: httpx.Response
+    payloads: Iterator[dict | None]
+    state: _StreamState
+    first_text: str
 
 
 class RemoteChatModel:
@@ -112,7 +124,13 @@ class RemoteChatModel:
             body["tools"] = params.tools
         return body
 
-    def _open(self, provider: ProviderSpec, body: dict) -> _OpenStream:
+    def _open(self, provider: ProviderSpec, body: dict, cancel: threading.Event | None) -> _OpenStream:
+        """Start the stream and read it up to the first answer text.
+
+        Until that text arrives nobody has seen anything of this answer, so whatever goes wrong before
+        (a malformed first chunk, a drop or a stall after the role chunk) is ProviderFailed: the next
+        provider takes over.
+        """
         request = self.pool.client.build_request(
             "POST", self.pool.url(provider, "chat/completions"),
             json={**body, "model": self.pool.upstream_model(provider)}, headers=self.pool.headers(provider),
@@ -124,10 +142,17 @@ class RemoteChatModel:
             if not content_type.startswith("text/event-stream"):
                 raise ProviderFailed(f"answered {content_type or 'no content type'} instead of an event stream: {response.read()[:120]!r}")
             payloads = sse_payloads(response.iter_lines())
-            first = next(payloads, None)
-            if first is None:
+            state = _StreamState()
+            text = state.next_text(payloads)
+            if state.ended:
                 raise ProviderFailed("ended the stream before sending anything")
-            return _OpenStream(provider, response, payloads, first)
+            while not text and state.finish_reason is None and not state.ended:
+                if cancel is not None and cancel.is_set():
+                    raise GenerationCancelled("generation cancelled")
+                text = state.next_text(payloads)
+            if state.ended and not state.done and state.finish_reason is None:
+                raise ProviderFailed("ended the stream without finishing the answer")
+            return _OpenStream(provider, response, payloads, state, text)
         except BaseException:
             response.close()
             raise
@@ -143,21 +168,19 @@ class RemoteChatModel:
     def _relay(
         self, messages: list[dict], body: dict, params: GenerationParams, cancel: threading.Event | None
     ) -> Iterator[StreamDelta | Completion]:
-        opened = self.pool.run(lambda provider: self._open(provider, body))
+        opened = self.pool.run(lambda provider: self._open(provider, body, cancel))
         assembler = AnswerAssembler(params.stop, tools_enabled=bool(params.tools))
-        state = _StreamState()
+        state, text = opened.state, opened.first_text
         try:
-            payload: dict | None | object = opened.first
-            while isinstance(payload, dict):
-                visible = assembler.feed(state.absorb(payload))
+            while True:
+                visible = assembler.feed(text)
                 if visible:
                     yield StreamDelta(visible)
-                if assembler.stopped:
+                if assembler.stopped or state.ended:
                     break
                 if cancel is not None and cancel.is_set():
                     raise GenerationCancelled("generation cancelled")
-                payload = next(opened.payloads, _END_OF_BODY)
-                state.done = payload is None  # None is the closing [DONE]; the end of the body alone is not
+                text = state.next_text(opened.payloads)
         except (httpx.TransportError, ProviderFailed) as exc:
             self.pool.record_failure(opened.provider, describe_failure(exc))
             raise UpstreamError(
