@@ -165,12 +165,16 @@ def fail(session: Session, job: Job, error: str, *, backoff_seconds: float) -> J
 
 
 def release(session: Session, job: Job) -> bool:
-    """Give a job back untouched (graceful shutdown): queued again at once, the interrupted attempt not counted."""
+    """Give a job back untouched (graceful shutdown): queued again at once, the interrupted attempt not counted.
+
+    It keeps its `run_after`, so it keeps its place at the head of the queue instead of waiting behind
+    everything queued while it ran.
+    """
     result = session.execute(
         text(
             f"""
             UPDATE job SET status = 'queued', attempts = attempts - 1, locked_by = NULL, heartbeat_at = NULL,
-                           run_after = now(), updated_at = now()
+                           updated_at = now()
             WHERE {_OWNED}
             """
         ),

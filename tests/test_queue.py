@@ -191,3 +191,14 @@ def test_a_released_job_is_queued_again_at_once_without_using_an_attempt(db):
     again = _claim(db, "w")
     assert again.id == job.id and again.attempts == 1
     assert again.run_after <= datetime.now(UTC) + timedelta(seconds=1)
+
+
+def test_a_released_job_keeps_its_place_ahead_of_jobs_queued_while_it_ran(db):
+    first, later = _collections(db, 2)
+    _enqueue(db, first)
+    job = _claim(db, "w")
+    _enqueue(db, later)
+    with db.session() as session:
+        assert queue.release(session, job)
+        session.commit()
+    assert _claim(db, "w").collection_id == first, "a graceful stop must not send its job to the back of the queue"
