@@ -84,5 +84,12 @@ class UpstreamError(KBError):
     code = "upstream_error"
 
 
+class UpstreamTimeout(UpstreamError):
+    """A remote model provider did not answer in time (every one tried, when several serve the model)."""
+
+    status_code = 504
+    code = "upstream_timeout"
+
+
 class Cancelled(Exception):
     """Work stopped because its owner asked (a worker shutting down); not a fault of the input, so not a KBError."""

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import httpx
 
-from kb.errors import BadRequest, UpstreamError
+from kb.errors import BadRequest, UpstreamError, UpstreamTimeout
 from kb.ml.specs import ModelSpec, ProviderSpec
 
 T = TypeVar("T")
@@ -134,6 +134,7 @@ class ProviderPool:
     def run(self, attempt: Callable[[ProviderSpec], T]) -> T:
         """Call `attempt` on each provider in turn until one succeeds; UpstreamError naming them all otherwise."""
         providers, notes = self.attempt_order()
+        timeouts = 0
         for provider in providers:
             try:
                 result = attempt(provider)
@@ -141,10 +142,12 @@ class ProviderPool:
                 reason = describe_failure(exc)
                 self.record_failure(provider, reason)
                 notes.append(f"{provider.label}: {reason}")
+                timeouts += isinstance(exc, httpx.TimeoutException)
                 continue
             self.record_success(provider)
             return result
-        raise UpstreamError(f"every provider of model '{self.spec.name}' failed: " + "; ".join(notes))
+        error = UpstreamTimeout if providers and timeouts == len(providers) else UpstreamError
+        raise error(f"every provider of model '{self.spec.name}' failed: " + "; ".join(notes))
 
 
 def describe_failure(exc: Exception) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import httpx
 import numpy as np
 
-from kb.errors import UpstreamError
+from kb.errors import UpstreamError, UpstreamTimeout
 from kb.ml.messages import normalise_messages
 from kb.ml.providers import ProviderFailed, ProviderPool, check_response, describe_failure, parse_json, sse_payloads
 from kb.ml.specs import ModelSpec, ProviderSpec
@@ -183,7 +183,8 @@ class RemoteChatModel:
                 text = state.next_text(opened.payloads)
         except (httpx.TransportError, ProviderFailed) as exc:
             self.pool.record_failure(opened.provider, describe_failure(exc))
-            raise UpstreamError(
+            error = UpstreamTimeout if isinstance(exc, httpx.TimeoutException) else UpstreamError
+            raise error(
                 f"{opened.provider.label} broke off the answer after {len(assembler.text)} characters: "
                 f"{describe_failure(exc)}"
             ) from exc
