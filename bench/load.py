@@ -9,11 +9,12 @@ The SQuAD kit's dataset and app come from the answer benchmark's database under 
 root key for search and an app key created for the run (revoked at the end) for chat.
 
 Phases, one after the other: warm-up (models load, then a few seconds of the full mix, not
-recorded); baseline (1 search client alone, then 1 chat client alone); load (`--clients` search
-clients looping `POST /api/datasets/{id}/search` and `--chats` clients streaming
-`/v1/chat/completions` to `[DONE]`, each request a new kit question). It reports latency
+recorded); baseline (1 search client alone for a few seconds, then a few chats one at a time);
+load (`--clients` search clients looping `POST /api/datasets/{id}/search` and `--chats` clients
+streaming `/v1/chat/completions` to `[DONE]`, each request a new kit question). It reports latency
 p50/p95/p99 (search: whole response; chat: first token and total), throughput, errors by kind,
-the server's RSS (children included) from after the warm-up to the end, and the load average.
+the server's RSS (children included) and the database connections it holds, sampled from after
+the warm-up to the end, and the load average.
 Exits 1 when any request failed.
 """
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import secrets
@@ -42,6 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
+import psycopg  # noqa: E402
 
 from bench.answer import bench_database, kit_app, kit_dataset  # noqa: E402
 from bench.retrieval import CACHE, load_questions, percentile, shared_data  # noqa: E402
@@ -323,33 +326,47 @@ async def warm_up(target: Target, args, questions: list[str], limits: Limits, rn
     return errors
 
 
-async def sample_rss(pid: int, every: float, samples: list[tuple[float, int]], started: float) -> None:
-    while True:
-        samples.append((round(time.monotonic() - started, 1), rss_bytes(pid)))
-        await asyncio.sleep(every)
+@dataclass
+class Probe:
+    """Samples the server: its RSS and the database connections it holds (the bench holds none meanwhile)."""
+
+    pid: int
+    conn: psycopg.Connection
+    started: float = field(default_factory=time.monotonic)
+    samples: list[tuple[float, int, int]] = field(default_factory=list)
+
+    def sample(self) -> None:
+        connections = self.conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()[0]
+        self.samples.append((round(time.monotonic() - self.started, 1), rss_bytes(self.pid), connections))
+
+    async def every(self, seconds: float) -> None:
+        while True:
+            await asyncio.to_thread(self.sample)
+            await asyncio.sleep(seconds)
 
 
-async def run_all(target: Target, pid: int, args, questions: list[str]) -> dict:
-    """Warm-up, baseline (1 search client, then 1 chat client) and load; the raw results."""
+async def run_all(target: Target, probe: Probe, args, questions: list[str]) -> dict:
+    """Warm-up, baseline (1 search client, then a few chats one at a time) and load; the raw results."""
     rng = random.Random(args.seed)
     limits = Limits(args.search_timeout, args.chat_timeout, args.max_tokens)
     print(f"warm-up: one search and one chat (the models load), then the full mix for {args.warmup:.0f} s", flush=True)
     warm_errors = await warm_up(target, args, questions, limits, rng)
-    started = time.monotonic()
-    samples: list[tuple[float, int]] = []
-    sampler = asyncio.create_task(sample_rss(pid, args.rss_every, samples, started))
+    probe.started = time.monotonic()
+    sampler = asyncio.create_task(probe.every(args.sample_every))
     try:
-        print(f"baseline: 1 search client for {args.baseline:.0f} s, then 1 chat client for {args.baseline:.0f} s", flush=True)
+        print(f"baseline: 1 search client for {args.baseline:.0f} s, then {args.baseline_chats} chats one at a time", flush=True)
         base_search = (await run_phase(target, 1, 0, args.baseline, questions, limits, rng))["search"]
-        base_chat = (await run_phase(target, 0, 1, args.baseline, questions, limits, rng))["chat"]
+        base_chat = (await run_phase(target, 0, 1, math.inf, rng.sample(questions, args.baseline_chats), limits, rng))["chat"]
         print(f"load: {args.clients} search clients and {args.chats} chat clients for {args.duration:.0f} s", flush=True)
-        load_started = time.monotonic() - started
+        load_started = time.monotonic() - probe.started
         loaded = await run_phase(target, args.clients, args.chats, args.duration, questions, limits, rng)
     finally:
         sampler.cancel()
-    samples.append((round(time.monotonic() - started, 1), rss_bytes(pid)))
+    probe.sample()
     return {"warm_errors": warm_errors, "baseline": {"search": base_search, "chat": base_chat}, "load": loaded,
-            "rss": samples, "load_started": load_started}
+            "samples": probe.samples, "load_started": load_started}
 
 
 # --- the report -------------------------------------------------------------------------------------
@@ -383,8 +400,8 @@ def build_report(raw: dict, args, load_before: str, load_after: str) -> dict:
     for phase in (raw["baseline"], raw["load"]):
         for stream in phase.values():
             errors.update(stream.errors)
-    rss = raw["rss"]
-    at_load = next(value for moment, value in rss if moment >= raw["load_started"])
+    samples = raw["samples"]
+    at_load = next(rss for moment, rss, _ in samples if moment >= raw["load_started"])
     mb = 2**20
     return {
         "duration_s": args.duration, "clients": args.clients, "chats": args.chats, "max_tokens": args.max_tokens,
@@ -398,8 +415,10 @@ def build_report(raw: dict, args, load_before: str, load_after: str) -> dict:
             "chat total p50": ratio(load["chat"]["latency_ms"]["p50"], base["chat"]["latency_ms"]["p50"]),
         },
         "errors": dict(errors),
-        "rss_mb": {"start": rss[0][1] / mb, "load_start": at_load / mb, "end": rss[-1][1] / mb,
-                   "max": max(v for _, v in rss) / mb, "samples": [(t, round(v / mb)) for t, v in rss]},
+        "rss_mb": {"start": samples[0][1] / mb, "load_start": at_load / mb, "end": samples[-1][1] / mb,
+                   "max": max(rss for _, rss, _ in samples) / mb},
+        "db_connections_max": max(connections for *_, connections in samples),
+        "samples": [{"s": t, "rss_mb": round(rss / mb), "db_connections": c} for t, rss, c in samples],
     }
 
 
@@ -426,7 +445,7 @@ def print_report(report: dict) -> None:
             for index, (label, spread_) in enumerate(lines):
                 counts = [str(row["clients"]), str(row["completed"]), str(row["errors"]), rate] if index == 0 else [""] * 4
                 table.add_row(phase, label, *counts, *(_ms(spread_[p]) for p in ("p50", "p95", "p99", "max")))
-    console = Console()
+    console = Console(width=max(Console().width, 120))
     console.print(table)
     ratios = ", ".join(f"{k} {v:.2f}×" for k, v in report["ratios"].items() if v is not None)
     console.print(f"loaded / baseline: {ratios}")
@@ -434,6 +453,7 @@ def print_report(report: dict) -> None:
     console.print(f"server RSS (children included): {rss['start']:,.0f} MB after warm-up, {rss['load_start']:,.0f} MB "
                   f"as the load began, {rss['end']:,.0f} MB at the end (max {rss['max']:,.0f} MB; "
                   f"end - load start {rss['end'] - rss['load_start']:+,.0f} MB)")
+    console.print(f"database connections held by the server: at most {report['db_connections_max']} (sampled)")
     console.print(f"load average: {report['load_average']['start']} at start, {report['load_average']['end']} at end")
     errors = report["errors"]
     console.print("errors: " + (", ".join(f"{k} ×{v}" for k, v in sorted(errors.items())) if errors else "none"))
@@ -444,12 +464,13 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60, help="seconds of load")
     parser.add_argument("--clients", type=int, default=20, help="concurrent search clients")
     parser.add_argument("--chats", type=int, default=2, help="concurrent streaming chat clients")
-    parser.add_argument("--baseline", type=float, default=10, help="seconds of each 1-client baseline")
+    parser.add_argument("--baseline", type=float, default=10, help="seconds of the 1-client search baseline")
+    parser.add_argument("--baseline-chats", type=int, default=3, help="chats of the 1-client chat baseline")
     parser.add_argument("--warmup", type=float, default=5, help="seconds of the full mix before measuring")
     parser.add_argument("--max-tokens", type=int, default=64, help="longest chat answer")
     parser.add_argument("--search-timeout", type=float, default=30, help="seconds one search may take in all")
     parser.add_argument("--chat-timeout", type=float, default=120, help="seconds one chat may take in all")
-    parser.add_argument("--rss-every", type=float, default=5, help="seconds between RSS samples")
+    parser.add_argument("--sample-every", type=float, default=2, help="seconds between RSS / connection samples")
     parser.add_argument("--start-timeout", type=float, default=180, help="seconds kb serve may take to be healthy")
     parser.add_argument("--seed", type=int, default=8, help="seed for the question order")
     parser.add_argument("--rebuild", action="store_true", help="ingest the kit again into a fresh database")
@@ -465,8 +486,9 @@ def main() -> None:
         target = Target(f"http://127.0.0.1:{port}", root_key, created.key, dataset_id, app_name)
         print(f"starting kb serve on {target.base_url} (log: {SERVER_LOG})", flush=True)
         load_before = load_average()
-        with kb_server(db.url, root_key, port, args.start_timeout) as server:
-            raw = asyncio.run(run_all(target, server.pid, args, questions))
+        db.dispose()  # the bench's own connections would count as the server's
+        with kb_server(db.url, root_key, port, args.start_timeout) as server, psycopg.connect(db.libpq_url, autocommit=True) as conn:
+            raw = asyncio.run(run_all(target, Probe(server.pid, conn), args, questions))
         report = build_report(raw, args, load_before, load_average())
     finally:
         key_service.revoke_key(db, created.record.id)
