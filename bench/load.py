@@ -85,6 +85,7 @@ class Stream:
     latencies_ms: list[float] = field(default_factory=list)
     first_token_ms: list[float] = field(default_factory=list)
     tokens: int = 0
+    server_ms: Counter = field(default_factory=Counter)  # the server's own timings of its steps, summed
     errors: Counter = field(default_factory=Counter)
     seconds: float = 0.0
 
@@ -216,13 +217,15 @@ async def search_once(client: httpx.AsyncClient, target: Target, question: str, 
         if response.status_code != 200:
             stream.errors[f"search HTTP {response.status_code}"] += 1
             return
-        if not isinstance(response.json().get("results"), list):
+        body = response.json()
+        if not isinstance(body.get("results"), list):
             stream.errors["search body without results"] += 1
             return
     except Exception as exc:  # any failure is counted by kind, never fatal
         stream.errors[f"search {error_kind(exc)}"] += 1
         return
     stream.latencies_ms.append((time.perf_counter() - started) * 1000)
+    stream.server_ms.update(body.get("timings", {}))
 
 
 async def chat_once(
@@ -386,6 +389,7 @@ def summary(stream: Stream, clients: int) -> dict:
         "per_second": done / stream.seconds if stream.seconds else 0.0,
         "latency_ms": spread(stream.latencies_ms), "first_token_ms": spread(stream.first_token_ms),
         "tokens_per_second": stream.tokens / stream.seconds if stream.seconds else 0.0,
+        "server_mean_ms": {step.removesuffix("_ms"): round(total / done, 1) for step, total in stream.server_ms.items()},
     }
 
 
@@ -447,6 +451,9 @@ def print_report(report: dict) -> None:
                 table.add_row(phase, label, *counts, *(_ms(spread_[p]) for p in ("p50", "p95", "p99", "max")))
     console = Console(width=max(Console().width, 120))
     console.print(table)
+    for phase in ("baseline", "load"):
+        steps = ", ".join(f"{k} {v:,.0f}" for k, v in report[phase]["search"]["server_mean_ms"].items())
+        console.print(f"{phase} search, server's mean ms by step: {steps}")
     ratios = ", ".join(f"{k} {v:.2f}×" for k, v in report["ratios"].items() if v is not None)
     console.print(f"loaded / baseline: {ratios}")
     rss = report["rss_mb"]
