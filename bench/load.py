@@ -65,6 +65,8 @@ SERVER_ENV = {
     "KB_LOG_LEVEL": "WARNING",
     "KB_SHUTDOWN_GRACE_SECONDS": "5",
 }
+# Each request is bounded as a whole by asyncio.timeout (--search-timeout, --chat-timeout); httpx only bounds connecting.
+HTTP_TIMEOUT = httpx.Timeout(None, connect=10)
 
 
 @dataclass(frozen=True)
@@ -80,11 +82,12 @@ class Target:
 
 @dataclass
 class Stream:
-    """One kind of request in one phase: latencies, failures and how long the phase ran."""
+    """One kind of request in one phase: latencies, tokens, the server's timings, failures, how long it ran."""
 
     latencies_ms: list[float] = field(default_factory=list)
     first_token_ms: list[float] = field(default_factory=list)
     tokens: int = 0
+    prompt_tokens: int = 0
     server_ms: Counter = field(default_factory=Counter)  # the server's own timings of its steps, summed
     errors: Counter = field(default_factory=Counter)
     seconds: float = 0.0
@@ -234,9 +237,9 @@ async def chat_once(
     """One streamed app chat read to `[DONE]`: time to the first non-empty piece and to the end."""
     body = {
         "model": f"app:{target.app_name}", "messages": [{"role": "user", "content": question}], "stream": True,
-        "max_tokens": max_tokens, "temperature": 0, "stream_options": {"include_usage": True},
+        "max_tokens": max_tokens, "temperature": 0, "stream_options": {"include_usage": True}, "detail": True,
     }
-    started, first, done, tokens = time.perf_counter(), None, False, 0
+    started, first, done, usage, timings = time.perf_counter(), None, False, {}, {}
     try:
         async with asyncio.timeout(timeout):
             async with client.stream(
@@ -257,8 +260,8 @@ async def chat_once(
                     if "error" in event:
                         stream.errors[f"chat stream error {event['error'].get('code')}"] += 1
                         return
-                    if event.get("usage"):
-                        tokens = event["usage"]["completion_tokens"]
+                    usage = event.get("usage") or usage
+                    timings = event.get("timings") or timings
                     if first is None and any(c["delta"].get("content") for c in event.get("choices", [])):
                         first = time.perf_counter()
     except Exception as exc:
@@ -270,12 +273,14 @@ async def chat_once(
     stream.latencies_ms.append((time.perf_counter() - started) * 1000)
     if first is not None:
         stream.first_token_ms.append((first - started) * 1000)
-    stream.tokens += tokens
+    stream.tokens += usage.get("completion_tokens", 0)
+    stream.prompt_tokens += usage.get("prompt_tokens", 0)
+    stream.server_ms.update({step: value for step, value in timings.items() if value is not None})
 
 
 async def client_loop(target: Target, deadline: float, questions: list[str], ask) -> None:
     """One client on its own connection: ask the next question until the deadline."""
-    async with httpx.AsyncClient(base_url=target.base_url, timeout=httpx.Timeout(30, read=120)) as client:
+    async with httpx.AsyncClient(base_url=target.base_url, timeout=HTTP_TIMEOUT) as client:
         for question in questions:
             if time.monotonic() >= deadline:
                 return
@@ -320,7 +325,7 @@ async def run_phase(
 async def warm_up(target: Target, args, questions: list[str], limits: Limits, rng: random.Random) -> Counter:
     """Load both models with one search and one chat, then run the full mix unrecorded; returns the errors seen."""
     first = Stream()
-    async with httpx.AsyncClient(base_url=target.base_url, timeout=httpx.Timeout(30, read=120)) as client:
+    async with httpx.AsyncClient(base_url=target.base_url, timeout=HTTP_TIMEOUT) as client:
         await search_once(client, target, questions[0], first, limits.search_timeout * 4)  # the embedder loads here
         await chat_once(client, target, questions[1], first, limits.chat_timeout * 2, limits.max_tokens)  # and the chat model
     errors = Counter(first.errors)
@@ -389,6 +394,7 @@ def summary(stream: Stream, clients: int) -> dict:
         "per_second": done / stream.seconds if stream.seconds else 0.0,
         "latency_ms": spread(stream.latencies_ms), "first_token_ms": spread(stream.first_token_ms),
         "tokens_per_second": stream.tokens / stream.seconds if stream.seconds else 0.0,
+        "mean_prompt_tokens": round(stream.prompt_tokens / done) if done else None,
         "server_mean_ms": {step.removesuffix("_ms"): round(total / done, 1) for step, total in stream.server_ms.items()},
     }
 
@@ -404,9 +410,12 @@ def build_report(raw: dict, args, load_before: str, load_after: str) -> dict:
     for phase in (raw["baseline"], raw["load"]):
         for stream in phase.values():
             errors.update(stream.errors)
+    if raw["server_exit"] is not None:
+        errors[f"kb serve exited with {raw['server_exit']}"] += 1
     samples = raw["samples"]
-    at_load = next(rss for moment, rss, _ in samples if moment >= raw["load_started"])
+    loaded_rss = [(moment, rss) for moment, rss, _ in samples if moment >= raw["load_started"]]
     mb = 2**20
+    slope = statistics.linear_regression(*zip(*loaded_rss)).slope if len(loaded_rss) > 2 else 0.0
     return {
         "duration_s": args.duration, "clients": args.clients, "chats": args.chats, "max_tokens": args.max_tokens,
         "load_average": {"start": load_before, "end": load_after},
@@ -419,8 +428,8 @@ def build_report(raw: dict, args, load_before: str, load_after: str) -> dict:
             "chat total p50": ratio(load["chat"]["latency_ms"]["p50"], base["chat"]["latency_ms"]["p50"]),
         },
         "errors": dict(errors),
-        "rss_mb": {"start": samples[0][1] / mb, "load_start": at_load / mb, "end": samples[-1][1] / mb,
-                   "max": max(rss for _, rss, _ in samples) / mb},
+        "rss_mb": {"start": samples[0][1] / mb, "load_start": loaded_rss[0][1] / mb, "end": samples[-1][1] / mb,
+                   "max": max(rss for _, rss, _ in samples) / mb, "load_slope_per_minute": slope * 60 / mb},
         "db_connections_max": max(connections for *_, connections in samples),
         "samples": [{"s": t, "rss_mb": round(rss / mb), "db_connections": c} for t, rss, c in samples],
     }
@@ -452,14 +461,17 @@ def print_report(report: dict) -> None:
     console = Console(width=max(Console().width, 120))
     console.print(table)
     for phase in ("baseline", "load"):
-        steps = ", ".join(f"{k} {v:,.0f}" for k, v in report[phase]["search"]["server_mean_ms"].items())
-        console.print(f"{phase} search, server's mean ms by step: {steps}")
+        for kind in ("search", "chat"):
+            steps = ", ".join(f"{k} {v:,.0f}" for k, v in report[phase][kind]["server_mean_ms"].items())
+            console.print(f"{phase} {kind}, server's mean ms by step: {steps or '–'}")
+    console.print(f"chat prompts: {report['load']['chat']['mean_prompt_tokens']} tokens on average (quotes included)")
     ratios = ", ".join(f"{k} {v:.2f}×" for k, v in report["ratios"].items() if v is not None)
     console.print(f"loaded / baseline: {ratios}")
     rss = report["rss_mb"]
     console.print(f"server RSS (children included): {rss['start']:,.0f} MB after warm-up, {rss['load_start']:,.0f} MB "
                   f"as the load began, {rss['end']:,.0f} MB at the end (max {rss['max']:,.0f} MB; "
-                  f"end - load start {rss['end'] - rss['load_start']:+,.0f} MB)")
+                  f"end - load start {rss['end'] - rss['load_start']:+,.0f} MB; "
+                  f"trend over the load {rss['load_slope_per_minute']:+,.0f} MB/min)")
     console.print(f"database connections held by the server: at most {report['db_connections_max']} (sampled)")
     console.print(f"load average: {report['load_average']['start']} at start, {report['load_average']['end']} at end")
     errors = report["errors"]
@@ -483,8 +495,22 @@ def main() -> None:
     parser.add_argument("--rebuild", action="store_true", help="ingest the kit again into a fresh database")
     parser.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill ends the run through the same clean-up as Ctrl-C
+    # Ctrl-C and a kill end the run through the same clean-up; INT too, as a shell's `cmd &` starts it ignored.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.default_int_handler)
+    try:
+        report = measure(args)
+    except KeyboardInterrupt:
+        print("interrupted: kb serve stopped, the run's key revoked", file=sys.stderr)
+        sys.exit(130)
+    print_report(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    sys.exit(1 if report["errors"] else 0)
 
+
+def measure(args) -> dict:
+    """Prepare the data, start kb serve, run the phases, stop it; the report."""
     db, dataset_id, app_id, app_name = prepare(args.rebuild)
     questions = [q.question for q in load_questions(shared_data() / KIT)]
     created = key_service.create_key(db, name="bench-load", app_id=app_id)
@@ -496,15 +522,11 @@ def main() -> None:
         db.dispose()  # the bench's own connections would count as the server's
         with kb_server(db.url, root_key, port, args.start_timeout) as server, psycopg.connect(db.libpq_url, autocommit=True) as conn:
             raw = asyncio.run(run_all(target, Probe(server.pid, conn), args, questions))
-        report = build_report(raw, args, load_before, load_average())
+            raw["server_exit"] = server.poll()
+        return build_report(raw, args, load_before, load_average())
     finally:
         key_service.revoke_key(db, created.record.id)
         db.dispose()
-    print_report(report)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
-    sys.exit(1 if report["errors"] else 0)
-
 
 if __name__ == "__main__":
     main()
