@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import math
 import os
@@ -278,10 +279,10 @@ async def chat_once(
     stream.server_ms.update({step: value for step, value in timings.items() if value is not None})
 
 
-async def client_loop(target: Target, deadline: float, questions: list[str], ask) -> None:
-    """One client on its own connection: ask the next question until the deadline."""
+async def client_loop(target: Target, deadline: float, questions: list[str], ask, rounds: int | None) -> None:
+    """One client on its own connection: ask the next question (round and round) until the deadline or `rounds`."""
     async with httpx.AsyncClient(base_url=target.base_url, timeout=HTTP_TIMEOUT) as client:
-        for question in questions:
+        for question in itertools.islice(itertools.cycle(questions), rounds):
             if time.monotonic() >= deadline:
                 return
             await ask(client, question)
@@ -297,10 +298,11 @@ class Limits:
 
 
 async def run_phase(
-    target: Target, searchers: int, chatters: int, seconds: float, questions: list[str], limits: Limits, rng: random.Random
+    target: Target, searchers: int, chatters: int, seconds: float, questions: list[str], limits: Limits, rng: random.Random,
+    rounds: int | None = None,
 ) -> dict[str, Stream]:
-    """`searchers` + `chatters` clients loop for `seconds`, each on its own shuffle of the questions; requests
-    started before the end are waited for (each is bounded by its timeout)."""
+    """`searchers` + `chatters` clients loop for `seconds` (or `rounds` requests each), each on its own shuffle of
+    the questions; requests started before the end are waited for (each is bounded by its timeout)."""
     search, chat = Stream(), Stream()
 
     async def ask_search(client, question):
@@ -317,7 +319,8 @@ async def run_phase(
     deadline = time.monotonic() + seconds
     clients = [(search, ask_search)] * searchers + [(chat, ask_chat)] * chatters
     await asyncio.gather(
-        *(timed(stream, client_loop(target, deadline, rng.sample(questions, len(questions)), ask)) for stream, ask in clients)
+        *(timed(stream, client_loop(target, deadline, rng.sample(questions, len(questions)), ask, rounds))
+          for stream, ask in clients)
     )
     return {"search": search, "chat": chat}
 
@@ -366,7 +369,7 @@ async def run_all(target: Target, probe: Probe, args, questions: list[str]) -> d
     try:
         print(f"baseline: 1 search client for {args.baseline:.0f} s, then {args.baseline_chats} chats one at a time", flush=True)
         base_search = (await run_phase(target, 1, 0, args.baseline, questions, limits, rng))["search"]
-        base_chat = (await run_phase(target, 0, 1, math.inf, rng.sample(questions, args.baseline_chats), limits, rng))["chat"]
+        base_chat = (await run_phase(target, 0, 1, math.inf, questions, limits, rng, rounds=args.baseline_chats))["chat"]
         print(f"load: {args.clients} search clients and {args.chats} chat clients for {args.duration:.0f} s", flush=True)
         load_started = time.monotonic() - probe.started
         loaded = await run_phase(target, args.clients, args.chats, args.duration, questions, limits, rng)
