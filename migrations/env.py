@@ -14,13 +14,13 @@ target_metadata = Base.metadata
 
 
 def run_migrations_online() -> None:
-    url = config.attributes.get("database_url") or resolve_database_url(Settings())
     connection = config.attributes.get("connection")
-    if connection is not None:
+    if connection is not None:  # kb.migrate's way: resolving the configured database here could start another server
         context.configure(connection=connection, target_metadata=target_metadata)
         with context.begin_transaction():
             context.run_migrations()
         return
+    url = config.attributes.get("database_url") or resolve_database_url(Settings())
     engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
     with engine.connect() as conn:
         context.configure(connection=conn, target_metadata=target_metadata)

@@ -104,6 +104,15 @@ def test_migrations_downgrade_to_nothing_and_upgrade_again(database_url):
         db.dispose()
 
 
+def test_migrating_a_named_database_starts_no_embedded_server(database_url, tmp_path, monkeypatch):
+    """upgrade(url) also resolved the configured database, starting an unrelated embedded PostgreSQL under
+    ./data when KB_DATABASE_URL was unset (bench/load.py's process found one left running)."""
+    monkeypatch.delenv("KB_DATABASE_URL", raising=False)
+    monkeypatch.setenv("KB_DATA_DIR", str(tmp_path / "configured"))
+    upgrade(database_url)
+    assert not (tmp_path / "configured").exists()
+
+
 def test_a_second_process_joins_the_embedded_server_and_sees_the_same_data(tmp_path):
     data_dir = tmp_path / "kbdata"
     script = (

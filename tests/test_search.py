@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
+from kb.db import Database
 from kb.errors import BadRequest, NotFound
 from kb.models import Collection
+from kb.services import search as search_service
 from kb.services.search import search_datasets
 from kb.store import chunks as chunk_store
 from kb.store import datasets as dataset_store
@@ -244,3 +248,30 @@ def test_score_completion_gives_a_chunk_the_score_its_own_list_would(db, docs, m
     assert len(listed.hits) >= 2
     assert looked_up == pytest.approx({h.chunk_id: h.scaled for h in listed.hits})
     assert by_id == pytest.approx({h.chunk_id: h.scaled for h in walked.hits})
+
+
+def test_hybrid_search_lets_go_of_its_connection_while_its_full_text_half_waits_for_one(
+    database_url, settings, models, docs, monkeypatch
+):
+    """Twenty concurrent searches filled the pool (10 + 10) under load: a search holding a connection while
+    its full-text thread waits for another would leave both waiting until the pool timeout, then fail."""
+    small = Database(database_url, pool_size=1)  # two connections in all
+    deps = SimpleNamespace(db=small, settings=settings, registry=models)
+    vector_ran, full_text_may_run = threading.Event(), threading.Event()
+    event.listen(small.engine, "after_cursor_execute", lambda *args: "<=>" in args[2] and vector_ran.set())
+    busy = ThreadPoolExecutor(1)
+    monkeypatch.setattr(search_service, "_fulltext_threads", busy)
+    busy.submit(full_text_may_run.wait)  # the search's full-text half queues behind this
+    try:
+        with small.engine.connect() as other, ThreadPoolExecutor(1) as caller:
+            other.execute(text("SELECT 1"))  # another request holds the other connection
+            search = caller.submit(search_datasets, deps, [docs["dataset"]], "pgvector HNSW indexes", mode="hybrid")
+            assert vector_ran.wait(30)
+            full_text_may_run.set()
+            result = search.result(timeout=60)
+    finally:
+        full_text_may_run.set()
+        busy.shutdown()
+        small.dispose()
+    assert result.quotes[0].chunk_id == docs["ids"][0]
+    assert "fulltext" in result.quotes[0].sources

@@ -216,6 +216,9 @@ def search_datasets(
             if vectors is not None:
                 vector_lists.append(vectors)
             if dataset.id in pending:
+                # Give the connection back while waiting: the full-text thread needs one from the same pool, and
+                # searches each holding one while their full text waits can leave none (20 clients kept it full).
+                session.rollback()
                 fulltext, prepared, elapsed = pending[dataset.id].result()
                 run.timer.add_ms("fulltext_ms", elapsed)
                 fulltext_lists.append(fulltext)
