@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     search_candidates: int = Field(
         default=50, ge=1, le=1000, description="Chunks each list (vector, full text) brings to fusion, per dataset."
     )
+    search_concurrency: int = Field(
+        default=0, ge=0, le=256,
+        description="Searches computed at once per process (more wait their turn); 0 = the number of CPU cores. "
+        "Keeps a burst of searches from starving answers being generated on the same cores.",
+    )
     hnsw_ef_search: int = Field(default=100, ge=1, le=1000, description="HNSW candidate list size of vector search.")
     rerank_model: str | None = Field(
         default=None, description="A sentence-transformers CrossEncoder (hub id in the local cache, or a folder)."

@@ -275,3 +275,27 @@ def test_hybrid_search_lets_go_of_its_connection_while_its_full_text_half_waits_
         small.dispose()
     assert result.quotes[0].chunk_id == docs["ids"][0]
     assert "fulltext" in result.quotes[0].sources
+
+
+def test_searches_past_the_concurrency_limit_wait_their_turn_and_report_the_wait(deps, docs):
+    """A burst of searches must not take every core from answers being generated: beyond the limit they queue."""
+    import threading
+
+    from kb.services.search import _gate
+
+    settings = deps.settings.model_copy(update={"search_concurrency": 1})
+    gated = SimpleNamespace(db=deps.db, settings=settings, registry=deps.registry)
+    results = []
+    gate = _gate(settings)
+    gate.acquire()  # a search already running
+    waiting = threading.Thread(target=lambda: results.append(search_datasets(gated, [docs["dataset"]], "Great Wall")))
+    try:
+        waiting.start()
+        waiting.join(1.0)
+        assert waiting.is_alive() and not results, "the second search waits while the first holds the only turn"
+    finally:
+        gate.release()
+    waiting.join(30)
+    assert results and results[0].quotes, "it runs once the turn is free"
+    assert results[0].timings["queued_ms"] > 0
+    assert results[0].timings["total_ms"] >= results[0].timings["queued_ms"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -170,6 +172,19 @@ class _Run:
 # Full text runs in its own connection while this thread embeds the query and walks the HNSW index:
 # on two cores the two overlap almost entirely.
 _fulltext_threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kb-fulltext")
+_gates: dict[int, threading.BoundedSemaphore] = {}
+_gates_lock = threading.Lock()
+
+
+def _gate(settings) -> threading.BoundedSemaphore:
+    """The per-process turnstile for searches: past `search_concurrency` at once they queue, using no CPU.
+
+    Twenty searches computing at once take no less time in total on two cores, but every other thread
+    (a streamed answer's generation) then gets a twenty-second share of them.
+    """
+    size = settings.search_concurrency or os.cpu_count() or 2
+    with _gates_lock:
+        return _gates.setdefault(size, threading.BoundedSemaphore(size))
 
 
 def _fulltext(db, dataset: DatasetRecord, query: str, pool: int):
@@ -201,6 +216,15 @@ def search_datasets(
     """
     query = check_request(query, mode, limit, min_score, max_tokens)
     started = time.perf_counter()
+    with _gate(deps.settings):
+        queued_ms = (time.perf_counter() - started) * 1000
+        result = _search(deps, dataset_ids, query, mode, limit, min_score, max_tokens, rerank, chat_model)
+    result.timings["queued_ms"] = round(queued_ms, 2)
+    result.timings["total_ms"] = round((time.perf_counter() - started) * 1000, 2)  # the wait included
+    return result
+
+
+def _search(deps, dataset_ids, query, mode, limit, min_score, max_tokens, rerank, chat_model) -> SearchResult:
     settings, registry = deps.settings, model_registry(deps)
     run = _Run(query, mode, max(limit, settings.search_candidates), settings, registry)
     with deps.db.session() as session:
@@ -239,7 +263,6 @@ def search_datasets(
         quotes = _reranked(quotes, query, limit, settings, run.timer, run.warnings)
     count_tokens = registry.chat(chat_model).count_tokens if max_tokens is not None else None
     quotes = within_budget(quotes, limit=limit, max_tokens=max_tokens, count_tokens=count_tokens)
-    run.timer.add("total_ms", started)
     return SearchResult(quotes=quotes, mode=mode, timings=run.timer.timings, warnings=run.warnings)
 
 
