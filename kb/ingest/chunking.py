@@ -261,14 +261,19 @@ class _Section:
     def _tail(self, text: str) -> str:
         """The longest run of whole sentences (else clauses, words, characters) at the end within the overlap budget."""
         for pattern in (_SENTENCE, _CLAUSE, _WORD):
-            parts = _split_after(text, pattern)
-            tail = ""
-            for part in reversed(parts[1:]):
-                if self.count((part + tail).strip()) > self.overlap_tokens:
-                    break
-                tail = part + tail
-            if tail.strip():
-                return tail.strip()
+            # Every part costs at least one token, so no more than `overlap_tokens` of them can fit; a binary
+            # search for how many do (the count only grows as parts are added) saves re-counting word by word.
+            parts = _split_after(text, pattern)[1:][-self.overlap_tokens :]
+            low, high = 0, len(parts)
+            while low < high:
+                middle = (low + high + 1) // 2
+                if self.count("".join(parts[-middle:]).strip()) <= self.overlap_tokens:
+                    low = middle
+                else:
+                    high = middle - 1
+            tail = "".join(parts[len(parts) - low :]).strip()
+            if tail:
+                return tail
         low, high = 0, len(text)
         while low < high:
             middle = (low + high) // 2
