@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from kb.config import Settings
+from kb.process import tune_process
 
 app = typer.Typer(help="kb: a self-hosted knowledge base that answers questions from your documents.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -19,6 +20,7 @@ MODES = ("chunk", "qa")
 
 
 def load_settings() -> Settings:
+    tune_process()
     settings = Settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return settings
