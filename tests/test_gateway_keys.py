@@ -201,3 +201,9 @@ def test_app_chat_goes_through_the_app_seam(app, api, live_server, helpdesk_id, 
     chunks = list(sdk(live_server.url).chat.completions.create(model="app:wiki", messages=QUESTION, stream=True))
     assert chunks[-1].model_extra["quotes"] == ["q1"] and chunks[-1].model == "app:wiki"
     assert seen == [(helpdesk_id, None, "c1"), (None, "wiki", None)]
+
+
+@pytest.mark.parametrize("params", [{"until": "0001-01-02T00:00:00"}, {"until": "0001-01-01T00:00:00+01:00"}])
+def test_a_usage_period_outside_the_calendar_is_a_400_not_a_500(api, params):
+    response = api.get("/api/usage", params=params)
+    assert response.status_code == 400 and "range of dates" in response.json()["error"]["message"]

@@ -95,8 +95,11 @@ def usage_report(
     db: Database, *, since: datetime | None = None, until: datetime | None = None, key_id: int | None = None
 ) -> UsageReport:
     """Requests, tokens, latency and errors per key and model in [since, until) (default: the last 30 days)."""
-    until = _aware(until) if until is not None else datetime.now(UTC)
-    since = _aware(since) if since is not None else until - timedelta(days=DEFAULT_USAGE_DAYS)
+    try:
+        until = _aware(until) if until is not None else datetime.now(UTC)
+        since = _aware(since) if since is not None else until - timedelta(days=DEFAULT_USAGE_DAYS)
+    except OverflowError as exc:  # e.g. until=0001-01-02: 30 days before it is no date at all
+        raise BadRequest("since/until are out of the range of dates; give dates between the years 1 and 9999") from exc
     if since >= until:
         raise BadRequest(f"since ({since.isoformat()}) must be before until ({until.isoformat()})")
     with db.session() as session:
