@@ -141,3 +141,17 @@ def test_the_usage_period_counts_both_days_of_a_range():
     assert since == datetime(2025, 1, 1, tzinfo=UTC) and until == datetime(2025, 2, 1, tzinfo=UTC)
     with pytest.raises(BadRequest):
         usage_period("31/01/2025", None, None)
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        ("days=0", "between 1 and 36,500 days"),
+        ("days=1000000000", "between 1 and 36,500 days"),
+        ("until=9999-12-31", "before 9999-12-31"),
+        ("since=0001-01-02&until=0001-01-01", "must be before"),
+    ],
+)
+def test_a_usage_period_kb_cannot_count_is_explained_on_the_page_not_a_500(admin_client, query, says):
+    response = admin_client.get(f"/admin/usage?{query}")
+    assert response.status_code == 400 and says in response.text

@@ -99,10 +99,15 @@ def usage_period(since: str | None, until: str | None, days: int | None) -> tupl
             raise BadRequest(f"{label} must be a date like 2025-01-31, not '{value[:40]}'", code="invalid_date") from exc
 
     if days is not None and not since and not until:
+        if not 1 <= days <= 36500:
+            raise BadRequest("the period must be between 1 and 36,500 days", code="invalid_period")
         now = datetime.now(UTC)
         return now - timedelta(days=days), now
     start = datetime.combine(day(since, "From"), time(), UTC) if since else None
-    end = datetime.combine(day(until, "To"), time(), UTC) + timedelta(days=1) if until else None
+    try:
+        end = datetime.combine(day(until, "To"), time(), UTC) + timedelta(days=1) if until else None
+    except OverflowError as exc:  # 9999-12-31: the day after it is no date
+        raise BadRequest("To must be a date before 9999-12-31", code="invalid_date") from exc
     return start, end
 
 
