@@ -9,16 +9,21 @@ worker reads, chunks and embeds them) into a database kept under bench/.cache (r
 questions drawn with a fixed seed through `kb.services.answering.ask_app` (retrieval, quote prompt,
 streaming generation). It reports:
 
-- answer hit: the reply contains one of the gold answers (case-insensitive);
-- cited hit: the reply cites a quote ([n]) whose text contains a gold answer;
-- context hit: one of the quotes shown to the model contains a gold answer (the ceiling for the two above);
-- not-found replies, time to first token p50 and total latency p50 (both from the start of the request).
+- answer hit: the reply contains one of the gold answers (case-insensitive, whitespace normalised; for
+  Chinese the same plain substring match);
+- cited hit: the reply cites a quote ([n]) whose text contains a gold answer, split by who wrote the
+  [n]: the model itself (explicit) or kb, for an uncited answer copied from one quote (attributed,
+  `cited_by == "kb"`, see kb.citations), and the two combined;
+- context hit: one of the quotes shown to the model contains a gold answer (the ceiling for the above);
+- not-found replies, mean prompt tokens, time to first token p50 and total latency p50 / p95 (both
+  from the start of the request, after one warm-up search so no model loading is counted).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import statistics
@@ -44,8 +49,8 @@ from kb.ml.registry import get_registry  # noqa: E402
 from kb.ml.types import GenerationParams  # noqa: E402
 from kb.runtime import Runtime  # noqa: E402
 from kb.schemas import DatasetCreate  # noqa: E402
-from kb.services.answering import AppQuestion, FinishedAnswer, ask_app  # noqa: E402
-from kb.services.apps import AppCreate, AppUpdate, create_app_record, find_app, update_app  # noqa: E402
+from kb.services.answering import AppQuestion, FinishedAnswer, ask_app, dataset_retriever  # noqa: E402
+from kb.services.apps import AppCreate, AppUpdate, create_app_record, find_app, search_settings_of, update_app  # noqa: E402
 from kb.services.collections import add_text  # noqa: E402
 from kb.services.datasets import create_dataset, find_dataset  # noqa: E402
 from kb.services.jobs import recover_stale_jobs  # noqa: E402
@@ -96,17 +101,24 @@ class Row:
     question: str
     answers: list[str]
     reply: str
+    cited_by: str | None
     answer_hit: bool
     cited_hit: bool
     context_hit: bool
     not_found: bool
+    prompt_tokens: int
     first_token_ms: float | None
     total_ms: float
 
 
+def normalised(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
 def contains(text: str, answers: list[str]) -> bool:
-    lowered = text.lower()
-    return any(answer.lower() in lowered for answer in answers)
+    """One of the gold answers appears in the text (case-insensitive, whitespace normalised)."""
+    haystack = normalised(text)
+    return any(normalised(answer) in haystack for answer in answers)
 
 
 def ask_one(rt: Runtime, app, question, params: GenerationParams) -> Row:
@@ -122,26 +134,41 @@ def ask_one(rt: Runtime, app, question, params: GenerationParams) -> Row:
         question=question.question,
         answers=question.answers,
         reply=answer.text,
+        cited_by=answer.cited_by,
         answer_hit=contains(answer.text, question.answers),
         cited_hit=any(contains(q.text, question.answers) for q in cited),
         context_hit=any(contains(q.text, question.answers) for q in answer.quotes),
         not_found=answer.not_found,
+        prompt_tokens=answer.usage.prompt_tokens,
         first_token_ms=answer.timings.first_token_ms,
         total_ms=(time.perf_counter() - started) * 1000,
     )
 
 
+def percentile(values: list[float], share: float) -> float | None:
+    """Nearest-rank percentile: the smallest value with at least `share` of the values at or below it."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)] if ordered else None
+
+
 def summary(rows: list[Row]) -> dict:
     n = len(rows)
-    first = [r.first_token_ms for r in rows if r.first_token_ms is not None]
+    first = [r.first_token_ms / 1000 for r in rows if r.first_token_ms is not None]
+    total = [r.total_ms / 1000 for r in rows]
+    explicit = sum(r.cited_hit and r.cited_by == "model" for r in rows)
+    attributed = sum(r.cited_hit and r.cited_by == "kb" for r in rows)
     return {
         "questions": n,
         "answer hit": sum(r.answer_hit for r in rows) / n,
-        "cited hit": sum(r.cited_hit for r in rows) / n,
+        "cited hit explicit": explicit / n,
+        "cited hit attributed": attributed / n,
+        "cited hit combined": (explicit + attributed) / n,
         "context hit": sum(r.context_hit for r in rows) / n,
-        "not found": sum(r.not_found for r in rows) / n,
-        "first token p50 s": statistics.median(first) / 1000 if first else None,
-        "total p50 s": statistics.median(r.total_ms for r in rows) / 1000,
+        "not found": sum(r.not_found for r in rows),
+        "prompt tokens mean": round(statistics.mean(r.prompt_tokens for r in rows)),
+        "first token p50 s": percentile(first, 0.5),
+        "total p50 s": percentile(total, 0.5),
+        "total p95 s": percentile(total, 0.95),
     }
 
 
@@ -167,11 +194,16 @@ def main() -> None:
         kit = shared_data() / kit_name
         app = kit_app(rt, kit_name, kit_dataset(rt, kit), args.search)
         questions = random.Random(args.seed).sample(load_questions(kit), args.n)
+        dataset_retriever(rt, app.dataset_ids, search_settings_of(app))(questions[0].question)  # loads the embedder
         rows = []
         for index, question in enumerate(questions, 1):
             row = ask_one(rt, app, question, params)
             rows.append(row)
-            print(f"{kit_name} {index}/{args.n} hit={int(row.answer_hit)} cited={int(row.cited_hit)} {row.reply[:90]!r}", flush=True)
+            print(
+                f"{kit_name} {index}/{args.n} hit={int(row.answer_hit)} cited={int(row.cited_hit)}"
+                f"({row.cited_by or '-'}) context={int(row.context_hit)} {row.reply[:80]!r}",
+                flush=True,
+            )
         if args.out:
             with args.out.open("a", encoding="utf-8") as out:
                 out.writelines(json.dumps({"kit": kit_name, **asdict(r)}, ensure_ascii=False) + "\n" for r in rows)
