@@ -93,7 +93,13 @@ class _PublicOnlyBackend(httpcore.SyncBackend):
         blocked = [a for a in addresses if not _is_public(a)]
         if blocked:
             raise PrivateAddress(f"{host} resolves to {blocked[0]}")
-        return super().connect_tcp(addresses[0], port, timeout, local_address, socket_options)
+        failure: Exception | None = None
+        for address in addresses:  # as socket.create_connection does: an IPv6 address may have no route here
+            try:
+                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        raise failure if failure is not None else httpcore.ConnectError(f"{host} has no address")
 
 
 def _client(allow_private: bool, headers: dict[str, str]) -> httpx.Client:

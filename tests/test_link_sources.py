@@ -119,3 +119,25 @@ def test_a_host_name_whose_dns_answer_is_private_is_not_fetched(web_folder, monk
     assert refused.value.code == "private_address" and "127.0.0.1" in refused.value.message
     fetched = fetch_link(f"http://docs.example.com:{port}/page.html", max_bytes=1 << 20, allow_private=True)
     assert b"Opening hours" in fetched.data
+
+
+def test_every_public_address_of_a_host_is_tried_in_turn(monkeypatch):
+    """A name whose first address has no route (IPv6 on an IPv4-only machine) is reached at the next one."""
+    import httpcore
+
+    from kb import fetch
+
+    tried = []
+
+    def connect(self, host, port, timeout=None, local_address=None, socket_options=None):
+        tried.append(host)
+        raise httpcore.ConnectError("no route to host")
+
+    infos = [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("2606:2800:21f:cb07:6820:80da:af6b:8b2c", 80, 0, 0)),
+             (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", 80))]
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: infos)
+    monkeypatch.setattr(httpcore.SyncBackend, "connect_tcp", connect)
+    with pytest.raises(Unprocessable) as failed:
+        fetch_link("http://docs.example.com/page.html", max_bytes=1 << 20)
+    assert tried == ["2606:2800:21f:cb07:6820:80da:af6b:8b2c", "93.184.215.14"] and failed.value.code == "link_failed"
+    assert fetch.PRIVATE_HINT not in failed.value.message
