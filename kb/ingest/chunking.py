@@ -219,16 +219,46 @@ class _Section:
         groups: list[list[_Atom]] = []
         for run in _hard_runs(atoms):
             packed: list[list[_Atom]] = []
-            current: list[_Atom] = []
-            for atom in run:
-                candidate = current + [atom]
-                if current and not self.fits(_join(candidate)):
-                    packed.append(current)
-                    candidate = self._overlap(current, atom) + [atom]
-                current = candidate
-            packed.append(current)
+            start = 0
+            while start < len(run):
+                lead, taken = self._next_chunk(packed[-1] if packed else None, run, start)
+                packed.append(lead + run[start : start + taken])
+                start += taken
             groups.extend(self._even_out_tail(packed))
         return groups
+
+    def _next_chunk(self, previous: list[_Atom] | None, run: list[_Atom], start: int) -> tuple[list[_Atom], int]:
+        """The overlap that opens the chunk after `previous` and how many atoms from `run[start]` follow it."""
+        for lead in self._leads(previous, run[start]) if previous else ():
+            taken = self._fill(lead, run, start)
+            if taken:
+                return lead, taken
+        return [], self._fill([], run, start)
+
+    def _fill(self, lead: list[_Atom], run: list[_Atom], start: int) -> int:
+        """How many atoms from `run[start]` on fit after `lead`: as many as do, and without a lead at least one.
+
+        Re-counting the growing chunk atom by atom tokenizes it over and over. Instead the counts already
+        made of each atom estimate how many fit, and exact counts of the whole chunk confirm the largest
+        that does; a chunk's count only grows as atoms are appended, so that is the greedy answer.
+        """
+        least = 0 if lead else 1  # a lone atom always fits; an overlap only opens a chunk its first atom fits in
+
+        def fits(taken: int) -> bool:
+            return taken <= least or self.fits(_join(lead + run[start : start + taken]))
+
+        used, taken = self.count(self.prefix) + self._size(lead), 0
+        while start + taken < len(run) and (taken < least or used + self._added_cost(run[start + taken]) <= self.max_tokens):
+            used += self._added_cost(run[start + taken])
+            taken += 1
+        if fits(taken):
+            while start + taken < len(run) and fits(taken + 1):
+                taken += 1
+        else:
+            taken -= 1
+            while not fits(taken):
+                taken -= 1
+        return taken
 
     def _even_out_tail(self, packed: list[list[_Atom]]) -> list[list[_Atom]]:
         """Re-split the last two chunks where their sizes are closest, so a run does not end with a scrap."""
@@ -246,17 +276,25 @@ class _Section:
                     best = (spread, left, right)
         return packed[:-2] + [best[1], best[2]] if best else packed
 
+    def _added_cost(self, atom: _Atom) -> int:
+        """About what appending `atom` to a chunk costs, from counts `_split` made (it counts each atom after the prefix)."""
+        return self.count(self.prefix + atom.text) - self.count(self.prefix)
+
     def _size(self, atoms: list[_Atom]) -> int:
         return sum(self.count(atom.text) - self.overhead for atom in atoms)
 
     def _overlap(self, previous: list[_Atom], following: _Atom) -> list[_Atom]:
         """The end of the previous chunk (about `overlap` of the budget), when both sides are prose."""
+        return next((lead for lead in self._leads(previous, following) if self.fits(_join(lead + [following]))), [])
+
+    def _leads(self, previous: list[_Atom], following: _Atom) -> Iterator[list[_Atom]]:
+        """Overlaps to try, longest first: ever shorter ends of the previous chunk, when both sides are prose."""
         if not self.overlap_tokens or following.kind != "text" or previous[-1].kind != "text":
-            return []
+            return
         tail = self._tail(_join(previous))
-        while tail and not self.fits(_join([_Atom(tail, "", "overlap", None), following])):
+        while tail:
+            yield [_Atom(tail, "", "overlap", previous[-1].page)]
             tail = self._tail(tail[len(tail) // 4 :]) if len(tail) > 8 else ""
-        return [_Atom(tail, "", "overlap", previous[-1].page)] if tail else []
 
     def _tail(self, text: str) -> str:
         """The longest run of whole sentences (else clauses, words, characters) at the end within the overlap budget."""
@@ -264,24 +302,12 @@ class _Section:
             # Every part costs at least one token, so no more than `overlap_tokens` of them can fit; a binary
             # search for how many do (the count only grows as parts are added) saves re-counting word by word.
             parts = _split_after(text, pattern)[1:][-self.overlap_tokens :]
-            low, high = 0, len(parts)
-            while low < high:
-                middle = (low + high + 1) // 2
-                if self.count("".join(parts[-middle:]).strip()) <= self.overlap_tokens:
-                    low = middle
-                else:
-                    high = middle - 1
-            tail = "".join(parts[len(parts) - low :]).strip()
+            kept = _most(len(parts), lambda n: self.count("".join(parts[len(parts) - n :]).strip()) <= self.overlap_tokens)
+            tail = "".join(parts[len(parts) - kept :]).strip()
             if tail:
                 return tail
-        low, high = 0, len(text)
-        while low < high:
-            middle = (low + high) // 2
-            if self.count(text[middle:].strip()) <= self.overlap_tokens:
-                high = middle
-            else:
-                low = middle + 1
-        return text[low:].strip()
+        kept = _most(len(text), lambda n: self.count(text[len(text) - n :].strip()) <= self.overlap_tokens)
+        return text[len(text) - kept :].strip()
 
     def _draft(self, atoms: list[_Atom]) -> ChunkDraft:
         q = self.prefix + _join(atoms)
@@ -291,6 +317,25 @@ class _Section:
 
 def _join(atoms: list[_Atom]) -> str:
     return atoms[0].text + "".join(atom.sep + atom.text for atom in atoms[1:])
+
+
+def _most(limit: int, fits: Callable[[int], bool]) -> int:
+    """The largest n <= limit for which `fits(n)` holds, where it holds up to some n and not beyond; 0 if none.
+
+    The overlap is short and its search starts from the end of a long chunk, so the steps double from 1
+    (then bisect) rather than bisect from the middle: the texts counted stay about as short as the answer.
+    """
+    low, step = 0, 1
+    while low < limit and fits(min(low + step, limit)):
+        low, step = min(low + step, limit), step * 2
+    high = min(low + step, limit + 1)  # fits(high) fails, or high is past the limit
+    while high - low > 1:
+        middle = (low + high) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle
+    return low
 
 
 def _hard_runs(atoms: list[_Atom]) -> Iterator[list[_Atom]]:
