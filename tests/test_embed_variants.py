@@ -74,6 +74,41 @@ def test_parallel_embedding_cuts_a_small_call_into_batches_for_every_thread():
     assert sorted(shape[0] for shape in parallel.batch_shapes) == [9, 12, 12, 12], "two batches per thread"
 
 
+MIXED_TEXTS = [
+    "short",
+    "阿尔卑斯山是欧洲最高的山脉，横跨八个国家。",
+    "word " * 400,  # beyond the 256-token window
+    "Mont Blanc is the highest peak of the Alps at 4,806 m.",
+    "",
+    "混合 text with 中文 and English, plus numbers 12345.",
+]
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_batches_are_padded_exactly_as_the_tokenizer_pads_them(side):
+    embedder = TokenEcho(parallel=1)
+    embedder.tokenizer.padding_side = side
+    encoded = embedder._encode(MIXED_TEXTS)
+    for batch in ([0, 1, 2, 3, 4, 5], [5, 1, 0], [2], [4, 0]):
+        ours = embedder._features(encoded, batch)
+        theirs = embedder.tokenizer(
+            [MIXED_TEXTS[i] for i in batch], padding=True, truncation=True, max_length=256, return_tensors="np"
+        )
+        assert sorted(ours) == sorted(theirs.keys()) == ["attention_mask", "input_ids", "token_type_ids"]
+        for key in ours:
+            assert ours[key].dtype == np.int64
+            assert np.array_equal(ours[key], theirs[key]), key
+    assert ours["input_ids"].shape == (2, 3), "a batch pads to its own longest text"
+
+
+def test_token_counts_are_whole_after_embedding_left_truncation_and_padding_set():
+    embedder = TokenEcho(parallel=1)
+    embedder.embed_documents(MIXED_TEXTS, batch_size=2)
+    expected = [len(embedder.tokenizer(text, add_special_tokens=False)["input_ids"]) for text in MIXED_TEXTS]
+    assert [embedder.count_tokens(text) for text in MIXED_TEXTS] == expected
+    assert expected[2] == 400 and expected[4] == 0
+
+
 def test_the_bundled_embedder_defaults_to_the_measured_fast_variant_and_others_to_their_dtype():
     specs = {s.name: s for s in load_specs(None) if s.kind == "embedding"}
     assert specs["minilm"].default_variant() == BUILTIN_EMBEDDING_VARIANT in EMBED_VARIANTS

@@ -1,9 +1,9 @@
 """What every local embedder shares: prefixes, length-sorted batches, bounded parallel runs, normalised float32.
 
-Texts are tokenized once to learn their lengths, sorted longest first and cut into batches, so each
-batch pads only to its own longest text instead of to the model's window. Batches run on at most
-`parallel` threads at once (a query waits for one batch, not for a whole document), and the vectors
-come back in the caller's order.
+Texts are tokenized once (unpadded), sorted longest first and cut into batches, and each batch is
+padded here from the kept token ids to its own longest text instead of to the model's window.
+Batches run on at most `parallel` threads at once (a query waits for one batch, not for a whole
+document), and the vectors come back in the caller's order.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 from kb.ml.specs import ModelSpec
 
 Features = dict[str, np.ndarray]
+Encoded = dict[str, list[list[int]]]  # input_ids, attention_mask (and token_type_ids) of each text, unpadded
 # Padded tokens per batch: 32 texts at MiniLM's full window. Long-window models get fewer texts per batch.
 MAX_BATCH_TOKENS = 32 * 256
 MIN_PARALLEL_BATCH = 8  # below this, per-run overhead outweighs better balance between threads
@@ -93,20 +94,31 @@ class BucketedEmbedder:
             self._backend.encode_special_tokens = self.tokenizer.split_special_tokens
             return len(self._encode_fast([text], add_special_tokens=False)[0])
 
-    def _lengths(self, texts: list[str]) -> list[int]:
+    def _encode(self, texts: list[str]) -> Encoded:
+        """Each text's token ids (and masks), cut at the window, unpadded: the only time the texts are tokenized."""
         with self._tokenizer_lock:
-            ids = self.tokenizer(texts, truncation=True, max_length=self.max_tokens)["input_ids"]
-        return [len(row) for row in ids]
+            encoded = self.tokenizer(texts, truncation=True, max_length=self.max_tokens)
+        return {key: list(rows) for key, rows in encoded.items()}
 
-    def _features(self, texts: list[str]) -> Features:
-        with self._tokenizer_lock:
-            encoded = self.tokenizer(
-                texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="np"
-            )
-        return {key: np.asarray(value, dtype=np.int64) for key, value in encoded.items()}
+    def _features(self, encoded: Encoded, batch: list[int]) -> Features:
+        """The padded int64 arrays of the texts at `batch`, as the tokenizer pads a batch (to its longest text)."""
+        width = max(len(encoded["input_ids"][index]) for index in batch)
+        left = self.tokenizer.padding_side == "left"
+        pad_values = {"input_ids": self.tokenizer.pad_token_id, "token_type_ids": self.tokenizer.pad_token_type_id}
+        features: Features = {}
+        for key, rows in encoded.items():
+            array = np.full((len(batch), width), pad_values.get(key, 0), dtype=np.int64)  # masks pad with 0
+            for row, index in enumerate(batch):
+                values = rows[index]
+                if left:
+                    array[row, width - len(values) :] = values
+                else:
+                    array[row, : len(values)] = values
+            features[key] = array
+        return features
 
-    def _run_batch(self, texts: list[str]) -> np.ndarray:
-        features = self._features(texts)
+    def _run_batch(self, encoded: Encoded, batch: list[int]) -> np.ndarray:
+        features = self._features(encoded, batch)
         with self._slots:
             return np.asarray(self._run(features), dtype=np.float32)
 
@@ -118,9 +130,10 @@ class BucketedEmbedder:
             # Ingestion sends a document's chunks at a time (often under 64): cut them into a few batches
             # per thread so that the threads finish together instead of one waiting on a long last batch.
             batch_size = min(batch_size, max(MIN_PARALLEL_BATCH, -(-len(texts) // (2 * self._parallel))))
-        batches = length_buckets(self._lengths(texts), batch_size)
+        encoded = self._encode(texts)
+        batches = length_buckets([len(ids) for ids in encoded["input_ids"]], batch_size)
         run = self._pool.map if self._pool is not None and len(batches) > 1 else map
-        for batch, batch_vectors in zip(batches, run(lambda b: self._run_batch([texts[i] for i in b]), batches)):
+        for batch, batch_vectors in zip(batches, run(lambda b: self._run_batch(encoded, b), batches)):
             vectors[batch] = batch_vectors
         if self.normalize:
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
