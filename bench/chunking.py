@@ -3,7 +3,7 @@
 Every document of the SQuAD and CMRC kits and the messy documents is read with kb's readers, then
 chunked with the bundled all-MiniLM-L6-v2 tokenizer counting through kb's own `count_tokens` (a
 `BucketedEmbedder` around the tokenizer; no model is loaded). Each chunk setting prints CPU seconds,
-chunks, tokenizer calls per chunk and a SHA-256 over every draft (q, page, heading, token_count), so
+chunks, tokenizer calls per chunk, millions of characters tokenized and a SHA-256 over every draft (q, page, heading, token_count), so
 two versions of the chunker can be compared: same hash, same chunks.
 
     PYTHONPATH=. HF_HUB_OFFLINE=1 /work/main/.venv/bin/python bench/chunking.py [--settings 254:0.15,128:0]
@@ -64,9 +64,11 @@ class CallCounter:
     def __init__(self, count) -> None:
         self.count = count
         self.calls = 0
+        self.chars = 0
 
     def __call__(self, text: str) -> int:
         self.calls += 1
+        self.chars += len(text)
         return self.count(text)
 
 
@@ -89,7 +91,7 @@ def run(docs, count_tokens, max_tokens: int, overlap: float) -> dict:
         for draft in drafts:
             digest.update(json.dumps([name, draft.q, draft.page, draft.heading, draft.token_count], ensure_ascii=False).encode())
     cpu = time.process_time() - started
-    return {"cpu": cpu, "chunks": chunks, "calls": counter.calls, "sha256": digest.hexdigest()}
+    return {"cpu": cpu, "chunks": chunks, "calls": counter.calls, "chars": counter.chars, "sha256": digest.hexdigest()}
 
 
 def main() -> None:
@@ -100,13 +102,13 @@ def main() -> None:
     docs = documents(shared_data())
     embedder = minilm_counter()
     print(f"{len(docs)} documents; chunker from {Path(chunk_document.__code__.co_filename).resolve()}")
-    print(f"{'max_tokens':>10} {'overlap':>7} {'chunks':>6} {'CPU-s':>6} {'chunks/CPU-s':>12} {'calls/chunk':>11}  sha256")
+    print(f"{'max_tokens':>10} {'overlap':>7} {'chunks':>6} {'CPU-s':>6} {'chunks/CPU-s':>12} {'calls/chunk':>11} {'Mchars':>6}  sha256")
     for setting in args.settings.split(","):
         max_tokens, overlap = int(setting.split(":")[0]), float(setting.split(":")[1])
         r = run(docs, embedder.count_tokens, max_tokens, overlap)
         print(
             f"{max_tokens:>10} {overlap:>7} {r['chunks']:>6} {r['cpu']:>6.2f} {r['chunks'] / r['cpu']:>12.0f}"
-            f" {r['calls'] / r['chunks']:>11.2f}  {r['sha256'][:16]}"
+            f" {r['calls'] / r['chunks']:>11.2f} {r['chars'] / 1e6:>6.2f}  {r['sha256'][:16]}"
         )
 
 
