@@ -3,8 +3,9 @@
     PYTHONPATH=. HF_HUB_OFFLINE=1 /work/main/.venv/bin/python bench/embed.py [--variants bf16,onnx-fp32,onnx-int8]
 
 Rows: `st-fp32 (baseline)` is the common setup — plain sentence-transformers `encode`, fp32, batches
-of 32, 2 torch threads — plugged into kb as the `fp32` variant of `minilm`; then one row per kb
-variant asked for. Each row runs in its own processes (so peak RSS is its own and no other model is
+of 32, 2 torch threads, one document at a time — plugged into kb as the `fp32` variant of `minilm`;
+then one row per kb variant asked for, ingested as kb does by default (`KB_WORKER_JOBS` sources at
+once; `--variants fp32,...` shows what that alone is worth with the fp32 model). Each row runs in its own processes (so peak RSS is its own and no other model is
 loaded), one process at a time:
 
 1. ingest (timed, rows one after another): a dataset per kit; the SQuAD kit's 40 documents are added
@@ -82,7 +83,7 @@ class PlainSentenceTransformer:
         return self.embed_documents([text])[0]
 
 
-def ingest_kit(rt: Runtime, kit: Path, row: str, variant: str) -> tuple[int, int, float, float]:
+def ingest_kit(rt: Runtime, kit: Path, row: str, variant: str, jobs: int) -> tuple[int, int, float, float]:
     """A new dataset holding the kit's documents, ingested by kb's worker: (dataset id, chunks, seconds, CPU seconds)."""
     dataset = dataset_service.create_dataset(
         rt, DatasetCreate(name=f"{kit.name}-{row}", embed_model="minilm", embed_variant=variant)
@@ -91,7 +92,7 @@ def ingest_kit(rt: Runtime, kit: Path, row: str, variant: str) -> tuple[int, int
         with path.open("rb") as handle:
             collection_service.add_file(rt, dataset.id, Upload(path.name, handle))
     started, cpu_started = time.perf_counter(), time.process_time()
-    Worker(rt).run_until_idle()
+    Worker(rt, jobs=jobs).run_until_idle()
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     record = dataset_service.get_dataset(rt, dataset.id)
     if record.status_counts != {"ready": record.collection_count}:
@@ -120,8 +121,9 @@ def ingest_row(row: str, url: str) -> dict:
     """The timed part of a row: both kits ingested (SQuAD timed), then single-query latency."""
     rt, embedder = row_runtime(row, url)
     data = shared_data()
-    result: dict = {"row": row, "variant": embedder.variant}
-    _, result["chunks"], seconds, cpu_seconds = ingest_kit(rt, data / "squad_dev_kit", row, embedder.variant)
+    jobs = 1 if row == BASELINE else rt.settings.worker_jobs
+    result: dict = {"row": row, "variant": embedder.variant, "jobs": jobs}
+    _, result["chunks"], seconds, cpu_seconds = ingest_kit(rt, data / "squad_dev_kit", row, embedder.variant, jobs)
     result["chunks/s"], result["chunks/CPU-s"] = result["chunks"] / seconds, result["chunks"] / cpu_seconds
     latencies = []
     for question in load_questions(data / "squad_dev_kit")[:QUERY_SAMPLE]:
@@ -130,7 +132,7 @@ def ingest_row(row: str, url: str) -> dict:
         latencies.append((time.perf_counter() - started) * 1000)
     result["query p50 ms"] = statistics.median(latencies)
     result["peak RSS MB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    ingest_kit(rt, data / "cmrc_dev_kit", row, embedder.variant)
+    ingest_kit(rt, data / "cmrc_dev_kit", row, embedder.variant, jobs)
     rt.db.dispose()
     return result
 
@@ -167,15 +169,15 @@ def print_table(results: list[dict]) -> None:
     base = next(r for r in results if r["row"] == BASELINE)
     quality = [k for k in base if k.startswith(("squad ", "cmrc "))]
     print(
-        "| variant | chunks/s | × fp32 | chunks/CPU-s | × fp32 | " + " | ".join(f"{k} hit@5" for k in quality)
+        "| variant | jobs | chunks/s | × fp32 | chunks/CPU-s | × fp32 | " + " | ".join(f"{k} hit@5" for k in quality)
         + " | query p50 ms | peak RSS MB |"
     )
-    print("|---" * (7 + len(quality)) + "|")
+    print("|---" * (8 + len(quality)) + "|")
     for r in results:
         name = f"{r['row']} (baseline)" if r["row"] == BASELINE else r["row"]
         deltas = " | ".join(f"{r[k]:.3f} ({r[k] - base[k]:+.3f})" if r is not base else f"{r[k]:.3f}" for k in quality)
         print(
-            f"| {name} | {r['chunks/s']:.1f} | {r['chunks/s'] / base['chunks/s']:.2f} "
+            f"| {name} | {r.get('jobs', 1)} | {r['chunks/s']:.1f} | {r['chunks/s'] / base['chunks/s']:.2f} "
             f"| {r['chunks/CPU-s']:.1f} | {r['chunks/CPU-s'] / base['chunks/CPU-s']:.2f} | {deltas} "
             f"| {r['query p50 ms']:.1f} | {r['peak RSS MB']:.0f} |"
         )

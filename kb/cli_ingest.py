@@ -50,16 +50,20 @@ def run_ingest(rt: Runtime, dataset_name: str, paths: list[Path], *, mode: str |
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         files_task = progress.add_task("files", total=len(files))
-        chunks_task = progress.add_task("chunks", total=None)
 
-        def on_progress(stage: str, done: int, total: int) -> None:
-            label = "Q/A pairs" if stage == "qa" else "chunks"
-            progress.update(chunks_task, description=label, completed=done, total=total)
+        def progress_for(slot: int):
+            task = progress.add_task("chunks", total=None)
+
+            def on_progress(stage: str, done: int, total: int) -> None:
+                label = "Q/A pairs" if stage == "qa" else "chunks"
+                progress.update(task, description=label, completed=done, total=total)
+
+            return on_progress
 
         def on_file(result: FileResult) -> None:
             progress.advance(files_task)
 
-        results = ingest_paths(rt, dataset.id, files, mode=mode, on_file=on_file, on_progress=on_progress)
+        results = ingest_paths(rt, dataset.id, files, mode=mode, on_file=on_file, progress_for=progress_for)
     console.print(summary_table(results, roots))
     failed = [r for r in results if r.status != "ready"]
     chunks = sum(r.chunks for r in results if not r.duplicate)

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     )
     torch_threads: int = Field(default=2, ge=1)
     worker_poll_seconds: float = Field(default=5.0, gt=0)
+    worker_jobs: int = Field(
+        default=2, ge=1, le=16,
+        description="Sources one worker processes at once: with 2, one is read, chunked and stored while another "
+        "is embedded, which keeps both cores busy (the embedder itself runs at most torch_threads batches at once).",
+    )
     job_heartbeat_seconds: float = Field(default=10.0, gt=0)
     job_stale_seconds: float = Field(default=60.0, gt=0)
     job_max_attempts: int = Field(default=3, ge=1)

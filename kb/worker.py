@@ -1,9 +1,9 @@
-"""The ingestion worker: claims queued jobs one at a time and processes them.
+"""The ingestion worker: claims queued jobs and processes up to `worker_jobs` of them at once.
 
 Wakes on LISTEN/NOTIFY, and polls every `worker_poll_seconds` in case a notification was missed.
 While a job runs, a heartbeat thread tells the queue it is alive; jobs whose worker went silent are
-requeued by whichever worker notices. On shutdown it stops claiming, lets the current job finish for
-up to `shutdown_grace_seconds`, then gives it back to the queue (every job is safe to run twice).
+requeued by whichever worker notices. On shutdown it stops claiming, lets the current jobs finish for
+up to `shutdown_grace_seconds`, then gives them back to the queue (every job is safe to run twice).
 """
 
 from __future__ import annotations
@@ -96,14 +96,16 @@ class _Listener:
 
 
 class Worker:
-    """One worker; `run()` loops until `stop()`, `start()` runs it in a thread, `shutdown()` stops it gracefully."""
+    """One worker running up to `jobs` sources at once; `run()` loops until `stop()`, `start()` runs it in a
+    thread, `shutdown()` stops it gracefully."""
 
-    def __init__(self, rt: Runtime, *, worker_id: str | None = None):
+    def __init__(self, rt: Runtime, *, worker_id: str | None = None, jobs: int | None = None):
         self.rt = rt
         self.id = worker_id or default_worker_id()
+        self.jobs = jobs or rt.settings.worker_jobs
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
-        self._current: tuple[queue.Job, threading.Event] | None = None
+        self._current: dict[int, tuple[queue.Job, threading.Event]] = {}
         self._lock = threading.Lock()
 
     def claim(self, job_ids: Collection[int] | None = None) -> queue.Job | None:
@@ -116,7 +118,7 @@ class Worker:
         """Run one claimed job with a heartbeat; give it back if cancelled."""
         cancel = threading.Event()
         with self._lock:
-            self._current = (job, cancel)
+            self._current[job.id] = (job, cancel)
         heartbeat = _Heartbeat(self.rt, job, cancel)
         heartbeat.start()
         log.info("Processing collection %s (job %d, attempt %d of %d)", job.collection_id, job.id, job.attempts, job.max_attempts)
@@ -130,7 +132,7 @@ class Worker:
         finally:
             heartbeat.done.set()
             with self._lock:
-                self._current = None
+                del self._current[job.id]
 
     def run_once(self, *, job_ids: Collection[int] | None = None, progress: Progress | None = None) -> bool:
         """Claim and process one due job (optionally only among `job_ids`); False when none was due."""
@@ -141,33 +143,71 @@ class Worker:
         return True
 
     def run_until_idle(self) -> int:
-        """Process due jobs until none is left; returns how many ran (scripts, tests, benchmarks)."""
-        count = 0
-        while not self.stopping.is_set() and self.run_once():
-            count += 1
-        return count
+        """Process due jobs, `jobs` at a time, until none is left; returns how many ran (scripts, tests, benchmarks)."""
+        done = [0] * self.jobs
+
+        def slot(number: int) -> None:
+            while not self.stopping.is_set() and self.run_once():
+                done[number] += 1
+
+        threads = [threading.Thread(target=slot, args=(n,), name=f"kb-worker-{n}") for n in range(1, self.jobs)]
+        for thread in threads:
+            thread.start()
+        try:
+            slot(0)
+        finally:
+            for thread in threads:
+                thread.join()
+        return sum(done)
 
     def run(self) -> None:
-        """Loop until `stop()`: recover stalled jobs now and then, process due jobs, else wait for a notification."""
+        """Loop until `stop()`: recover stalled jobs now and then, start due jobs while a slot is free, else wait."""
         listener = _Listener(self.rt.db.libpq_url)
+        slots = threading.Semaphore(self.jobs)
+        running: list[threading.Thread] = []
         next_recovery = 0.0
-        log.info("Worker %s is waiting for sources to process", self.id)
+        log.info("Worker %s is waiting for sources to process (%d at a time)", self.id, self.jobs)
         try:
             while not self.stopping.is_set():
+                if not slots.acquire(timeout=WAIT_SLICE):
+                    continue  # every slot busy
+                started = False
                 try:
                     if time.monotonic() >= next_recovery:
                         recover_stale_jobs(self.rt)
                         next_recovery = time.monotonic() + self.rt.settings.job_stale_seconds / 2
-                    if self.run_once():
+                    job = self.claim()
+                    if job is not None:
+                        running = [thread for thread in running if thread.is_alive()]
+                        running.append(self._start_job(job, slots))
+                        started = True
                         continue
                 except SQLAlchemyError as exc:
                     log.warning("The database is not answering (%s); trying again shortly", type(exc).__name__)
                 except Exception:
                     log.exception("The worker hit an unexpected error; it keeps running")
+                finally:
+                    if not started:
+                        slots.release()
                 listener.wait(self.rt.settings.worker_poll_seconds, self.stopping)
         finally:
+            for thread in running:
+                thread.join()
             listener.close()
             log.info("Worker %s stopped", self.id)
+
+    def _start_job(self, job: queue.Job, slots: threading.Semaphore) -> threading.Thread:
+        def work() -> None:
+            try:
+                self.process(job)
+            except Exception:
+                log.exception("The worker hit an unexpected error on collection %s; it keeps running", job.collection_id)
+            finally:
+                slots.release()
+
+        thread = threading.Thread(target=work, name=f"kb-job-{job.id}", daemon=True)
+        thread.start()
+        return thread
 
     def start(self) -> threading.Thread:
         self.thread = threading.Thread(target=self.run, name="kb-worker", daemon=True)
@@ -175,11 +215,11 @@ class Worker:
         return self.thread
 
     def stop(self) -> None:
-        """Stop claiming new jobs (the current one continues)."""
+        """Stop claiming new jobs (the current ones continue)."""
         self.stopping.set()
 
     def shutdown(self, grace: float | None = None) -> None:
-        """Stop; let the current job finish within `grace` seconds, else cancel it and give it back to the queue."""
+        """Stop; let the current jobs finish within `grace` seconds, else cancel them and give them back to the queue."""
         grace = self.rt.settings.shutdown_grace_seconds if grace is None else grace
         self.stop()
         if self.thread is None:
@@ -188,13 +228,12 @@ class Worker:
         if not self.thread.is_alive():
             return
         with self._lock:
-            current = self._current
-        if current is None:
-            self.thread.join(CANCEL_MARGIN)
-            return
-        job, cancel = current
-        log.info("Collection %s did not finish within %.0f s; stopping it", job.collection_id, grace)
-        cancel.set()
+            current = list(self._current.values())
+        for job, cancel in current:
+            log.info("Collection %s did not finish within %.0f s; stopping it", job.collection_id, grace)
+            cancel.set()
         self.thread.join(CANCEL_MARGIN)
-        if self.thread.is_alive() and release_ingest_job(self.rt, job):
-            log.info("Collection %s is back in the queue for the next worker", job.collection_id)
+        if self.thread.is_alive():
+            for job, _ in current:
+                if release_ingest_job(self.rt, job):
+                    log.info("Collection %s is back in the queue for the next worker", job.collection_id)

@@ -221,3 +221,51 @@ def test_the_heartbeat_stops_quietly_after_its_own_job_finished_but_cancels_a_jo
             beat.join(30)
     assert not quiet.is_set() and stopped.is_set()
     assert caplog.text.count("handled by another worker") == 1
+
+
+class PairedEmbedder(HashEmbedder):
+    """Embeds only when two sources are being embedded at the same moment (a barrier of two)."""
+
+    def __init__(self):
+        super().__init__(dim=64, name="hash", max_tokens=128)
+        self.barrier = threading.Barrier(2, timeout=30)
+
+    def embed_documents(self, texts, batch_size=32):
+        self.barrier.wait()  # raises BrokenBarrierError if the other source is not being processed meanwhile
+        return super().embed_documents(texts, batch_size)
+
+
+def test_a_worker_processes_two_sources_at_once_by_default(make_rt):
+    rt = make_rt(PairedEmbedder())
+    assert rt.settings.worker_jobs == 2
+    first, second = _queue_note(rt), _queue_note(rt)
+    assert Worker(rt).run_until_idle() == 2
+    for collection_id in (first, second):
+        collection, job = _state(rt, collection_id)
+        assert (collection.status, job.status, job.attempts) == ("ready", "done", 1)
+
+
+def test_a_running_worker_fills_both_slots_and_gives_both_overrunning_jobs_back_on_shutdown(make_rt, monkeypatch):
+    monkeypatch.setattr("kb.worker.CANCEL_MARGIN", 0.2)
+    embedder = GatedEmbedder()
+    entered = threading.Semaphore(0)
+    original = embedder.embed_documents
+
+    def counted(texts, batch_size=32):
+        entered.release()
+        return original(texts, batch_size)
+
+    embedder.embed_documents = counted
+    rt = make_rt(embedder)
+    first, second, third = _queue_note(rt), _queue_note(rt), _queue_note(rt)
+    worker = Worker(rt)
+    worker.start()
+    assert entered.acquire(timeout=30) and entered.acquire(timeout=30), "two sources are embedding at once"
+    worker.shutdown(grace=0.2)
+    states = {cid: _state(rt, cid) for cid in (first, second, third)}
+    assert all((c.status, j.status, j.attempts) == ("queued", "queued", 0) for c, j in states.values()), states
+
+    embedder.gate.set()
+    worker.thread.join(30)
+    Worker(rt).run_until_idle()
+    assert all(_state(rt, cid)[0].status == "ready" for cid in (first, second, third))

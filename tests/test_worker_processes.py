@@ -201,19 +201,20 @@ def wait_until_all_ready(deployed: Deployment, dataset_id: int) -> None:
     deployed.wait_for(lambda: statuses(deployed, dataset_id)["ready"] == FILES, f"all {FILES} files of dataset {dataset_id} ready")
 
 
-def hold_a_worker_inside_a_job(deployed: Deployment, dataset_id: int) -> int:
-    """Once some files are ready, hold the embedder until a worker waits on it; returns the job's collection id."""
+def hold_a_worker_inside_its_jobs(deployed: Deployment, dataset_id: int) -> list[int]:
+    """Once some files are ready, hold the embedder until each of a worker's job slots waits on it; their collection ids."""
     deployed.wait_for(lambda: statuses(deployed, dataset_id)["ready"] >= 3, "three files ready")
     deployed.embedder.hold()
-    deployed.wait_for(lambda: deployed.embedder.waiting > 0, "a worker waiting for its embeddings")
+    slots = deployed.settings.worker_jobs
+    deployed.wait_for(lambda: deployed.embedder.waiting == slots, f"the worker's {slots} jobs waiting for their embeddings")
     running = deployed.query(
         "SELECT collection_id FROM job WHERE status = 'running' AND collection_id IN "
         "(SELECT id FROM collection WHERE dataset_id = :d)",
         d=dataset_id,
     )
-    assert len(running) == 1, running
+    assert len(running) == slots, running
     assert statuses(deployed, dataset_id)["ready"] < FILES, "the run must still be going when the worker is stopped"
-    return running[0][0]
+    return [collection_id for (collection_id,) in running]
 
 
 def assert_same_as_an_undisturbed_run(deployed: Deployment, dataset_id: int, files: list[Path]) -> None:
@@ -245,31 +246,33 @@ def assert_every_job_done_once(deployed: Deployment, dataset_id: int) -> list:
 def test_a_worker_killed_mid_job_leaves_nothing_half_written_and_a_new_worker_finishes_every_file(deployment, corpus):
     dataset_id = add_dataset(deployment, "disturbed", corpus)
     first = deployment.start_worker("worker-1")
-    interrupted = hold_a_worker_inside_a_job(deployment, dataset_id)
+    interrupted = hold_a_worker_inside_its_jobs(deployment, dataset_id)
 
     first.signal(signal.SIGKILL)
     first.proc.wait(30)
     deployment.embedder.let_go()
-    assert deployment.query("SELECT count(*) FROM chunk WHERE collection_id = :c", c=interrupted) == [(0,)], \
-        "the killed job wrote none of its chunks"
+    for collection_id in interrupted:
+        assert deployment.query("SELECT count(*) FROM chunk WHERE collection_id = :c", c=collection_id) == [(0,)], \
+            "a killed job wrote none of its chunks"
 
     second = deployment.start_worker("worker-2")
     wait_until_all_ready(deployment, dataset_id)
     jobs = {job.collection_id: job for job in assert_every_job_done_once(deployment, dataset_id)}
-    assert jobs[interrupted].attempts == 2 and "stopped responding" in jobs[interrupted].last_error, \
-        "the killed job was found stalled and run again"
-    assert all(job.attempts == 1 for cid, job in jobs.items() if cid != interrupted)
-    assert interrupted in {cid for cid, _, _ in second.jobs_taken()}
+    for collection_id in interrupted:
+        assert jobs[collection_id].attempts == 2 and "stopped responding" in jobs[collection_id].last_error, \
+            "a killed job was found stalled and run again"
+    assert all(job.attempts == 1 for cid, job in jobs.items() if cid not in interrupted)
+    assert set(interrupted) <= {cid for cid, _, _ in second.jobs_taken()}
     assert_same_as_an_undisturbed_run(deployment, dataset_id, corpus)
 
 
 @pytest.mark.parametrize("job_ends", ["within_the_grace_period", "after_the_grace_period"])
-def test_a_stopped_worker_exits_in_time_finishing_or_releasing_its_job_and_the_next_worker_finishes_every_file(
+def test_a_stopped_worker_exits_in_time_finishing_or_releasing_its_jobs_and_the_next_worker_finishes_every_file(
     deployment, corpus, job_ends
 ):
     dataset_id = add_dataset(deployment, "stopped", corpus)
     first = deployment.start_worker("worker-1")
-    interrupted = hold_a_worker_inside_a_job(deployment, dataset_id)
+    interrupted = hold_a_worker_inside_its_jobs(deployment, dataset_id)
 
     first.signal(signal.SIGTERM)
     if job_ends == "within_the_grace_period":
@@ -277,11 +280,12 @@ def test_a_stopped_worker_exits_in_time_finishing_or_releasing_its_job_and_the_n
     bound = deployment.settings.shutdown_grace_seconds + CANCEL_MARGIN + EXIT_SLACK_SECONDS
     assert first.proc.wait(bound) == 0, first.log()
     deployment.embedder.let_go()
-    state = {job.collection_id: job for job in jobs_of(deployment, dataset_id)}[interrupted]
-    if job_ends == "within_the_grace_period":
-        assert (state.status, state.attempts) == ("done", 1)
-    else:
-        assert (state.status, state.attempts) == ("queued", 0), "released, its attempt not counted"
+    states = {job.collection_id: job for job in jobs_of(deployment, dataset_id)}
+    for collection_id in interrupted:
+        if job_ends == "within_the_grace_period":
+            assert (states[collection_id].status, states[collection_id].attempts) == ("done", 1)
+        else:
+            assert (states[collection_id].status, states[collection_id].attempts) == ("queued", 0), "released, not counted"
     assert deployment.query("SELECT id FROM job WHERE status = 'running'") == [], "the stopped worker holds no job"
     assert statuses(deployment, dataset_id)["queued"] > 0, "it took no new job after the signal"
 

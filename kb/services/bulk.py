@@ -7,6 +7,7 @@ is simply waited for. If this process dies, its jobs are requeued like any other
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -105,22 +106,48 @@ def ingest_paths(
     *,
     mode: str | None = None,
     on_file: Callable[[FileResult], None] | None = None,
-    on_progress: Progress | None = None,
+    progress_for: Callable[[int], Progress] | None = None,
 ) -> list[FileResult]:
-    """Add every file to the dataset, process their jobs here, and return each file's outcome."""
+    """Add every file to the dataset, process their jobs here (`KB_WORKER_JOBS` at once), return each file's outcome.
+
+    `progress_for(slot)` gives the progress callback of one of the job slots (0, 1, ...).
+    """
     results = [_add(rt, dataset_id, path, mode) for path in files]
     pending = {r.collection_id: r for r in results if not _settle(rt, r)}
     for result in results:
         if result.collection_id not in pending and on_file is not None:
             on_file(result)
     worker = Worker(rt)
-    while pending:
-        worked = worker.run_once(job_ids=_job_ids(rt, pending), progress=on_progress)
+    lock = threading.Lock()
+
+    def settle_finished() -> None:
         for collection_id, result in list(pending.items()):
             if _settle(rt, result):
                 del pending[collection_id]
                 if on_file is not None:
                     on_file(result)
-        if not worked and pending:
-            time.sleep(WAIT_SECONDS)  # a retry waiting out its backoff, or another worker on it
+
+    def slot(number: int) -> None:
+        progress = progress_for(number) if progress_for is not None else None
+        while True:
+            with lock:
+                if not pending:
+                    return
+                job_ids = _job_ids(rt, pending)
+            worked = worker.run_once(job_ids=job_ids, progress=progress)
+            with lock:
+                settle_finished()
+                if not pending:
+                    return
+            if not worked:
+                time.sleep(WAIT_SECONDS)  # a retry waiting out its backoff, or another slot or worker on it
+
+    threads = [threading.Thread(target=slot, args=(n,), name=f"kb-ingest-{n}") for n in range(1, worker.jobs)]
+    for thread in threads:
+        thread.start()
+    try:
+        slot(0)
+    finally:
+        for thread in threads:
+            thread.join()
     return results
