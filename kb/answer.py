@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from kb.citations import extract_citations, source_of_copy
+from kb.focus import focus_quotes
 from kb.ml.types import ChatModel, Completion, GenerationParams, StreamDelta
 from kb.prompting import PromptQuote, build_quote_prompt, not_found_reply
 from kb.rewrite import rewrite_question
@@ -49,6 +50,7 @@ class AnswerConfig:
     max_history_turns: int = 4
     rewrite_follow_ups: bool = True
     cite_copied_quote: bool = True  # an uncited answer copied from one quote gets its [n] (see kb.citations)
+    quote_sentences: int | None = None  # show only this many best-matching sentences of the quotes (see kb.focus)
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,15 @@ def _uncited_copy(text: str, quotes: Sequence[PromptQuote]) -> int | None:
     return source_of_copy(text, [quote.text for quote in quotes])
 
 
+def _shown(found: list[RetrievedQuote], query: str, sentences: int | None) -> tuple[list[RetrievedQuote], list[PromptQuote]]:
+    """The quotes as the prompt shows them, whole or focused on the sentences matching the query, and their hits."""
+    if not sentences:
+        return found, [PromptQuote(hit.text, hit.source, hit.page) for hit in found]
+    focused = focus_quotes([hit.text for hit in found], query, sentences)
+    hits = [found[quote.index] for quote in focused]
+    return hits, [PromptQuote(quote.text, hit.source, hit.page) for quote, hit in zip(focused, hits)]
+
+
 def answer_question(
     question: str,
     *,
@@ -170,11 +181,11 @@ def answer_question(
     rewrite_ms = clock.ms()
 
     started = time.perf_counter()
-    found = list(retrieve(query))
+    found, shown = _shown(list(retrieve(query)), query, config.quote_sentences)
     retrieval_ms = clock.ms(started)
     prompt = build_quote_prompt(
         question=question,
-        quotes=[PromptQuote(hit.text, hit.source, hit.page) for hit in found],
+        quotes=shown,
         counter=model,
         answer_tokens=answer_tokens,
         quote_budget=config.quote_budget,

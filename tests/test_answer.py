@@ -156,3 +156,17 @@ def test_copied_share_counts_word_and_chinese_character_trigrams():
     assert copied_share("北京是中国的首都", "北京是中国的首都。") == 1.0
     assert copied_share("Yes it is", "Yes it is") == 0.0  # too short to tell
     assert source_of_copy("the tower was built in 1889 [3]", ["nothing alike here at all", "The tower was built in 1889."]) == 2
+
+
+def test_a_model_that_reads_few_sentences_is_shown_only_the_best_matching_ones_under_their_quotes_numbers():
+    tower = RetrievedQuote(
+        chunk_id=7, collection_id=2, source="paris.md", score=0.8, page=4,
+        q="Paris has many landmarks. The tower was built in 1889 for a world's fair. It is 330 metres tall.",
+    )
+    model = ScriptedChatModel(["The tower was built in 1889 for a world's fair."])
+    config = AnswerConfig(quote_sentences=1)
+    _, answer = run(answer_question("When was the Eiffel Tower built?", model=model, retrieve=Searches([LOUVRE, tower]), config=config))
+    [shown] = answer.quotes
+    assert (shown.number, shown.chunk_id, shown.page, shown.text) == (1, 7, 4, "The tower was built in 1889 for a world's fair.")
+    assert "[1] (paris.md, p. 4) The tower was built in 1889 for a world's fair.\n\n" in model.calls[0][-1]["content"]
+    assert answer.cited == [1] and answer.cited_by == "kb"

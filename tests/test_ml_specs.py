@@ -11,6 +11,7 @@ from kb.errors import ServiceUnavailable
 from kb.ml.loading import remote_code_allowed
 from kb.ml.registry import ModelRegistry, get_registry
 from kb.ml.specs import load_specs, package_path
+from kb.testing import EchoChatModel
 
 
 def write(tmp_path, payload) -> object:
@@ -50,6 +51,8 @@ def test_models_file_adds_models_like_fastgpt_config(tmp_path):
         ({"chat": [{"name": "x", "backend": "remote"}]}, r"chat\[0\]: .*at least one entry in 'providers'"),
         ({"chat": [{"name": "x", "path": "p", "query_prefix": "q: "}]}, "prefixes only apply to embedding models"),
         ({"embedding": [{"name": "x", "path": "p", "colour": "red"}]}, r"embedding\[0\]: colour: Extra inputs"),
+        ({"embedding": [{"name": "x", "path": "p", "quote_sentences": 2}]}, "'quote_sentences' only applies to chat models"),
+        ({"chat": [{"name": "x", "path": "p", "quote_sentences": 0}]}, r"chat\[0\]: quote_sentences: .*greater than or equal to 1"),
         ({"chat": [{"name": "x", "path": "a"}, {"name": "x", "path": "b"}]}, "listed twice"),
         ({"chat": [{"name": "x", "backend": "remote", "providers": [{"base_url": "ftp://x"}]}]}, "base_url"),
         ({"models": []}, "models: Extra inputs"),
@@ -71,6 +74,15 @@ def test_remote_code_runs_only_when_the_spec_and_the_operator_allow_it(tmp_path)
     assert remote_code_allowed(odd, allow_remote_code=True)
     assert not remote_code_allowed(odd, allow_remote_code=False)
     assert not remote_code_allowed(load_specs(None)[0], allow_remote_code=True)
+
+
+def test_the_bundled_chat_model_reads_focused_quotes_and_a_configured_one_whole_chunks_unless_told(tmp_path):
+    path = write(tmp_path, {"chat": [{"name": "qwen", "path": "Qwen/Qwen2.5-1.5B-Instruct"}, {"name": "tiny", "path": "t", "quote_sentences": 3}]})
+    registry = ModelRegistry(Settings(models_file=path))
+    registry.register_chat(EchoChatModel(name="echo"))
+    assert registry.chat_spec().quote_sentences == 2  # the default chat model: the bundled SmolLM2-135M
+    assert registry.chat_spec("qwen").quote_sentences is None and registry.chat_spec("tiny").quote_sentences == 3
+    assert registry.chat_spec("echo") is None  # a ready instance has no configuration
 
 
 def test_get_registry_returns_one_registry_per_settings(tmp_path):

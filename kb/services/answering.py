@@ -52,14 +52,15 @@ def app_question(rt: Runtime, app: AppRecord, messages: Sequence[dict], chat_id:
     return AppQuestion(last["content"], history)
 
 
-def answer_config(app: AppRecord, answer_tokens: int) -> AnswerConfig:
-    """The app's answering settings."""
+def answer_config(app: AppRecord, answer_tokens: int, quote_sentences: int | None = None) -> AnswerConfig:
+    """The app's answering settings, with how much of the quotes its chat model reads well."""
     return AnswerConfig(
         system_prompt=app.system_prompt,
         quote_budget=search_settings_of(app).max_tokens,
         not_found_reply=app.not_found_reply,
         allow_general_knowledge=app.allow_general_knowledge,
         answer_tokens=answer_tokens,
+        quote_sentences=quote_sentences,
     )
 
 
@@ -96,11 +97,12 @@ def ask_app(
     """Answer from the app's datasets; with a chatId the finished turn is stored (a failed one never is)."""
     params = params or GenerationParams(temperature=0.0)
     answer_tokens = params.max_tokens or rt.settings.answer_max_tokens
+    spec = rt.registry.chat_spec(app.chat_model)
     stream = answer_question(
         asked.question,
         model=rt.registry.chat(app.chat_model),
         retrieve=dataset_retriever(rt, app.dataset_ids, search_settings_of(app)),
-        config=answer_config(app, answer_tokens),
+        config=answer_config(app, answer_tokens, spec.quote_sentences if spec else None),
         history=asked.history,
         params=replace(params, max_tokens=answer_tokens),
         cancel=cancel,
