@@ -44,6 +44,8 @@ PROBLEM = {
     "stall": "broke off the answer after .* timed out",
 }
 BEFORE_ANSWERING = [mode for mode in PROBLEM if mode not in MIDWAY_MODES]
+# A whole (not streamed) answer broken off midway is reported like a failure to answer at all.
+WHOLE_ANSWER_PROBLEM = {**PROBLEM, "drop": "without finishing the answer", "stall": "timed out"}
 
 
 def gateway_status(mode: str) -> int:
@@ -106,9 +108,9 @@ def served(tmp_path, database_url, db) -> Iterator[Served]:
     healthy.close()
 
 
-def assert_names_the_problem(message: str, served: Served, mode: str) -> None:
+def assert_names_the_problem(message: str, served: Served, mode: str, problems: dict[str, str] = PROBLEM) -> None:
     assert served.faulty.base_url in message, message
-    assert re.search(PROBLEM[mode], message), message
+    assert re.search(problems[mode], message), message
 
 
 def stream_text(served: Served, model: str, chat_id: str | None = None) -> str:
@@ -163,7 +165,7 @@ def test_a_configured_remote_model_reports_each_provider_fault_as_a_gateway_erro
     with pytest.raises(openai.APIStatusError) as info:
         served.client.chat.completions.create(model="solo", messages=QUESTION)
     assert info.value.status_code == gateway_status(mode)
-    assert_names_the_problem(info.value.message, served, mode)
+    assert_names_the_problem(info.value.message, served, mode, WHOLE_ANSWER_PROBLEM)
     with pytest.raises(openai.APIError) as streamed:
         stream_text(served, "solo")
     assert_names_the_problem(streamed.value.message, served, mode)
@@ -190,6 +192,16 @@ def test_an_answer_broken_off_midway_is_an_error_not_restarted_on_the_second_pro
     assert_names_the_problem(info.value.message, served, mode)
     assert served.healthy.hits == 0
     assert served.messages_of(f"m-{mode}") is None
+
+
+@pytest.mark.parametrize("mode", MIDWAY_MODES)
+def test_a_whole_answer_broken_off_midway_is_asked_of_the_second_provider(served, mode):
+    """Without streaming the client has seen nothing yet, so the next provider can answer from the start."""
+    served.faulty.mode = mode
+    answer = served.client.chat.completions.create(model="pair", messages=QUESTION)
+    assert answer.choices[0].message.content == FULL_ANSWER
+    assert served.faulty.hits == 1 and served.healthy.hits == 1
+    assert served.logged_statuses() == [200]
 
 
 @pytest.mark.parametrize("mode", ["error500", "drop"])

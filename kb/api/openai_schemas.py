@@ -78,6 +78,7 @@ class ChatCompletionRequest(BaseModel):
             model=self.model,
             messages=[message.as_dict() for message in self.messages],
             params=params,
+            stream=self.stream,
             extra=dict(self.model_extra or {}),
         )
 

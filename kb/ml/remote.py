@@ -89,7 +89,8 @@ class _OpenStream:
 
 
 class RemoteChatModel:
-    """A ChatModel that streams from the first provider that answers; a stream broken midway is an error."""
+    """A ChatModel over providers tried in turn: a stream broken midway is an error (the client saw part of
+    it), a whole answer (`generate`) broken midway is asked of the next provider."""
 
     def __init__(self, spec: ModelSpec):
         self.name = spec.name
@@ -170,6 +171,21 @@ class RemoteChatModel:
     ) -> Iterator[StreamDelta | Completion]:
         opened = self.pool.run(lambda provider: self._open(provider, body, cancel))
         assembler = AnswerAssembler(params.stop, tools_enabled=bool(params.tools))
+        try:
+            yield from self._answer(opened, assembler, messages, params, cancel)
+        except (httpx.TransportError, ProviderFailed) as exc:
+            self.pool.record_failure(opened.provider, describe_failure(exc))
+            error = UpstreamTimeout if isinstance(exc, httpx.TimeoutException) else UpstreamError
+            raise error(
+                f"{opened.provider.label} broke off the answer after {len(assembler.text)} characters: "
+                f"{describe_failure(exc)}"
+            ) from exc
+
+    def _answer(
+        self, opened: _OpenStream, assembler: AnswerAssembler, messages: list[dict], params: GenerationParams,
+        cancel: threading.Event | None,
+    ) -> Iterator[StreamDelta | Completion]:
+        """The rest of an opened stream; a provider breaking off raises httpx.TransportError or ProviderFailed."""
         state, text = opened.state, opened.first_text
         try:
             while True:
@@ -181,17 +197,10 @@ class RemoteChatModel:
                 if cancel is not None and cancel.is_set():
                     raise GenerationCancelled("generation cancelled")
                 text = state.next_text(opened.payloads)
-        except (httpx.TransportError, ProviderFailed) as exc:
-            self.pool.record_failure(opened.provider, describe_failure(exc))
-            error = UpstreamTimeout if isinstance(exc, httpx.TimeoutException) else UpstreamError
-            raise error(
-                f"{opened.provider.label} broke off the answer after {len(assembler.text)} characters: "
-                f"{describe_failure(exc)}"
-            ) from exc
         finally:
             opened.response.close()
         if not assembler.stopped and state.finish_reason is None and not state.done:
-            raise UpstreamError(f"{opened.provider.label} ended the stream without finishing the answer")
+            raise ProviderFailed("ended the stream without finishing the answer")
         yield from self._finish(messages, params, assembler, state)
 
     def _finish(
@@ -212,8 +221,20 @@ class RemoteChatModel:
     def generate(
         self, messages: list[dict], params: GenerationParams, cancel: threading.Event | None = None
     ) -> Completion:
-        """The whole answer at once (streamed underneath, so one code path checks completeness)."""
-        return final_completion(self.stream(messages, params, cancel))
+        """The whole answer from the first provider that gives one.
+
+        Nobody sees any of it before it is complete, so a provider that breaks off midway is passed over
+        like one that fails to start, and the next one answers from the beginning.
+        """
+        check_params(params)
+        body = self._body(normalise_messages(messages), params)
+
+        def whole_answer(provider: ProviderSpec) -> Completion:
+            opened = self._open(provider, body, cancel)
+            assembler = AnswerAssembler(params.stop, tools_enabled=bool(params.tools))
+            return final_completion(self._answer(opened, assembler, messages, params, cancel))
+
+        return self.pool.run(whole_answer)
 
 
 class RemoteEmbedder:

@@ -28,6 +28,7 @@ class ChatRequest:
     model: str
     messages: list[dict[str, Any]]
     params: GenerationParams
+    stream: bool = False  # streamed to the client as it is written (else the whole answer at once)
     extra: dict[str, Any] = field(default_factory=dict)  # fields kb's plain path ignores (chatId, detail, ...)
 
 
@@ -67,7 +68,10 @@ def prepare_chat(state: Any, principal: Principal, request: ChatRequest) -> Chat
     model = state.registry.chat(request.model)
 
     def produce(cancel: threading.Event) -> Iterator[StreamItem]:
-        return model.stream(request.messages, request.params, cancel)
+        if request.stream:
+            return model.stream(request.messages, request.params, cancel)
+        # Nothing reaches the client before the end: a remote model may take the whole answer from another provider.
+        return iter([model.generate(request.messages, request.params, cancel)])
 
     return ChatJob(model=model.name, produce=produce)
 
