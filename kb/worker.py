@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 import psycopg
 from sqlalchemy.exc import SQLAlchemyError
@@ -95,6 +95,18 @@ class _Listener:
             self.conn = None
 
 
+def run_slots(slot: Callable[[int], None], count: int, name: str) -> None:
+    """Run `slot(0)` in this thread and `slot(1)` ... `slot(count - 1)` in threads of their own; return when all have."""
+    threads = [threading.Thread(target=slot, args=(n,), name=f"{name}-{n}") for n in range(1, count)]
+    for thread in threads:
+        thread.start()
+    try:
+        slot(0)
+    finally:
+        for thread in threads:
+            thread.join()
+
+
 class Worker:
     """One worker running up to `jobs` sources at once; `run()` loops until `stop()`, `start()` runs it in a
     thread, `shutdown()` stops it gracefully."""
@@ -150,14 +162,7 @@ class Worker:
             while not self.stopping.is_set() and self.run_once():
                 done[number] += 1
 
-        threads = [threading.Thread(target=slot, args=(n,), name=f"kb-worker-{n}") for n in range(1, self.jobs)]
-        for thread in threads:
-            thread.start()
-        try:
-            slot(0)
-        finally:
-            for thread in threads:
-                thread.join()
+        run_slots(slot, self.jobs, "kb-worker")
         return sum(done)
 
     def run(self) -> None:

@@ -21,7 +21,7 @@ from kb.services import datasets as dataset_service
 from kb.services.collections import Upload
 from kb.services.ingest import Progress
 from kb.store.datasets import DatasetRecord
-from kb.worker import Worker
+from kb.worker import Worker, run_slots
 
 WAIT_SECONDS = 0.5
 
@@ -142,12 +142,5 @@ def ingest_paths(
             if not worked:
                 time.sleep(WAIT_SECONDS)  # a retry waiting out its backoff, or another slot or worker on it
 
-    threads = [threading.Thread(target=slot, args=(n,), name=f"kb-ingest-{n}") for n in range(1, worker.jobs)]
-    for thread in threads:
-        thread.start()
-    try:
-        slot(0)
-    finally:
-        for thread in threads:
-            thread.join()
+    run_slots(slot, worker.jobs, "kb-ingest")
     return results

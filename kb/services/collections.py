@@ -194,8 +194,12 @@ def _require(record: CollectionRecord | None, collection_id: int) -> CollectionR
 def get_collection(rt: Runtime, collection_id: int) -> CollectionDetail:
     """A collection's status, progress, counts, error and warnings, with its latest job (attempts, next try)."""
     with rt.db.session() as session:
+        # The job first: a worker ends the job and the collection in one commit, so a job read as finished
+        # guarantees the collection read next is too (read the other way round, a commit in between pairs
+        # a finished job with a collection still "embedding").
+        job = queue.latest_job(session, collection_id)
         record = _require(collection_store.get_collection(session, collection_id), collection_id)
-        return CollectionDetail(record, queue.latest_job(session, collection_id))
+        return CollectionDetail(record, job)
 
 
 def delete_collection(rt: Runtime, collection_id: int) -> None:
