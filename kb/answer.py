@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from kb.citations import extract_citations, source_of_copy
 from kb.focus import focus_quotes
-from kb.ml.types import ChatModel, Completion, GenerationParams, StreamDelta
+from kb.ml.types import ChatModel, Completion, GenerationParams, StreamDelta, check_params
 from kb.prompting import PromptQuote, build_quote_prompt, not_found_reply
 from kb.rewrite import rewrite_question
 
@@ -51,6 +51,7 @@ class AnswerConfig:
     rewrite_follow_ups: bool = True
     cite_copied_quote: bool = True  # an uncited answer copied from one quote gets its [n] (see kb.citations)
     quote_sentences: int | None = None  # show only this many best-matching sentences of the quotes (see kb.focus)
+    whole_answer: bool = False  # nobody reads the answer before it is complete: ask the model for it at once
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,12 @@ def _shown(found: list[RetrievedQuote], query: str, sentences: int | None) -> tu
     return hits, [PromptQuote(quote.text, hit.source, hit.page) for quote, hit in zip(focused, hits)]
 
 
+def _whole(
+    model: ChatModel, messages: list[dict], params: GenerationParams, cancel: threading.Event | None
+) -> Iterator[Completion]:
+    yield model.generate(messages, params, cancel)
+
+
 def answer_question(
     question: str,
     *,
@@ -216,12 +223,19 @@ def answer_question(
 
         return canned()
 
-    pieces = model.stream(prompt.messages, replace(params, max_tokens=answer_tokens), cancel)
+    answer_params = replace(params, max_tokens=answer_tokens)
+    if config.whole_answer:  # a remote model can then take a whole answer from its next provider if one breaks off
+        check_params(answer_params)
+        pieces: Iterator[StreamDelta | Completion] = _whole(model, prompt.messages, answer_params, cancel)
+    else:
+        pieces = model.stream(prompt.messages, answer_params, cancel)
 
     def generate() -> Iterator[StreamDelta | Answer]:
         first_token_ms = None
         for item in pieces:
             if isinstance(item, Completion):
+                if first_token_ms is None:  # a whole answer: its first token arrived with the rest
+                    first_token_ms = clock.ms()
                 copied = _uncited_copy(item.text, prompt.quotes) if config.cite_copied_quote else None
                 if copied is not None:
                     yield StreamDelta(f" [{copied}]")

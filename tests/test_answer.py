@@ -7,7 +7,7 @@ import pytest
 from kb.answer import Answer, AnswerConfig, RetrievedQuote, answer_question
 from kb.citations import copied_share, extract_citations, source_of_copy
 from kb.errors import UpstreamError
-from kb.ml.types import StreamDelta
+from kb.ml.types import StreamDelta, final_completion
 from kb.rewrite import clean_rewrite, rewrite_question
 from kb.testing import ScriptedChatModel
 
@@ -170,3 +170,21 @@ def test_a_model_that_reads_few_sentences_is_shown_only_the_best_matching_ones_u
     assert (shown.number, shown.chunk_id, shown.page, shown.text) == (1, 7, 4, "The tower was built in 1889 for a world's fair.")
     assert "[1] (paris.md, p. 4) The tower was built in 1889 for a world's fair.\n\n" in model.calls[0][-1]["content"]
     assert answer.cited == [1] and answer.cited_by == "kb"
+
+
+class WholeAnswersOnly(ScriptedChatModel):
+    """A model that may only be asked for whole answers (as when nobody reads the answer before it ends)."""
+
+    def stream(self, messages, params, cancel=None):
+        raise AssertionError("a whole answer was wanted; the model was asked to stream")
+
+    def generate(self, messages, params, cancel=None):
+        return final_completion(ScriptedChatModel.stream(self, messages, params, cancel))
+
+
+def test_a_whole_answer_is_asked_of_the_model_at_once_and_still_cited_and_timed():
+    model = WholeAnswersOnly(["It was built in 1889 [1]."])
+    config = AnswerConfig(whole_answer=True)
+    _, answer = run(answer_question("When was the Eiffel Tower built?", model=model, retrieve=Searches([TOWER]), config=config))
+    assert answer.text == "It was built in 1889 [1]." and answer.cited == [1]
+    assert answer.timings.first_token_ms is not None and answer.timings.total_ms >= answer.timings.first_token_ms

@@ -134,7 +134,7 @@ def test_a_failing_provider_is_a_gateway_error_and_the_app_chat_stores_neither_t
         served.client.chat.completions.create(model="app:solo", messages=QUESTION, extra_body={"chatId": f"c-{mode}"})
     assert info.value.status_code == gateway_status(mode)
     assert info.value.body["type"] == "server_error"
-    assert_names_the_problem(info.value.message, served, mode)
+    assert_names_the_problem(info.value.message, served, mode, WHOLE_ANSWER_PROBLEM)
     assert served.messages_of(f"c-{mode}") is None, "a failed first turn leaves no chat behind"
 
     served.faulty.mode = "ok"
@@ -200,8 +200,11 @@ def test_a_whole_answer_broken_off_midway_is_asked_of_the_second_provider(served
     served.faulty.mode = mode
     answer = served.client.chat.completions.create(model="pair", messages=QUESTION)
     assert answer.choices[0].message.content == FULL_ANSWER
-    assert served.faulty.hits == 1 and served.healthy.hits == 1
-    assert served.logged_statuses() == [200]
+    from_app = served.client.chat.completions.create(model="app:pair", messages=QUESTION, extra_body={"chatId": f"w-{mode}"})
+    assert from_app.choices[0].message.content == FULL_ANSWER
+    assert served.messages_of(f"w-{mode}") == [("user", QUESTION[0]["content"]), ("assistant", FULL_ANSWER)]
+    assert served.faulty.hits == 2 and served.healthy.hits == 2
+    assert served.logged_statuses() == [200, 200]
 
 
 @pytest.mark.parametrize("mode", ["error500", "drop"])

@@ -52,7 +52,9 @@ def app_question(rt: Runtime, app: AppRecord, messages: Sequence[dict], chat_id:
     return AppQuestion(last["content"], history)
 
 
-def answer_config(app: AppRecord, answer_tokens: int, quote_sentences: int | None = None) -> AnswerConfig:
+def answer_config(
+    app: AppRecord, answer_tokens: int, quote_sentences: int | None = None, whole_answer: bool = False
+) -> AnswerConfig:
     """The app's answering settings, with how much of the quotes its chat model reads well."""
     return AnswerConfig(
         system_prompt=app.system_prompt,
@@ -61,6 +63,7 @@ def answer_config(app: AppRecord, answer_tokens: int, quote_sentences: int | Non
         allow_general_knowledge=app.allow_general_knowledge,
         answer_tokens=answer_tokens,
         quote_sentences=quote_sentences,
+        whole_answer=whole_answer,
     )
 
 
@@ -93,8 +96,12 @@ def ask_app(
     api_key_id: int | None = None,
     source: str = "api",
     cancel: threading.Event | None = None,
+    stream: bool = True,
 ) -> Iterator[StreamDelta | FinishedAnswer]:
-    """Answer from the app's datasets; with a chatId the finished turn is stored (a failed one never is)."""
+    """Answer from the app's datasets; with a chatId the finished turn is stored (a failed one never is).
+
+    With `stream` False nobody reads the answer before it is complete, and it comes as one piece.
+    """
     params = params or GenerationParams(temperature=0.0)
     answer_tokens = params.max_tokens or rt.settings.answer_max_tokens
     spec = rt.registry.chat_spec(app.chat_model)
@@ -102,7 +109,7 @@ def ask_app(
         asked.question,
         model=rt.registry.chat(app.chat_model),
         retrieve=dataset_retriever(rt, app.dataset_ids, search_settings_of(app)),
-        config=answer_config(app, answer_tokens, spec.quote_sentences if spec else None),
+        config=answer_config(app, answer_tokens, spec.quote_sentences if spec else None, whole_answer=not stream),
         history=asked.history,
         params=replace(params, max_tokens=answer_tokens),
         cancel=cancel,

@@ -55,7 +55,11 @@ def app_chat(state: Any, principal: Principal, app_name: str | None, request: Ch
     extras: dict[str, Any] = {}
 
     def produce(cancel: threading.Event) -> Iterator[StreamItem]:
-        for item in ask_app(rt, app, asked, params=request.params, api_key_id=principal.key_id, source="api", cancel=cancel):
+        answers = ask_app(
+            rt, app, asked, params=request.params, api_key_id=principal.key_id, source="api", cancel=cancel,
+            stream=request.stream,
+        )
+        for item in answers:
             if not isinstance(item, FinishedAnswer):
                 yield item
                 continue
