@@ -248,8 +248,11 @@ class _Section:
             return taken <= least or self.fits(_join(lead + run[start : start + taken]))
 
         used, taken = self.count(self.prefix) + self._size(lead), 0
-        while start + taken < len(run) and (taken < least or used + self._added_cost(run[start + taken]) <= self.max_tokens):
-            used += self._added_cost(run[start + taken])
+        while start + taken < len(run):
+            cost = self._added_cost(run[start + taken])
+            if taken >= least and used + cost > self.max_tokens:
+                break
+            used += cost
             taken += 1
         if fits(taken):
             while start + taken < len(run) and fits(taken + 1):

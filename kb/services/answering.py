@@ -105,7 +105,7 @@ def ask_app(
     params = params or GenerationParams(temperature=0.0)
     answer_tokens = params.max_tokens or rt.settings.answer_max_tokens
     spec = rt.registry.chat_spec(app.chat_model)
-    stream = answer_question(
+    answers = answer_question(
         asked.question,
         model=rt.registry.chat(app.chat_model),
         retrieve=dataset_retriever(rt, app.dataset_ids, search_settings_of(app)),
@@ -123,7 +123,7 @@ def ask_app(
             question=asked.question, answer=answer,
         )
 
-    return _finished(stream, store)
+    return _finished(answers, store)
 
 
 def _finished(
