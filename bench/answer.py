@@ -13,7 +13,7 @@ streaming generation). It reports:
   Chinese the same plain substring match);
 - cited hit: the reply cites a quote ([n]) whose text contains a gold answer, split by who wrote the
   [n]: the model itself (explicit) or kb, for an uncited answer copied from one quote (attributed,
-  `cited_by == "kb"`, see kb.citations), and the two combined;
+  `cited_by == "kb"`, see kb.rag.citations), and the two combined;
 - context hit: one of the quotes shown to the model contains a gold answer (the ceiling for the above);
 - not-found replies, mean prompt tokens, time to first token p50 and total latency p50 / p95 (both
   from the start of the request, after one warm-up search so no model loading is counted).
@@ -33,7 +33,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads fight every other process on a shared machine
+os.environ.setdefault(
+    "OMP_WAIT_POLICY", "PASSIVE"
+)  # spinning OpenMP threads fight every other process on a shared machine
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -178,7 +180,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100, help="questions per kit")
     parser.add_argument("--seed", type=int, default=6, help="seed for drawing the questions")
     parser.add_argument("--max-tokens", type=int, default=128, help="longest answer")
-    parser.add_argument("--search", type=json.loads, default={}, help='app search settings as JSON, e.g. \'{"limit": 3}\'')
+    parser.add_argument(
+        "--search", type=json.loads, default={}, help="app search settings as JSON, e.g. '{\"limit\": 3}'"
+    )
     parser.add_argument("--rebuild", action="store_true", help="ingest the kits again into a fresh database")
     parser.add_argument("--out", type=Path, default=None, help="write every reply as JSON lines here")
     args = parser.parse_args()

@@ -24,21 +24,25 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from kb.config import Settings  # noqa: E402
-from kb.errors import KBError  # noqa: E402
-from kb.ingest.chunking import chunk_document  # noqa: E402
-from kb.ingest.reading import read_document  # noqa: E402
-from kb.ingest.types import ParsedDocument  # noqa: E402
-from kb.ml.embedding import BucketedEmbedder  # noqa: E402
-from kb.ml.loading import resolve_source  # noqa: E402
-from kb.ml.registry import ModelRegistry  # noqa: E402
+from kb.config import Settings
+from kb.errors import KBError
+from kb.ingest.chunking import chunk_document
+from kb.ingest.reading import read_document
+from kb.ingest.types import ParsedDocument
+from kb.ml.embedding import BucketedEmbedder
+from kb.ml.loading import resolve_source
+from kb.ml.registry import ModelRegistry
 
 FOLDERS = ("squad_dev_kit/docs", "cmrc_dev_kit/docs", "messy_docs")
 DEFAULT_SETTINGS = "254:0.15,128:0.15,512:0.15,254:0,128:0,512:0"
 
 
 def shared_data() -> Path:
-    for candidate in (os.environ.get("KB_SHARED_DATA"), Path(__file__).resolve().parents[2] / "shared" / "data", "/work/shared/data"):
+    for candidate in (
+        os.environ.get("KB_SHARED_DATA"),
+        Path(__file__).resolve().parents[2] / "shared" / "data",
+        "/work/shared/data",
+    ):
         if candidate and (Path(candidate) / FOLDERS[0]).is_dir():
             return Path(candidate)
     raise SystemExit("shared data not found: set KB_SHARED_DATA")
@@ -89,7 +93,9 @@ def run(docs, count_tokens, max_tokens: int, overlap: float) -> dict:
         drafts = chunk_document(doc, count_tokens=counter, max_tokens=max_tokens, overlap=overlap)
         chunks += len(drafts)
         for draft in drafts:
-            digest.update(json.dumps([name, draft.q, draft.page, draft.heading, draft.token_count], ensure_ascii=False).encode())
+            digest.update(
+                json.dumps([name, draft.q, draft.page, draft.heading, draft.token_count], ensure_ascii=False).encode()
+            )
     cpu = time.process_time() - started
     return {"cpu": cpu, "chunks": chunks, "calls": counter.calls, "chars": counter.chars, "sha256": digest.hexdigest()}
 
@@ -102,7 +108,9 @@ def main() -> None:
     docs = documents(shared_data())
     embedder = minilm_counter()
     print(f"{len(docs)} documents; chunker from {Path(chunk_document.__code__.co_filename).resolve()}")
-    print(f"{'max_tokens':>10} {'overlap':>7} {'chunks':>6} {'CPU-s':>6} {'chunks/CPU-s':>12} {'calls/chunk':>11} {'Mchars':>6}  sha256")
+    print(
+        f"{'max_tokens':>10} {'overlap':>7} {'chunks':>6} {'CPU-s':>6} {'chunks/CPU-s':>12} {'calls/chunk':>11} {'Mchars':>6}  sha256"
+    )
     for setting in args.settings.split(","):
         max_tokens, overlap = int(setting.split(":")[0]), float(setting.split(":")[1])
         r = run(docs, embedder.count_tokens, max_tokens, overlap)

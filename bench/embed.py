@@ -106,8 +106,12 @@ def row_runtime(row: str, url: str):
 
     torch.set_num_threads(THREADS)
     settings = Settings(
-        _env_file=None, database_url=url, data_dir=CACHE / "embed-data", torch_threads=THREADS,
-        embed_model="minilm", log_level="WARNING",
+        _env_file=None,
+        database_url=url,
+        data_dir=CACHE / "embed-data",
+        torch_threads=THREADS,
+        embed_model="minilm",
+        log_level="WARNING",
     )
     registry = ModelRegistry(settings)
     if row == BASELINE:
@@ -153,8 +157,11 @@ def quality_row(row: str, url: str) -> dict:
 
 def child(phase: str, row: str, url: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, __file__, "--phase", phase, "--row", row, "--url", url], cwd=REPO, stdout=subprocess.PIPE,
-        text=True, env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"},
+        [sys.executable, __file__, "--phase", phase, "--row", row, "--url", url],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"},
     )
 
 
@@ -169,7 +176,8 @@ def print_table(results: list[dict]) -> None:
     base = next(r for r in results if r["row"] == BASELINE)
     quality = [k for k in base if k.startswith(("squad ", "cmrc "))]
     print(
-        "| variant | jobs | chunks/s | × fp32 | chunks/CPU-s | × fp32 | " + " | ".join(f"{k} hit@5" for k in quality)
+        "| variant | jobs | chunks/s | × fp32 | chunks/CPU-s | × fp32 | "
+        + " | ".join(f"{k} hit@5" for k in quality)
         + " | query p50 ms | peak RSS MB |"
     )
     print("|---" * (8 + len(quality)) + "|")
@@ -181,14 +189,20 @@ def print_table(results: list[dict]) -> None:
             f"| {r['chunks/CPU-s']:.1f} | {r['chunks/CPU-s'] / base['chunks/CPU-s']:.2f} | {deltas} "
             f"| {r['query p50 ms']:.1f} | {r['peak RSS MB']:.0f} |"
         )
-    print(f"\n{base['chunks']} SQuAD chunks; hit@5 deltas are against the baseline's fp32 vectors; goal: ≥ 2.5× "
-          "and no hit@5 more than 0.01 below.")
+    print(
+        f"\n{base['chunks']} SQuAD chunks; hit@5 deltas are against the baseline's fp32 vectors; goal: ≥ 2.5× "
+        "and no hit@5 more than 0.01 below."
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default=",".join(ROWS[1:]), help=f"comma-separated kb variants (default {','.join(ROWS[1:])})")
-    parser.add_argument("--report", action="store_true", help="print the last run's table again (saved in bench/.cache)")
+    parser.add_argument(
+        "--variants", default=",".join(ROWS[1:]), help=f"comma-separated kb variants (default {','.join(ROWS[1:])})"
+    )
+    parser.add_argument(
+        "--report", action="store_true", help="print the last run's table again (saved in bench/.cache)"
+    )
     parser.add_argument("--phase", choices=("ingest", "quality"), help=argparse.SUPPRESS)
     parser.add_argument("--row", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)

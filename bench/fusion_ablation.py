@@ -15,15 +15,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import retrieval as bench  # noqa: E402  (bench/retrieval.py, which also sets the environment up)
+import retrieval as bench
 
-from kb.config import Settings  # noqa: E402
-from kb.db import Database  # noqa: E402
-from kb.ml.registry import get_registry  # noqa: E402
-from kb.retrieval import fuse  # noqa: E402
-from kb.services.search import vocabulary_coverage  # noqa: E402
-from kb.store import search as search_store  # noqa: E402
-from kb.textsearch import segment_query  # noqa: E402
+from kb.config import Settings
+from kb.db import Database
+from kb.ml.registry import get_registry
+from kb.retrieval import fuse
+from kb.services.search import vocabulary_coverage
+from kb.store import search as search_store
+from kb.textsearch import segment_query
 
 POOL = 50
 
@@ -35,10 +35,14 @@ def candidate_lists(db, dataset_id: int, embedder, question: str):
         vectors = search_store.vector_search(session, dataset_id, vector, limit=POOL)
         fulltext, prepared = search_store.fulltext_search(session, dataset_id, segment_query(question), limit=POOL)
         fulltext.scores_of.update(
-            search_store.fulltext_scores(session, prepared, [h.chunk_id for h in vectors.hits if h.chunk_id not in fulltext.scores_of])
+            search_store.fulltext_scores(
+                session, prepared, [h.chunk_id for h in vectors.hits if h.chunk_id not in fulltext.scores_of]
+            )
         )
         vectors.scores_of.update(
-            search_store.vector_scores(session, dataset_id, vector, [h.chunk_id for h in fulltext.hits if h.chunk_id not in vectors.scores_of])
+            search_store.vector_scores(
+                session, dataset_id, vector, [h.chunk_id for h in fulltext.hits if h.chunk_id not in vectors.scores_of]
+            )
         )
         session.rollback()
     return vectors, fulltext, vocabulary_coverage(embedder, question)
@@ -79,7 +83,9 @@ def main() -> None:
     for kit_name in bench.KITS:
         kit = data / kit_name
         pieces, chunking = bench.chunk_kit(kit, embedder.count_tokens)
-        dataset_id = bench.store_pieces(db, kit_name, embedder, pieces, bench.embed_cached(embedder, [p.text for p in pieces]))
+        dataset_id = bench.store_pieces(
+            db, kit_name, embedder, pieces, bench.embed_cached(embedder, [p.text for p in pieces])
+        )
         questions = bench.load_questions(kit)
         scores = {name: bench.Score() for name in VARIANTS}
         for question in questions:

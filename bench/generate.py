@@ -91,8 +91,11 @@ def measure_kb(name: str, data_dir: Path, threads: int, tokens: int, repeats: in
     first, total, completion = min(runs, key=lambda run: run[1])
     # the first delta comes after prefill + one token step; the rest are decode steps
     return {
-        "path": name, "load_s": round(load_seconds, 2), "prompt_tokens": completion.prompt_tokens,
-        "new_tokens": completion.completion_tokens, "ttft_s": round(first, 3),
+        "path": name,
+        "load_s": round(load_seconds, 2),
+        "prompt_tokens": completion.prompt_tokens,
+        "new_tokens": completion.completion_tokens,
+        "ttft_s": round(first, 3),
         "prefill_tok_s": round(completion.prompt_tokens / first, 1),
         "decode_tok_s": round((completion.completion_tokens - 1) / (total - first), 1),
         "text": completion.text[:80],
@@ -108,12 +111,16 @@ def measure_baseline(data_dir: Path, threads: int, tokens: int, repeats: int) ->
     from kb.ml.specs import ModelSpec
 
     torch.set_num_threads(threads)
-    folder = dequantised_gguf(Path(resolve_source(ModelSpec(name="b", kind="chat", path=GGUF))), data_dir / "model-cache")
+    folder = dequantised_gguf(
+        Path(resolve_source(ModelSpec(name="b", kind="chat", path=GGUF))), data_dir / "model-cache"
+    )
     started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     load_seconds = time.perf_counter() - started
-    inputs = tokenizer.apply_chat_template(rag_messages(), add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    inputs = tokenizer.apply_chat_template(
+        rag_messages(), add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     prompt_tokens = inputs["input_ids"].shape[1]
 
     def timed(new_tokens: int) -> float:
@@ -126,8 +133,12 @@ def measure_baseline(data_dir: Path, threads: int, tokens: int, repeats: int) ->
     first = min(timed(1) for _ in range(repeats))
     total = min(timed(tokens) for _ in range(repeats))
     return {
-        "path": "baseline", "load_s": round(load_seconds, 2), "prompt_tokens": prompt_tokens, "new_tokens": tokens,
-        "ttft_s": round(first, 3), "prefill_tok_s": round(prompt_tokens / first, 1),
+        "path": "baseline",
+        "load_s": round(load_seconds, 2),
+        "prompt_tokens": prompt_tokens,
+        "new_tokens": tokens,
+        "ttft_s": round(first, 3),
+        "prefill_tok_s": round(prompt_tokens / first, 1),
         "decode_tok_s": round((tokens - 1) / (total - first), 1),
     }
 
@@ -160,8 +171,12 @@ def measure_llamacpp(data_dir: Path, threads: int, tokens: int, repeats: int) ->
     first = min(timed(1) for _ in range(repeats))
     total = min(timed(tokens) for _ in range(repeats))
     return {
-        "path": "llamacpp", "load_s": round(load_seconds, 2), "prompt_tokens": len(ids), "new_tokens": tokens,
-        "ttft_s": round(first, 3), "prefill_tok_s": round(len(ids) / first, 1),
+        "path": "llamacpp",
+        "load_s": round(load_seconds, 2),
+        "prompt_tokens": len(ids),
+        "new_tokens": tokens,
+        "ttft_s": round(first, 3),
+        "prefill_tok_s": round(len(ids) / first, 1),
         "decode_tok_s": round((tokens - 1) / (total - first), 1),
     }
 
@@ -196,7 +211,16 @@ def main() -> None:
         output = subprocess.run(command, check=True, capture_output=True, text=True, cwd=REPO).stdout
         results.append(json.loads(output.strip().splitlines()[-1]))
         print(json.dumps(results[-1]), flush=True)
-    columns = ("path", "prompt_tokens", "new_tokens", "ttft_s", "prefill_tok_s", "decode_tok_s", "peak_rss_mb", "load_s")
+    columns = (
+        "path",
+        "prompt_tokens",
+        "new_tokens",
+        "ttft_s",
+        "prefill_tok_s",
+        "decode_tok_s",
+        "peak_rss_mb",
+        "load_s",
+    )
     print("\n" + " | ".join(columns))
     for result in results:
         print(" | ".join(str(result.get(column, "")) for column in columns))

@@ -56,7 +56,7 @@ def run_kb(rt: Runtime, docs: list[Path], env: dict[str, str]) -> dict:
             collection_service.add_file(rt, dataset.id, Upload(path.name, handle))
     uploaded = time.perf_counter()
     worker = subprocess.Popen(
-        [sys.executable, "-m", "kb.cli", "worker", "--until-idle", "--no-migrate"], cwd=REPO, env=env
+        [sys.executable, "-m", "kb.cli.main", "worker", "--until-idle", "--no-migrate"], cwd=REPO, env=env
     )
     _, status, usage = os.wait4(worker.pid, 0)
     worker.returncode = os.waitstatus_to_exitcode(status)
@@ -75,15 +75,23 @@ def run_kb(rt: Runtime, docs: list[Path], env: dict[str, str]) -> dict:
         ).one()
         texts = list(
             session.execute(
-                text("SELECT q FROM chunk WHERE dataset_id = :d AND embedding IS NOT NULL ORDER BY collection_id, position"),
+                text(
+                    "SELECT q FROM chunk WHERE dataset_id = :d AND embedding IS NOT NULL ORDER BY collection_id, position"
+                ),
                 {"d": dataset.id},
             ).scalars()
         )
     ready, total, chunks, pipeline_seconds, read_s, chunk_s, embed_s = row
     return {
-        "ready": ready, "collections": total, "max_tokens": dataset.chunk_settings["max_tokens"], "chunks": int(chunks), "texts": texts,
-        "pipeline_seconds": float(pipeline_seconds), "upload_seconds": uploaded - started,
-        "wall_seconds": finished - started, "peak_rss_mb": usage.ru_maxrss / 1024,
+        "ready": ready,
+        "collections": total,
+        "max_tokens": dataset.chunk_settings["max_tokens"],
+        "chunks": int(chunks),
+        "texts": texts,
+        "pipeline_seconds": float(pipeline_seconds),
+        "upload_seconds": uploaded - started,
+        "wall_seconds": finished - started,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
         "stage_seconds": {"read": read_s, "chunk": chunk_s, "embed": embed_s},
     }
 
@@ -130,8 +138,13 @@ def main() -> None:
     try:
         upgrade(db.url)
         env = {
-            **os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "KB_DATA_DIR": str(data_dir),
-            "KB_DATABASE_URL": db.libpq_url, "KB_EMBED_MODEL": "minilm", "KB_TORCH_THREADS": str(THREADS),
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "HF_HUB_OFFLINE": "1",
+            "KB_DATA_DIR": str(data_dir),
+            "KB_DATABASE_URL": db.libpq_url,
+            "KB_EMBED_MODEL": "minilm",
+            "KB_TORCH_THREADS": str(THREADS),
             "KB_LOG_LEVEL": "WARNING",
         }
         kb = run_kb(Runtime.from_settings(settings, db=db), docs, env)
@@ -146,14 +159,22 @@ def main() -> None:
     raw_rate = chunks / raw["seconds"]
     kb_rate = chunks / kb["pipeline_seconds"]
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in kb["stage_seconds"].items())
-    print(f"documents: {len(docs)} files, {paragraphs:,} paragraphs -> {chunks:,} chunks "
-          f"(at most {kb['max_tokens']} tokens each), {kb['ready']}/{kb['collections']} ready")
-    print(f"raw path   encode (batch {BATCH}) {raw['encode_seconds']:.1f} s + COPY {raw['copy_seconds']:.2f} s"
-          f" = {raw['seconds']:.1f} s -> {raw_rate:.1f} chunks/s")
-    print(f"kb worker  first start to last ready {kb['pipeline_seconds']:.1f} s -> {kb_rate:.1f} chunks/s"
-          f" (summed stages: {stages})")
-    print(f"kb wall    upload {kb['upload_seconds']:.1f} s + worker process incl. start-up and model load"
-          f" = {kb['wall_seconds']:.1f} s -> {chunks / kb['wall_seconds']:.1f} chunks/s")
+    print(
+        f"documents: {len(docs)} files, {paragraphs:,} paragraphs -> {chunks:,} chunks "
+        f"(at most {kb['max_tokens']} tokens each), {kb['ready']}/{kb['collections']} ready"
+    )
+    print(
+        f"raw path   encode (batch {BATCH}) {raw['encode_seconds']:.1f} s + COPY {raw['copy_seconds']:.2f} s"
+        f" = {raw['seconds']:.1f} s -> {raw_rate:.1f} chunks/s"
+    )
+    print(
+        f"kb worker  first start to last ready {kb['pipeline_seconds']:.1f} s -> {kb_rate:.1f} chunks/s"
+        f" (summed stages: {stages})"
+    )
+    print(
+        f"kb wall    upload {kb['upload_seconds']:.1f} s + worker process incl. start-up and model load"
+        f" = {kb['wall_seconds']:.1f} s -> {chunks / kb['wall_seconds']:.1f} chunks/s"
+    )
     print(f"ratio      kb / raw = {kb_rate / raw_rate:.2f} (goal >= 0.8)")
     print(f"worker     peak RSS {kb['peak_rss_mb']:.0f} MB")
 

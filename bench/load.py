@@ -40,7 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads fight every other process on a shared machine
+os.environ.setdefault(
+    "OMP_WAIT_POLICY", "PASSIVE"
+)  # spinning OpenMP threads fight every other process on a shared machine
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -123,13 +125,24 @@ def _die_with_parent() -> None:
 @contextmanager
 def kb_server(db_url: str, root_key: str, port: int, start_timeout: float):
     """A `kb serve` subprocess on 127.0.0.1:port, healthy when this yields it; stopped (its group killed) on exit."""
-    env = {**os.environ, **SERVER_ENV, "PYTHONPATH": str(REPO), "KB_DATA_DIR": str(CACHE / "data"),
-           "KB_DATABASE_URL": db_url, "KB_ROOT_KEY": root_key}
+    env = {
+        **os.environ,
+        **SERVER_ENV,
+        "PYTHONPATH": str(REPO),
+        "KB_DATA_DIR": str(CACHE / "data"),
+        "KB_DATABASE_URL": db_url,
+        "KB_ROOT_KEY": root_key,
+    }
     SERVER_LOG.parent.mkdir(parents=True, exist_ok=True)
     log = SERVER_LOG.open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "kb.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
+        [sys.executable, "-m", "kb.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
     )
     try:
         wait_healthy(process, f"http://127.0.0.1:{port}", start_timeout)
@@ -237,8 +250,13 @@ async def chat_once(
 ) -> None:
     """One streamed app chat read to `[DONE]`: time to the first non-empty piece and to the end."""
     body = {
-        "model": f"app:{target.app_name}", "messages": [{"role": "user", "content": question}], "stream": True,
-        "max_tokens": max_tokens, "temperature": 0, "stream_options": {"include_usage": True}, "detail": True,
+        "model": f"app:{target.app_name}",
+        "messages": [{"role": "user", "content": question}],
+        "stream": True,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream_options": {"include_usage": True},
+        "detail": True,
     }
     started, first, done, usage, timings = time.perf_counter(), None, False, {}, {}
     try:
@@ -298,7 +316,13 @@ class Limits:
 
 
 async def run_phase(
-    target: Target, searchers: int, chatters: int, seconds: float, questions: list[str], limits: Limits, rng: random.Random,
+    target: Target,
+    searchers: int,
+    chatters: int,
+    seconds: float,
+    questions: list[str],
+    limits: Limits,
+    rng: random.Random,
     rounds: int | None = None,
 ) -> dict[str, Stream]:
     """`searchers` + `chatters` clients loop for `seconds` (or `rounds` requests each), each on its own shuffle of
@@ -319,8 +343,10 @@ async def run_phase(
     deadline = time.monotonic() + seconds
     clients = [(search, ask_search)] * searchers + [(chat, ask_chat)] * chatters
     await asyncio.gather(
-        *(timed(stream, client_loop(target, deadline, rng.sample(questions, len(questions)), ask, rounds))
-          for stream, ask in clients)
+        *(
+            timed(stream, client_loop(target, deadline, rng.sample(questions, len(questions)), ask, rounds))
+            for stream, ask in clients
+        )
     )
     return {"search": search, "chat": chat}
 
@@ -330,7 +356,9 @@ async def warm_up(target: Target, args, questions: list[str], limits: Limits, rn
     first = Stream()
     async with httpx.AsyncClient(base_url=target.base_url, timeout=HTTP_TIMEOUT) as client:
         await search_once(client, target, questions[0], first, limits.search_timeout * 4)  # the embedder loads here
-        await chat_once(client, target, questions[1], first, limits.chat_timeout * 2, limits.max_tokens)  # and the chat model
+        await chat_once(
+            client, target, questions[1], first, limits.chat_timeout * 2, limits.max_tokens
+        )  # and the chat model
     errors = Counter(first.errors)
     for stream in (await run_phase(target, args.clients, args.chats, args.warmup, questions, limits, rng)).values():
         errors.update(stream.errors)
@@ -367,17 +395,29 @@ async def run_all(target: Target, probe: Probe, args, questions: list[str]) -> d
     probe.started = time.monotonic()
     sampler = asyncio.create_task(probe.every(args.sample_every))
     try:
-        print(f"baseline: 1 search client for {args.baseline:.0f} s, then {args.baseline_chats} chats one at a time", flush=True)
+        print(
+            f"baseline: 1 search client for {args.baseline:.0f} s, then {args.baseline_chats} chats one at a time",
+            flush=True,
+        )
         base_search = (await run_phase(target, 1, 0, args.baseline, questions, limits, rng))["search"]
-        base_chat = (await run_phase(target, 0, 1, math.inf, questions, limits, rng, rounds=args.baseline_chats))["chat"]
-        print(f"load: {args.clients} search clients and {args.chats} chat clients for {args.duration:.0f} s", flush=True)
+        base_chat = (await run_phase(target, 0, 1, math.inf, questions, limits, rng, rounds=args.baseline_chats))[
+            "chat"
+        ]
+        print(
+            f"load: {args.clients} search clients and {args.chats} chat clients for {args.duration:.0f} s", flush=True
+        )
         load_started = time.monotonic() - probe.started
         loaded = await run_phase(target, args.clients, args.chats, args.duration, questions, limits, rng)
     finally:
         sampler.cancel()
     probe.sample()
-    return {"warm_errors": warm_errors, "baseline": {"search": base_search, "chat": base_chat}, "load": loaded,
-            "samples": probe.samples, "load_started": load_started}
+    return {
+        "warm_errors": warm_errors,
+        "baseline": {"search": base_search, "chat": base_chat},
+        "load": loaded,
+        "samples": probe.samples,
+        "load_started": load_started,
+    }
 
 
 # --- the report -------------------------------------------------------------------------------------
@@ -386,19 +426,29 @@ async def run_all(target: Target, probe: Probe, args, questions: list[str]) -> d
 def spread(values: list[float]) -> dict:
     if not values:
         return {"p50": None, "p95": None, "p99": None, "max": None}
-    return {"p50": statistics.median(values), "p95": percentile(values, 0.95), "p99": percentile(values, 0.99),
-            "max": max(values)}
+    return {
+        "p50": statistics.median(values),
+        "p95": percentile(values, 0.95),
+        "p99": percentile(values, 0.99),
+        "max": max(values),
+    }
 
 
 def summary(stream: Stream, clients: int) -> dict:
     done = len(stream.latencies_ms)
     return {
-        "clients": clients, "completed": done, "errors": sum(stream.errors.values()), "seconds": round(stream.seconds, 1),
+        "clients": clients,
+        "completed": done,
+        "errors": sum(stream.errors.values()),
+        "seconds": round(stream.seconds, 1),
         "per_second": done / stream.seconds if stream.seconds else 0.0,
-        "latency_ms": spread(stream.latencies_ms), "first_token_ms": spread(stream.first_token_ms),
+        "latency_ms": spread(stream.latencies_ms),
+        "first_token_ms": spread(stream.first_token_ms),
         "tokens_per_second": stream.tokens / stream.seconds if stream.seconds else 0.0,
         "mean_prompt_tokens": round(stream.prompt_tokens / done) if done else None,
-        "server_mean_ms": {step.removesuffix("_ms"): round(total / done, 1) for step, total in stream.server_ms.items()},
+        "server_mean_ms": {
+            step.removesuffix("_ms"): round(total / done, 1) for step, total in stream.server_ms.items()
+        },
     }
 
 
@@ -420,9 +470,13 @@ def build_report(raw: dict, args, load_before: str, load_after: str) -> dict:
     mb = 2**20
     slope = statistics.linear_regression(*zip(*loaded_rss)).slope if len(loaded_rss) > 2 else 0.0
     return {
-        "duration_s": args.duration, "clients": args.clients, "chats": args.chats, "max_tokens": args.max_tokens,
+        "duration_s": args.duration,
+        "clients": args.clients,
+        "chats": args.chats,
+        "max_tokens": args.max_tokens,
         "load_average": {"start": load_before, "end": load_after},
-        "baseline": base, "load": load,
+        "baseline": base,
+        "load": load,
         "ratios": {
             "search p50": ratio(load["search"]["latency_ms"]["p50"], base["search"]["latency_ms"]["p50"]),
             "search p95": ratio(load["search"]["latency_ms"]["p95"], base["search"]["latency_ms"]["p95"]),
@@ -431,8 +485,13 @@ def build_report(raw: dict, args, load_before: str, load_after: str) -> dict:
             "chat total p50": ratio(load["chat"]["latency_ms"]["p50"], base["chat"]["latency_ms"]["p50"]),
         },
         "errors": dict(errors),
-        "rss_mb": {"start": samples[0][1] / mb, "load_start": loaded_rss[0][1] / mb, "end": samples[-1][1] / mb,
-                   "max": max(rss for _, rss, _ in samples) / mb, "load_slope_per_minute": slope * 60 / mb},
+        "rss_mb": {
+            "start": samples[0][1] / mb,
+            "load_start": loaded_rss[0][1] / mb,
+            "end": samples[-1][1] / mb,
+            "max": max(rss for _, rss, _ in samples) / mb,
+            "load_slope_per_minute": slope * 60 / mb,
+        },
         "db_connections_max": max(connections for *_, connections in samples),
         "samples": [{"s": t, "rss_mb": round(rss / mb), "db_connections": c} for t, rss, c in samples],
     }
@@ -446,20 +505,36 @@ def print_report(report: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"kb serve under load ({report['clients']} search + {report['chats']} chat clients, "
-                        f"{report['duration_s']:.0f} s; baseline: 1 client alone)")
-    for name, justify in (("phase", "left"), ("requests", "left"), ("clients", "right"), ("done", "right"),
-                          ("errors", "right"), ("rate", "right"), ("p50 ms", "right"), ("p95 ms", "right"),
-                          ("p99 ms", "right"), ("max ms", "right")):
+    table = Table(
+        title=f"kb serve under load ({report['clients']} search + {report['chats']} chat clients, "
+        f"{report['duration_s']:.0f} s; baseline: 1 client alone)"
+    )
+    for name, justify in (
+        ("phase", "left"),
+        ("requests", "left"),
+        ("clients", "right"),
+        ("done", "right"),
+        ("errors", "right"),
+        ("rate", "right"),
+        ("p50 ms", "right"),
+        ("p95 ms", "right"),
+        ("p99 ms", "right"),
+        ("max ms", "right"),
+    ):
         table.add_column(name, justify=justify)
     for phase in ("baseline", "load"):
         for kind in ("search", "chat"):
             row = report[phase][kind]
             rate = f"{row['per_second']:.2f} req/s" if kind == "search" else f"{row['tokens_per_second']:.1f} tok/s"
-            lines = [("search", row["latency_ms"])] if kind == "search" else [
-                ("chat first token", row["first_token_ms"]), ("chat total", row["latency_ms"])]
+            lines = (
+                [("search", row["latency_ms"])]
+                if kind == "search"
+                else [("chat first token", row["first_token_ms"]), ("chat total", row["latency_ms"])]
+            )
             for index, (label, spread_) in enumerate(lines):
-                counts = [str(row["clients"]), str(row["completed"]), str(row["errors"]), rate] if index == 0 else [""] * 4
+                counts = (
+                    [str(row["clients"]), str(row["completed"]), str(row["errors"]), rate] if index == 0 else [""] * 4
+                )
                 table.add_row(phase, label, *counts, *(_ms(spread_[p]) for p in ("p50", "p95", "p99", "max")))
     console = Console(width=max(Console().width, 120))
     console.print(table)
@@ -471,10 +546,12 @@ def print_report(report: dict) -> None:
     ratios = ", ".join(f"{k} {v:.2f}×" for k, v in report["ratios"].items() if v is not None)
     console.print(f"loaded / baseline: {ratios}")
     rss = report["rss_mb"]
-    console.print(f"server RSS (children included): {rss['start']:,.0f} MB after warm-up, {rss['load_start']:,.0f} MB "
-                  f"as the load began, {rss['end']:,.0f} MB at the end (max {rss['max']:,.0f} MB; "
-                  f"end - load start {rss['end'] - rss['load_start']:+,.0f} MB; "
-                  f"trend over the load {rss['load_slope_per_minute']:+,.0f} MB/min)")
+    console.print(
+        f"server RSS (children included): {rss['start']:,.0f} MB after warm-up, {rss['load_start']:,.0f} MB "
+        f"as the load began, {rss['end']:,.0f} MB at the end (max {rss['max']:,.0f} MB; "
+        f"end - load start {rss['end'] - rss['load_start']:+,.0f} MB; "
+        f"trend over the load {rss['load_slope_per_minute']:+,.0f} MB/min)"
+    )
     console.print(f"database connections held by the server: at most {report['db_connections_max']} (sampled)")
     console.print(f"load average: {report['load_average']['start']} at start, {report['load_average']['end']} at end")
     errors = report["errors"]
@@ -523,13 +600,17 @@ def measure(args) -> dict:
         print(f"starting kb serve on {target.base_url} (log: {SERVER_LOG})", flush=True)
         load_before = load_average()
         db.dispose()  # the bench's own connections would count as the server's
-        with kb_server(db.url, root_key, port, args.start_timeout) as server, psycopg.connect(db.libpq_url, autocommit=True) as conn:
+        with (
+            kb_server(db.url, root_key, port, args.start_timeout) as server,
+            psycopg.connect(db.libpq_url, autocommit=True) as conn,
+        ):
             raw = asyncio.run(run_all(target, Probe(server.pid, conn), args, questions))
             raw["server_exit"] = server.poll()
         return build_report(raw, args, load_before, load_average())
     finally:
         key_service.revoke_key(db, created.record.id)
         db.dispose()
+
 
 if __name__ == "__main__":
     main()

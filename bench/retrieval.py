@@ -285,7 +285,11 @@ def add_synthetic(db: Database, dataset_id: int, dim: int, count: int, vocabular
     """`count` chunks of random unit vectors and 80 words drawn from the kit's word frequencies, in SQL."""
     with db.session() as session:
         collection = Collection(
-            dataset_id=dataset_id, name=f"synthetic-{count}", source_type="text", content_hash=f"syn{count}", status="ready"
+            dataset_id=dataset_id,
+            name=f"synthetic-{count}",
+            source_type="text",
+            content_hash=f"syn{count}",
+            status="ready",
         )
         session.add(collection)
         session.flush()
@@ -308,7 +312,9 @@ def add_synthetic(db: Database, dataset_id: int, dim: int, count: int, vocabular
         session.commit()
 
 
-def scale_run(db: Database, deps, dataset_id: int, embedder, questions: list[Question], sizes: list[int], kit: Path) -> None:
+def scale_run(
+    db: Database, deps, dataset_id: int, embedder, questions: list[Question], sizes: list[int], kit: Path
+) -> None:
     """HNSW build time, index size and hybrid latency as synthetic chunks are added."""
     vocabulary = [w for doc in sorted((kit / "docs").glob("*.md")) for w in _WORD.findall(doc.read_text("utf-8"))]
     sample = questions[:200]
@@ -348,7 +354,9 @@ def scale_run(db: Database, deps, dataset_id: int, embedder, questions: list[Que
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kits", default=",".join(KITS), help="comma-separated kit folders in shared/data")
-    parser.add_argument("--scale", default="", help="comma-separated dataset sizes for the scale run, e.g. 10000,200000")
+    parser.add_argument(
+        "--scale", default="", help="comma-separated dataset sizes for the scale run, e.g. 10000,200000"
+    )
     args = parser.parse_args()
 
     url = fresh_database()

@@ -27,13 +27,17 @@ class Settings(BaseSettings):
     embed_model: str = "minilm"
     models_file: Path | None = Field(default=None, description="JSON file listing extra chat/embedding models.")
     allow_remote_code: bool = False
-    answer_max_tokens: int = Field(default=512, ge=16, description="Room kept for an app's answer when the request names none.")
+    answer_max_tokens: int = Field(
+        default=512, ge=16, description="Room kept for an app's answer when the request names none."
+    )
 
     search_candidates: int = Field(
         default=50, ge=1, le=1000, description="Chunks each list (vector, full text) brings to fusion, per dataset."
     )
     search_concurrency: int = Field(
-        default=0, ge=0, le=256,
+        default=0,
+        ge=0,
+        le=256,
         description="Searches computed at once per process (more wait their turn); 0 = the number of CPU cores. "
         "Keeps a burst of searches from starving answers being generated on the same cores.",
     )
@@ -51,7 +55,9 @@ class Settings(BaseSettings):
     torch_threads: int = Field(default=2, ge=1)
     worker_poll_seconds: float = Field(default=5.0, gt=0)
     worker_jobs: int = Field(
-        default=2, ge=1, le=16,
+        default=2,
+        ge=1,
+        le=16,
         description="Sources one worker processes at once: with 2, one is read, chunked and stored while another "
         "is embedded, which keeps both cores busy (the embedder itself runs at most torch_threads batches at once).",
     )
@@ -68,7 +74,9 @@ class Settings(BaseSettings):
     )
     session_hours: float = Field(default=12, gt=0, description="How long an admin login lasts.")
     login_max_failures: int = Field(default=5, ge=1, description="Failed logins from one address before a lockout.")
-    login_lockout_seconds: float = Field(default=30, gt=0, description="First lockout; each further failure doubles it.")
+    login_lockout_seconds: float = Field(
+        default=30, gt=0, description="First lockout; each further failure doubles it."
+    )
     rate_limit_chat_per_minute: int = Field(
         default=60, ge=0, description="Chat requests per API key (or session) per minute, per process; 0 turns it off."
     )

@@ -31,7 +31,9 @@ class DatasetCreate(_Input):
     name: Name
     description: str = Field(default="", max_length=5000)
     embed_model: str | None = Field(default=None, description="A configured embedding model; default KB_EMBED_MODEL.")
-    embed_variant: str | None = Field(default=None, description="How the model runs (fp32, bf16, onnx-fp32, onnx-int8); default: the model's.")
+    embed_variant: str | None = Field(
+        default=None, description="How the model runs (fp32, bf16, onnx-fp32, onnx-int8); default: the model's."
+    )
     chunk_settings: ChunkSettings = Field(default_factory=ChunkSettings)
     search_settings: dict[str, Any] = Field(default_factory=dict)
 
@@ -40,7 +42,9 @@ class DatasetUpdate(_Input):
     name: Name | None = None
     description: str | None = Field(default=None, max_length=5000)
     embed_model: str | None = None
-    embed_variant: str | None = Field(default=None, description="Refused unless unchanged: re-embed the dataset instead.")
+    embed_variant: str | None = Field(
+        default=None, description="Refused unless unchanged: re-embed the dataset instead."
+    )
     chunk_settings: ChunkSettings | None = None
     search_settings: dict[str, Any] | None = None
 
@@ -64,7 +68,9 @@ class DatasetPublic(BaseModel):
 
 
 class DatasetReembed(_Input):
-    embed_variant: str | None = Field(default=None, description="The variant to re-embed with; default: the model's default.")
+    embed_variant: str | None = Field(
+        default=None, description="The variant to re-embed with; default: the model's default."
+    )
 
 
 class DatasetList(BaseModel):
@@ -191,3 +197,61 @@ class ChunkCreate(_Input):
 class ChunkUpdate(_Input):
     q: str | None = Field(default=None, min_length=1, max_length=20000)
     a: str | None = Field(default=None, max_length=20000)
+
+
+class KeyCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    app_id: int | None = Field(default=None, description="Limit the key to this app; omit for a key to everything.")
+    expires_at: datetime | None = Field(default=None, description="When the key stops working (UTC if no zone).")
+    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+    token_quota: int | None = Field(default=None, ge=1, description="Prompt + completion tokens the key may use.")
+
+
+class QuotePublic(BaseModel):
+    chunk_id: int
+    collection_id: int
+    dataset_id: int
+    source: str
+    q: str
+    a: str
+    score: float
+    page: int | None
+    heading: str
+    sources: list[str]
+    ranks: dict[str, int]
+    scores: dict[str, float]
+
+    @classmethod
+    def of(cls, quote) -> QuotePublic:
+        """From a `kb.rag.retrieval.Quote`."""
+        return cls(
+            chunk_id=quote.chunk_id,
+            collection_id=quote.collection_id,
+            dataset_id=quote.dataset_id,
+            source=quote.source,
+            q=quote.q,
+            a=quote.a,
+            score=round(quote.score, 6),
+            page=quote.page,
+            heading=quote.heading,
+            sources=list(quote.sources),
+            ranks=quote.ranks,
+            scores={name: round(value, 6) for name, value in quote.scores.items()},
+        )
+
+
+class SearchResponse(BaseModel):
+    results: list[QuotePublic]
+    mode: str
+    timings: dict[str, float]
+    warnings: list[str]
+
+    @classmethod
+    def of(cls, result) -> SearchResponse:
+        """From a `kb.services.search.SearchResult`."""
+        return cls(
+            results=[QuotePublic.of(q) for q in result.quotes],
+            mode=result.mode,
+            timings=result.timings,
+            warnings=result.warnings,
+        )

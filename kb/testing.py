@@ -97,7 +97,7 @@ class EchoChatModel:
         for tool in tools or []:
             name = tool.get("function", {}).get("name", "")
             if name and name in question:
-                return f'{TOOL_CALL_OPEN}\n{json.dumps({"name": name, "arguments": {"query": question}})}\n</tool_call>'
+                return f"{TOOL_CALL_OPEN}\n{json.dumps({'name': name, 'arguments': {'query': question}})}\n</tool_call>"
         return f"Echo: {question}"
 
     def stream(
@@ -154,7 +154,7 @@ TINY_CHAT_TEMPLATE = (
     "{%- if tools %}"
     "{{- '\\n\\n# Tools\\n\\nYou may call functions. Their signatures:\\n<tools>' }}"
     "{%- for tool in tools %}{{- '\\n' + (tool | tojson) }}{%- endfor %}"
-    "{{- '\\n</tools>\\n\\nReturn each call as <tool_call>\\n{\"name\": <name>, \"arguments\": <json object>}\\n</tool_call>' }}"
+    '{{- \'\\n</tools>\\n\\nReturn each call as <tool_call>\\n{"name": <name>, "arguments": <json object>}\\n</tool_call>\' }}'
     "{%- endif %}"
     "{{- '<|im_end|>\\n' }}"
     "{%- for message in messages %}"
@@ -171,14 +171,12 @@ TINY_CHAT_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
 # Qwen2's pre-tokenizer split: transformers re-applies it when loading a qwen2 tokenizer, so build with it too.
-QWEN_SPLIT = (
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
-)
+QWEN_SPLIT = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 TINY_CORPUS = [
     "You are a helpful assistant. Answer the question using the quotes below.",
     "Retrieval finds quotes; the model answers with citations like [1] and [2].",
     "PostgreSQL keeps vectors in pgvector; HNSW indexes make search fast.",
-    "<tool_call> <tools> </tools> </tool_call> {\"name\": \"search\", \"arguments\": {\"query\": 1}}",
+    '<tool_call> <tools> </tools> </tool_call> {"name": "search", "arguments": {"query": 1}}',
     "Question: What is the capital of France? Answer: Paris. 0123456789",
     "知识库问答系统根据引用回答问题。北京是中国的首都。",
 ]

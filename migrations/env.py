@@ -6,8 +6,8 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from kb.config import Settings
-from kb.db import resolve_database_url, sqlalchemy_url
-from kb.models import Base
+from kb.db.engine import resolve_database_url, sqlalchemy_url
+from kb.db.tables import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -15,7 +15,7 @@ target_metadata = Base.metadata
 
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
-    if connection is not None:  # kb.migrate's way: resolving the configured database here could start another server
+    if connection is not None:  # kb.db.migrate's way: resolving the configured database here could start another server
         context.configure(connection=connection, target_metadata=target_metadata)
         with context.begin_transaction():
             context.run_migrations()

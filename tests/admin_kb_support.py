@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from kb.app import create_app
 from kb.config import Settings
+from kb.http.app import create_app
+from kb.worker.loop import Worker
 from tests.conftest import ADMIN_PASSWORD
 from tests.pipeline_support import fake_registry, make_settings
 
@@ -30,7 +31,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 @pytest.fixture
 def app(settings: Settings, db):
     """The app with its ingestion worker running in-process, as `kb serve` runs it."""
-    return create_app(settings, db=db, registry=fake_registry(settings), run_worker=True)
+    return create_app(settings, db=db, registry=fake_registry(settings), worker=Worker)
 
 
 def wait_for_status(client, collection_id: int, timeout: float = 60.0) -> dict:

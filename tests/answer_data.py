@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kb.db.store import chunks as chunk_store
+from kb.db.store import collections as collection_store
+from kb.db.store import datasets as dataset_store
+from kb.db.store.apps import AppRecord
 from kb.runtime import Runtime
 from kb.services.apps import AppCreate, create_app_record
-from kb.store import chunks as chunk_store
-from kb.store import collections as collection_store
-from kb.store import datasets as dataset_store
-from kb.store.apps import AppRecord
 from kb.testing import HashEmbedder, ScriptedChatModel
 
 PARIS = {
@@ -40,15 +40,22 @@ def add_knowledge(rt: Runtime, name: str, documents: dict[str, list[str]]) -> in
     """A dataset of ready collections, one chunk per paragraph, embedded with the 'hash' embedder."""
     embedder = rt.registry.embedder("hash")
     with rt.db.session() as session:
-        dataset = dataset_store.add_dataset(session, name=name, embed_model="hash", embed_dim=embedder.dim, embed_variant=embedder.variant)
+        dataset = dataset_store.add_dataset(
+            session, name=name, embed_model="hash", embed_dim=embedder.dim, embed_variant=embedder.variant
+        )
         for document, paragraphs in documents.items():
             collection, _ = collection_store.add_collection(
                 session, dataset_id=dataset.id, name=document, source_type="text", content_hash=document, status="ready"
             )
             vectors = embedder.embed_documents(paragraphs)
             chunk_store.add_chunks(
-                session, dataset.id, collection.id,
-                [chunk_store.NewChunk(q=text, embedding=vector, position=i, page=1) for i, (text, vector) in enumerate(zip(paragraphs, vectors))],
+                session,
+                dataset.id,
+                collection.id,
+                [
+                    chunk_store.NewChunk(q=text, embedding=vector, position=i, page=1)
+                    for i, (text, vector) in enumerate(zip(paragraphs, vectors))
+                ],
             )
         session.commit()
     return dataset.id

@@ -17,10 +17,10 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from kb.app import create_app
 from kb.config import Settings
-from kb.db import Database, ensure_database, libpq_url, sqlalchemy_url, start_embedded_server
-from kb.migrate import upgrade
+from kb.db.engine import Database, ensure_database, libpq_url, sqlalchemy_url, start_embedded_server
+from kb.db.migrate import upgrade
+from kb.http.app import create_app
 
 ROOT_KEY = "test-root-key"
 ROOT = {"Authorization": f"Bearer {ROOT_KEY}"}
@@ -172,7 +172,9 @@ class LiveServer:
         import uvicorn
 
         self.url = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> LiveServer:

@@ -67,5 +67,7 @@ class EndlessChatModel(EchoChatModel):
             yield StreamDelta(f" {number}")
         yield Completion("", 1, 1, "length")
 
-    def generate(self, messages: list[dict], params: GenerationParams, cancel: threading.Event | None = None) -> Completion:
+    def generate(
+        self, messages: list[dict], params: GenerationParams, cancel: threading.Event | None = None
+    ) -> Completion:
         return final_completion(self.stream(messages, params, cancel))

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from kb.app import create_app
 from kb.config import Settings
+from kb.http.app import create_app
 from kb.ml.registry import ModelRegistry
 from kb.runtime import Runtime
 from kb.testing import EchoChatModel, HashEmbedder
+from kb.worker.loop import Worker
 from tests.conftest import ROOT, ROOT_KEY
 
 TERMINAL = ("ready", "error")
@@ -64,7 +65,7 @@ def api(rt: Runtime) -> Iterator[TestClient]:
 @pytest.fixture
 def api_with_worker(rt: Runtime) -> Iterator[TestClient]:
     """The app with its ingestion worker thread running, as `kb serve` does."""
-    with TestClient(create_app(rt.settings, db=rt.db, registry=rt.registry, run_worker=True)) as client:
+    with TestClient(create_app(rt.settings, db=rt.db, registry=rt.registry, worker=Worker)) as client:
         yield client
 
 
@@ -100,10 +101,10 @@ def wait_until_done(client: TestClient, collection_id: int, timeout: float = 120
 
 
 MARKDOWN = (
-    "# Alpine lakes\n\n"
-    "Lake Geneva is the largest lake in the Alps. Its water is deep and cold all year.\n\n"
-    "## Fish\n\n"
-    "Perch and whitefish are the fish most often caught in the lake by local fishermen.\n\n"
-    "## Boats\n\n"
-    "Paddle steamers have crossed the lake since the nineteenth century, linking its towns.\n"
-).encode()
+    b"# Alpine lakes\n\n"
+    b"Lake Geneva is the largest lake in the Alps. Its water is deep and cold all year.\n\n"
+    b"## Fish\n\n"
+    b"Perch and whitefish are the fish most often caught in the lake by local fishermen.\n\n"
+    b"## Boats\n\n"
+    b"Paddle steamers have crossed the lake since the nineteenth century, linking its towns.\n"
+)

@@ -8,10 +8,10 @@ import pytest
 from fastapi.testclient import TestClient
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
-from kb.i18n import catalogue
-from kb.pages import apps as app_pages
-from kb.pages import keys as key_pages
-from kb.pages.formkit import NOTICES
+from kb.http.i18n import catalogue
+from kb.http.pages import apps as app_pages
+from kb.http.pages import keys as key_pages
+from kb.http.pages.formkit import NOTICES
 from kb.services import apps as app_service
 from tests.answer_data import add_knowledge, make_app
 from tests.conftest import csrf_token_of
@@ -25,8 +25,15 @@ def datasets(rt) -> tuple[int, int]:
 
 def form_values(**changes) -> dict:
     values = {
-        "name": "helper", "description": "Answers about lakes", "system_prompt": "Be brief.", "chat_model": "",
-        "mode": "vector", "limit": "3", "min_score": "0.25", "max_tokens": "800", "not_found_reply": "Nothing on that.",
+        "name": "helper",
+        "description": "Answers about lakes",
+        "system_prompt": "Be brief.",
+        "chat_model": "",
+        "mode": "vector",
+        "limit": "3",
+        "min_score": "0.25",
+        "max_tokens": "800",
+        "not_found_reply": "Nothing on that.",
     }
     values.update(changes)
     return values
@@ -40,12 +47,16 @@ def post_form(client: TestClient, path: str, values: dict, **kwargs):
 def test_the_apps_page_lists_apps_and_needs_the_login(app, admin_client, rt, datasets):
     make_app(rt, "lakes", [datasets[0]], description="<b>all</b> about lakes")
     page = admin_client.get("/admin/apps")
-    assert page.status_code == 200 and 'aria-current="page">Apps' in re.sub(r"\s+", " ", page.text).replace("> Apps", ">Apps")
+    assert page.status_code == 200 and 'aria-current="page">Apps' in re.sub(r"\s+", " ", page.text).replace(
+        "> Apps", ">Apps"
+    )
     row = HTMLParser(page.text).css_first("table.apps tbody tr")
     assert row.css_first("a").text() == "lakes" and row.css_first(".badge").text() == "lakes"
     assert "&lt;b&gt;all&lt;/b&gt; about lakes" in page.text
     with TestClient(app) as stranger:
-        assert stranger.get("/admin/apps", follow_redirects=False).headers["location"] == "/admin/login?next=/admin/apps"
+        assert (
+            stranger.get("/admin/apps", follow_redirects=False).headers["location"] == "/admin/login?next=/admin/apps"
+        )
 
 
 def test_the_new_app_form_offers_the_registry_models_and_the_datasets(admin_client, datasets):
@@ -53,19 +64,38 @@ def test_the_new_app_form_offers_the_registry_models_and_the_datasets(admin_clie
     assert [o.attributes["value"] for o in tree.css("#app-chat-model option")] == ["", "scripted", "smollm2"]
     assert tree.css_first("#app-chat-model option").text() == "Default (scripted)"
     assert [c.attributes["value"] for c in tree.css("input[name=dataset_ids]")] == [str(d) for d in datasets]
-    assert tree.css_first("#app-limit").attributes["value"] == "5" and tree.css_first("#app-max-tokens").attributes["value"] == "1200"
+    assert (
+        tree.css_first("#app-limit").attributes["value"] == "5"
+        and tree.css_first("#app-max-tokens").attributes["value"] == "1200"
+    )
     assert tree.css("section.try-it") == []  # nothing to try before the app exists
 
 
 def test_creating_an_app_stores_every_setting(admin_client, rt, datasets):
-    values = form_values(dataset_ids=[str(datasets[1])], chat_model="scripted", rerank="true", allow_general_knowledge="true")
+    values = form_values(
+        dataset_ids=[str(datasets[1])], chat_model="scripted", rerank="true", allow_general_knowledge="true"
+    )
     created = post_form(admin_client, "/admin/apps/new", values)
     assert created.status_code == 303
     stored = app_service.find_app(rt, "helper")
     assert created.headers["location"] == f"/admin/apps/{stored.id}?notice=app_created"
-    assert stored.description == "Answers about lakes" and stored.system_prompt == "Be brief." and stored.chat_model == "scripted"
-    assert stored.dataset_ids == [datasets[1]] and stored.not_found_reply == "Nothing on that." and stored.allow_general_knowledge
-    assert stored.search_settings == {"mode": "vector", "limit": 3, "min_score": 0.25, "max_tokens": 800, "rerank": True}
+    assert (
+        stored.description == "Answers about lakes"
+        and stored.system_prompt == "Be brief."
+        and stored.chat_model == "scripted"
+    )
+    assert (
+        stored.dataset_ids == [datasets[1]]
+        and stored.not_found_reply == "Nothing on that."
+        and stored.allow_general_knowledge
+    )
+    assert stored.search_settings == {
+        "mode": "vector",
+        "limit": 3,
+        "min_score": 0.25,
+        "max_tokens": 800,
+        "rerank": True,
+    }
     page = admin_client.get(created.headers["location"])
     assert "App created." in page.text
     tree = HTMLParser(page.text)
@@ -109,7 +139,11 @@ def test_refusals_are_worded_in_chinese_when_chosen(admin_client):
 
 def test_editing_an_app_changes_it_and_blank_numbers_take_the_defaults(admin_client, rt, datasets):
     existing = make_app(rt, "helper", [datasets[0]], search={"limit": 9})
-    saved = post_form(admin_client, f"/admin/apps/{existing.id}", form_values(name="renamed", limit="", dataset_ids=[str(d) for d in datasets]))
+    saved = post_form(
+        admin_client,
+        f"/admin/apps/{existing.id}",
+        form_values(name="renamed", limit="", dataset_ids=[str(d) for d in datasets]),
+    )
     assert saved.status_code == 303 and saved.headers["location"] == f"/admin/apps/{existing.id}?notice=app_saved"
     stored = app_service.get_app(rt, existing.id)
     assert stored.name == "renamed" and stored.dataset_ids == list(datasets) and stored.search_settings["limit"] == 5
@@ -127,7 +161,10 @@ def test_deleting_asks_in_the_page_then_deletes(admin_client, rt):
     existing = make_app(rt, "helper", [])
     tree = HTMLParser(admin_client.get(f"/admin/apps/{existing.id}").text)
     confirm = tree.css_first("section.danger-zone details.confirm")
-    assert "open" not in confirm.attributes and confirm.css_first("form").attributes["action"] == f"/admin/apps/{existing.id}/delete"
+    assert (
+        "open" not in confirm.attributes
+        and confirm.css_first("form").attributes["action"] == f"/admin/apps/{existing.id}/delete"
+    )
     deleted = post_form(admin_client, f"/admin/apps/{existing.id}/delete", {})
     assert deleted.status_code == 303 and deleted.headers["location"] == "/admin/apps?notice=app_deleted"
     assert app_service.list_apps(rt) == []

@@ -9,7 +9,7 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from pydantic import SecretStr
 from sqlalchemy import text
 
-from kb.app import create_app
+from kb.http.app import create_app
 from kb.services.admin import lockout_seconds, password_version, session_secret
 from tests.conftest import ADMIN_PASSWORD, csrf_token_of, log_in
 
@@ -79,7 +79,9 @@ def test_the_login_form_without_its_csrf_token_is_refused(client, app):
     assert response.status_code == 403
     assert "security token" in response.text
     with TestClient(app) as stranger:  # no cookie at all, as a cross-site form would arrive
-        forged = stranger.post("/admin/login", data={"password": ADMIN_PASSWORD, "csrf_token": "x"}, follow_redirects=False)
+        forged = stranger.post(
+            "/admin/login", data={"password": ADMIN_PASSWORD, "csrf_token": "x"}, follow_redirects=False
+        )
     assert forged.status_code == 403
 
 
@@ -177,7 +179,10 @@ def test_the_first_run_page_sets_the_password_only_while_none_exists(settings, d
             form = {"password": password, "confirmation": confirmation, "csrf_token": token}
             return client.post("/admin/setup", data=form, follow_redirects=False)
 
-        assert client.post("/admin/setup", data={"password": "long enough", "confirmation": "long enough"}).status_code == 403
+        assert (
+            client.post("/admin/setup", data={"password": "long enough", "confirmation": "long enough"}).status_code
+            == 403
+        )
         too_short = set_up("short", "short")
         assert too_short.status_code == 400 and "at least 8 characters" in too_short.text
         assert "differ" in set_up("long enough", "long enougx").text

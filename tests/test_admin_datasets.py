@@ -8,16 +8,19 @@ import re
 
 from fastapi.testclient import TestClient
 
-from kb.app import create_app
-from kb.i18n import catalogue
+from kb.http.app import create_app
+from kb.http.i18n import catalogue
+from kb.http.pages.forms import NOTICES, parse_separators, show_separators
 from kb.ml.types import Completion
-from kb.pages.forms import NOTICES, parse_separators, show_separators
-from tests.admin_kb_support import HOSTILE_MARKDOWN, HOSTILE_MARKUP, app, settings, wait_for_status  # noqa: F401
 from kb.testing import EchoChatModel
+from kb.worker.loop import Worker
+from tests.admin_kb_support import HOSTILE_MARKDOWN, HOSTILE_MARKUP, app, settings, wait_for_status  # noqa: F401
 from tests.conftest import csrf_token_of, log_in
 from tests.pipeline_support import fake_registry
 
-MARKDOWN = b"# Alpine lakes\n\nLake Geneva is the largest lake in the Alps.\n\n## Fish\n\nPerch and whitefish live in it.\n"
+MARKDOWN = (
+    b"# Alpine lakes\n\nLake Geneva is the largest lake in the Alps.\n\n## Fish\n\nPerch and whitefish live in it.\n"
+)
 
 
 def form(client, **fields) -> dict:
@@ -38,7 +41,9 @@ def upload(client, dataset_id: int, name: str, content: bytes) -> int:
 
 
 def paste(client, dataset_id: int, name: str, text: str):
-    return client.post(f"/admin/datasets/{dataset_id}/text", data=form(client, name=name, text=text), follow_redirects=False)
+    return client.post(
+        f"/admin/datasets/{dataset_id}/text", data=form(client, name=name, text=text), follow_redirects=False
+    )
 
 
 def test_the_datasets_page_is_linked_in_the_nav_and_lists_each_dataset_with_its_counts(admin_client):
@@ -60,15 +65,28 @@ def test_a_dataset_created_through_the_form_gets_its_model_and_chunk_settings(ad
     page = admin_client.get("/admin/datasets/new").text
     assert '<option value="hash" selected>hash</option>' in page and '<option value="minilm">' in page
     dataset_id = create(
-        admin_client, "manuals", description="How-tos", embed_model="hash", max_tokens="100",
-        overlap_percent="10", separators="\\n---\\n\n§", mode="qa", qa_max_pairs="3",
+        admin_client,
+        "manuals",
+        description="How-tos",
+        embed_model="hash",
+        max_tokens="100",
+        overlap_percent="10",
+        separators="\\n---\\n\n§",
+        mode="qa",
+        qa_max_pairs="3",
     )
     landing = admin_client.get(f"/admin/datasets/{dataset_id}?notice=dataset_created").text
     assert "Dataset created." in landing and "<h1>manuals</h1>" in landing
 
     stored = admin_client.get(f"/api/datasets/{dataset_id}").json()
     assert stored["embed_model"] == "hash" and stored["description"] == "How-tos"
-    assert stored["chunk_settings"] == {"max_tokens": 100, "overlap": 0.1, "separators": ["\n---\n", "§"], "mode": "qa", "qa_max_pairs": 3}
+    assert stored["chunk_settings"] == {
+        "max_tokens": 100,
+        "overlap": 0.1,
+        "separators": ["\n---\n", "§"],
+        "mode": "qa",
+        "qa_max_pairs": 3,
+    }
 
 
 def test_a_refused_dataset_form_comes_back_with_the_reason_and_what_was_typed(admin_client):
@@ -91,7 +109,9 @@ def test_the_settings_page_saves_and_says_a_new_embedding_model_means_re_embeddi
 
     saved = admin_client.post(
         f"/admin/datasets/{dataset_id}/settings",
-        data=form(admin_client, name="staff handbook", description="", max_tokens="60", overlap_percent="0", mode="chunk"),
+        data=form(
+            admin_client, name="staff handbook", description="", max_tokens="60", overlap_percent="0", mode="chunk"
+        ),
         follow_redirects=False,
     )
     assert saved.headers["location"] == f"/admin/datasets/{dataset_id}/settings?notice=dataset_saved"
@@ -142,7 +162,9 @@ def test_every_form_posted_without_the_csrf_token_is_refused_and_changes_nothing
 def test_logged_out_visitors_are_sent_to_the_login_page(client, db):
     for path in ("/admin/datasets", "/admin/datasets/new", "/admin/datasets/1", "/admin/collections/1/chunks"):
         response = client.get(path, follow_redirects=False)
-        assert response.status_code == 303 and response.headers["location"].startswith("/admin/login?next=/admin/"), path
+        assert response.status_code == 303 and response.headers["location"].startswith("/admin/login?next=/admin/"), (
+            path
+        )
 
 
 def test_pasted_text_is_processed_and_pasting_it_again_is_reported_as_a_duplicate(admin_client):
@@ -179,7 +201,9 @@ def test_a_failed_document_shows_its_reason_and_a_retry_button_that_queues_it_ag
     assert failed["status"] == "error" and "password" in failed["error"].lower()
 
     page = admin_client.get(f"/admin/datasets/{dataset_id}").text
-    row = re.search(rf'<tr class="collection" data-id="{failed["id"]}" data-status="error">.*?</tr>', page, re.S).group(0)
+    row = re.search(rf'<tr class="collection" data-id="{failed["id"]}" data-status="error">.*?</tr>', page, re.S).group(
+        0
+    )
     assert failed["error"].replace("'", "&#39;").replace('"', "&#34;") in row and ">Failed<" in row
     retry_form = re.search(r'<form method="post" action="([^"]+/retry)" data-field="retry">', row)
     assert retry_form, "a failed document offers Retry"
@@ -192,7 +216,9 @@ def test_a_failed_document_shows_its_reason_and_a_retry_button_that_queues_it_ag
 def test_a_document_is_deleted_from_its_row(admin_client):
     dataset_id = create(admin_client, "handbook")
     collection_id = wait_for_status(admin_client, upload(admin_client, dataset_id, "lakes.md", MARKDOWN))["id"]
-    deleted = admin_client.post(f"/admin/collections/{collection_id}/delete", data=form(admin_client), follow_redirects=False)
+    deleted = admin_client.post(
+        f"/admin/collections/{collection_id}/delete", data=form(admin_client), follow_redirects=False
+    )
     assert deleted.headers["location"] == f"/admin/datasets/{dataset_id}?notice=collection_deleted"
     assert admin_client.get(f"/api/collections/{collection_id}").status_code == 404
 
@@ -233,7 +259,10 @@ def test_editing_a_chunk_saves_its_text_and_answer_and_a_blank_text_is_refused(a
 
     blank = admin_client.post(f"/admin/chunks/{chunk['id']}/edit", data=form(admin_client, q="", a="kept", **fields))
     assert blank.status_code == 400 and "Question:" in blank.text
-    assert re.search(rf'<details class="edit" open>\s*<summary[^>]*>Edit</summary>\s*<form method="post" action="/admin/chunks/{chunk["id"]}/edit"', blank.text)
+    assert re.search(
+        rf'<details class="edit" open>\s*<summary[^>]*>Edit</summary>\s*<form method="post" action="/admin/chunks/{chunk["id"]}/edit"',
+        blank.text,
+    )
     assert ">kept</textarea>" in blank.text
 
 
@@ -242,16 +271,21 @@ def test_deleting_a_chunk_keeps_the_others(admin_client):
     collection_id = wait_for_status(admin_client, upload(admin_client, dataset_id, "lakes.md", MARKDOWN))["id"]
     first, second = admin_client.get(f"/api/collections/{collection_id}/chunks").json()["items"]
     deleted = admin_client.post(
-        f"/admin/chunks/{first['id']}/delete", data=form(admin_client, collection_id=str(collection_id)), follow_redirects=False
+        f"/admin/chunks/{first['id']}/delete",
+        data=form(admin_client, collection_id=str(collection_id)),
+        follow_redirects=False,
     )
     assert deleted.headers["location"] == f"/admin/collections/{collection_id}/chunks?notice=chunk_deleted"
-    assert [c["id"] for c in admin_client.get(f"/api/collections/{collection_id}/chunks").json()["items"]] == [second["id"]]
+    assert [c["id"] for c in admin_client.get(f"/api/collections/{collection_id}/chunks").json()["items"]] == [
+        second["id"]
+    ]
 
 
 def test_a_manual_pair_lands_in_the_manual_entries_document_and_an_empty_one_is_refused(admin_client):
     dataset_id = create(admin_client, "handbook")
     added = admin_client.post(
-        f"/admin/datasets/{dataset_id}/pairs", data=form(admin_client, q="Who runs the ferry?", a="The lake company."),
+        f"/admin/datasets/{dataset_id}/pairs",
+        data=form(admin_client, q="Who runs the ferry?", a="The lake company."),
         follow_redirects=False,
     )
     target = added.headers["location"]
@@ -260,7 +294,11 @@ def test_a_manual_pair_lands_in_the_manual_entries_document_and_an_empty_one_is_
     assert "Manual entries" in page and "Who runs the ferry?" in page and "The lake company." in page
 
     refused = admin_client.post(f"/admin/datasets/{dataset_id}/pairs", data=form(admin_client, q="  ", a="no question"))
-    assert refused.status_code == 400 and 'id="add-pair" open' in refused.text and ">no question</textarea>" in refused.text
+    assert (
+        refused.status_code == 400
+        and 'id="add-pair" open' in refused.text
+        and ">no question</textarea>" in refused.text
+    )
 
 
 def test_hostile_document_text_is_shown_as_text_on_the_chunks_and_collections_pages(admin_client):
@@ -276,7 +314,9 @@ def test_hostile_document_text_is_shown_as_text_on_the_chunks_and_collections_pa
     assert "[harbour office](javascript:alert(1))" in chunks, "the link stays text, never an <a href>"
     assert 'href="javascript' not in chunks
     listing = admin_client.get(f"/admin/datasets/{dataset_id}").text
-    assert "<img src=x" not in listing and ">_img src=x onerror=alert(1)_.md</a>" in listing, "the file name is made safe"
+    assert "<img src=x" not in listing and ">_img src=x onerror=alert(1)_.md</a>" in listing, (
+        "the file name is made safe"
+    )
 
 
 def test_separators_typed_with_escapes_read_back_the_same():
@@ -309,7 +349,10 @@ def test_the_search_test_shows_each_result_with_score_lists_source_and_timings(a
     dataset_id = create(admin_client, "handbook")
     collection_id = wait_for_status(admin_client, upload(admin_client, dataset_id, "lakes.md", MARKDOWN))["id"]
     assert "Ask a question as a user would" in search_page(admin_client, dataset_id)
-    assert re.search(r'<a href="/admin/datasets/\d+/search" aria-current="page">Search test</a>', search_page(admin_client, dataset_id))
+    assert re.search(
+        r'<a href="/admin/datasets/\d+/search" aria-current="page">Search test</a>',
+        search_page(admin_client, dataset_id),
+    )
 
     page = search_page(admin_client, dataset_id, query="perch whitefish", mode="hybrid", limit="1")
     (result,) = re.findall(r'<article class="card result".*?</article>', page, re.S)
@@ -350,24 +393,36 @@ class OnePairChat(EchoChatModel):
 
     def generate(self, messages, params, cancel=None):
         self.calls.append(messages)
-        return Completion("Q1: What leaves Lausanne at seven?\nA1: The first ferry.", prompt_tokens=40, completion_tokens=12, finish_reason="stop")
+        return Completion(
+            "Q1: What leaves Lausanne at seven?\nA1: The first ferry.",
+            prompt_tokens=40,
+            completion_tokens=12,
+            finish_reason="stop",
+        )
 
 
 def test_qa_split_documents_show_their_pair_counts_and_pairs_beside_their_source_passage(settings, db):
     registry = fake_registry(settings, chat=OnePairChat())
-    with TestClient(create_app(settings, db=db, registry=registry, run_worker=True)) as client:
+    with TestClient(create_app(settings, db=db, registry=registry, worker=Worker)) as client:
         log_in(client)
         dataset_id = create(client, "ferries", mode="qa")
         paste(client, dataset_id, "timetable", "The first ferry to Montreux leaves Lausanne at seven.")
         (item,) = client.get(f"/api/datasets/{dataset_id}/collections").json()["items"]
         assert wait_for_status(client, item["id"])["mode"] == "qa"
 
-        row = re.search(r'<tr class="collection".*?</tr>', client.get(f"/admin/datasets/{dataset_id}").text, re.S).group(0)
+        row = re.search(
+            r'<tr class="collection".*?</tr>', client.get(f"/admin/datasets/{dataset_id}").text, re.S
+        ).group(0)
         assert "Q/A split — pairs: 1; passages: 1, without pairs: 0." in row
         chunks = client.get(f"/admin/collections/{item['id']}/chunks").text
     source, pair = re.findall(r'<article class="card chunk".*?</article>', chunks, re.S)
     assert "Source passage" in source and "Not searched itself" in source and "/edit" not in source
-    assert "Q/A pair" in pair and "What leaves Lausanne at seven?" in pair and "The first ferry." in pair and "/edit" in pair
+    assert (
+        "Q/A pair" in pair
+        and "What leaves Lausanne at seven?" in pair
+        and "The first ferry." in pair
+        and "/edit" in pair
+    )
 
 
 def test_the_documents_page_speaks_chinese_when_asked(admin_client):

@@ -9,9 +9,9 @@ from fastapi.testclient import TestClient
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 from sqlalchemy import update
 
+from kb.db.tables import UsageLog
 from kb.errors import BadRequest
-from kb.models import UsageLog
-from kb.pages.keys import usage_period
+from kb.http.pages.keys import usage_period
 from kb.security import KEY_PREFIX
 from kb.services import keys as key_service
 from tests.answer_data import make_app
@@ -26,7 +26,11 @@ def post_form(client: TestClient, path: str, values: dict, **kwargs):
 
 def test_a_new_key_is_shown_once_with_a_copy_button_and_works(app, admin_client, rt):
     helper = make_app(rt, "helper", [])
-    created = post_form(admin_client, "/admin/keys", {"name": "website", "scope": str(helper.id), "expires_in_days": "30", "token_quota": "5000"})
+    created = post_form(
+        admin_client,
+        "/admin/keys",
+        {"name": "website", "scope": str(helper.id), "expires_in_days": "30", "token_quota": "5000"},
+    )
     assert created.status_code == 200 and created.headers["cache-control"] == "no-store"
     tree = HTMLParser(created.text)
     key = tree.css_first("#new-key-value").attributes["value"]
@@ -46,7 +50,9 @@ def test_a_new_key_is_shown_once_with_a_copy_button_and_works(app, admin_client,
 
 
 def test_a_key_for_everything_without_expiry_or_quota(admin_client, rt):
-    post_form(admin_client, "/admin/keys", {"name": "scripts", "scope": "all", "expires_in_days": "", "token_quota": ""})
+    post_form(
+        admin_client, "/admin/keys", {"name": "scripts", "scope": "all", "expires_in_days": "", "token_quota": ""}
+    )
     record = key_service.list_keys(rt.db)[0]
     assert record.app_id is None and record.expires_at is None and record.token_quota is None
     cells = [td.text(strip=True) for td in HTMLParser(admin_client.get("/admin/keys").text).css("table.keys td")]
@@ -88,7 +94,9 @@ def test_revoking_asks_in_the_page_then_the_key_is_refused(app, admin_client, rt
 @pytest.mark.parametrize("path", ["/admin/keys", "/admin/keys/{id}/revoke"])
 def test_key_forms_without_the_csrf_token_are_refused(admin_client, rt, path):
     created = key_service.create_key(rt.db, name="kept")
-    response = admin_client.post(path.format(id=created.record.id), data={"name": "new", "scope": "all"}, headers={"X-CSRF-Token": ""})
+    response = admin_client.post(
+        path.format(id=created.record.id), data={"name": "new", "scope": "all"}, headers={"X-CSRF-Token": ""}
+    )
     assert response.status_code == 403
     assert [(k.name, k.revoked_at) for k in key_service.list_keys(rt.db)] == [("kept", None)]
 
@@ -105,8 +113,16 @@ def test_the_usage_table_shows_requests_tokens_latency_and_errors_per_key_and_mo
     with TestClient(app) as program:
         headers = {"Authorization": f"Bearer {created.key}"}
         for _ in range(2):
-            program.post("/v1/chat/completions", json={"model": "scripted", "messages": [{"role": "user", "content": "hi"}]}, headers=headers)
-        program.post("/v1/chat/completions", json={"model": "nope", "messages": [{"role": "user", "content": "hi"}]}, headers=headers)
+            program.post(
+                "/v1/chat/completions",
+                json={"model": "scripted", "messages": [{"role": "user", "content": "hi"}]},
+                headers=headers,
+            )
+        program.post(
+            "/v1/chat/completions",
+            json={"model": "nope", "messages": [{"role": "user", "content": "hi"}]},
+            headers=headers,
+        )
     rows = HTMLParser(admin_client.get("/admin/usage").text).css("table.usage tbody tr")
     table = {row.css("td")[1].text(strip=True): [td.text(strip=True) for td in row.css("td")] for row in rows}
     assert set(table) == {"scripted", "nope"}
@@ -126,7 +142,9 @@ def test_the_usage_period_filter_leaves_out_older_requests(app, admin_client, rt
     assert len(HTMLParser(admin_client.get("/admin/usage?days=30").text).css("table.usage tbody tr")) == 1
     assert "No request in this period." in admin_client.get("/admin/usage?days=7").text
     day = (datetime.now(UTC) - timedelta(days=10)).date().isoformat()
-    assert len(HTMLParser(admin_client.get(f"/admin/usage?since={day}&until={day}").text).css("table.usage tbody tr")) == 1
+    assert (
+        len(HTMLParser(admin_client.get(f"/admin/usage?since={day}&until={day}").text).css("table.usage tbody tr")) == 1
+    )
 
 
 def test_a_bad_usage_period_is_explained_on_the_page(admin_client):

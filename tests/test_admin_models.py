@@ -8,9 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
-from kb.app import create_app
 from kb.config import Settings
 from kb.errors import BadRequest
+from kb.http.app import create_app
 from kb.ml.registry import ModelRegistry
 from kb.services.model_checks import describe_models, try_model
 from kb.testing import ScriptedChatModel
@@ -22,14 +22,19 @@ from tests.webchat_support import admin_client, app, settings, web_registry  # n
 def rows(html: str, kind_heading: str) -> dict[str, list[str]]:
     tree = HTMLParser(html)
     section = next(s for s in tree.css("section.card") if s.css_first("h2").text() == kind_heading)
-    return {tr.attributes["data-model"]: [td.text(strip=True) for td in tr.css("td")] for tr in section.css("tr[data-model]")}
+    return {
+        tr.attributes["data-model"]: [td.text(strip=True) for td in tr.css("td")]
+        for tr in section.css("tr[data-model]")
+    }
 
 
 def test_the_page_lists_configured_and_registered_models_with_their_state(admin_client):
     page = admin_client.get("/admin/models")
     chat = rows(page.text, "Chat models")
     assert chat["scripted"][:4] == ["scripteddefault", "in-process instance", "—", "loaded"]
-    assert chat["smollm2"][:2] == ["smollm2", "local"] and chat["smollm2"][2].endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert chat["smollm2"][:2] == ["smollm2", "local"] and chat["smollm2"][2].endswith(
+        "SmolLM2-135M-Instruct.Q4_1.gguf"
+    )
     assert chat["smollm2"][3] == "not loaded"
     embedding = rows(page.text, "Embedding models")
     assert embedding["hash"][0] == "hashdefault" and embedding["minilm"][3] == "not loaded"
@@ -37,7 +42,10 @@ def test_the_page_lists_configured_and_registered_models_with_their_state(admin_
 
 def test_remote_models_show_their_providers_in_the_order_tried(tmp_path, database_url, db):
     models_file = tmp_path / "models.json"
-    providers = [{"base_url": "http://b.example/v1", "priority": 2}, {"base_url": "http://a.example/v1", "model": "qwen", "priority": 1}]
+    providers = [
+        {"base_url": "http://b.example/v1", "priority": 2},
+        {"base_url": "http://a.example/v1", "model": "qwen", "priority": 1},
+    ]
     models_file.write_text(json.dumps({"chat": [{"name": "far", "backend": "remote", "providers": providers}]}))
     settings = Settings(_env_file=None, data_dir=tmp_path / "data", database_url=database_url, models_file=models_file)
     far = next(m for m in describe_models(ModelRegistry(settings)) if m.name == "far")
@@ -63,7 +71,13 @@ def test_the_embedding_test_button_shows_the_dimension(admin_client):
 
 
 def test_a_failing_model_shows_its_reason_next_to_it(tmp_path, database_url, db):
-    settings = Settings(_env_file=None, data_dir=tmp_path / "data", database_url=database_url, admin_password=ADMIN_PASSWORD, chat_model="broken")
+    settings = Settings(
+        _env_file=None,
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        admin_password=ADMIN_PASSWORD,
+        chat_model="broken",
+    )
     registry = ModelRegistry(settings)
     registry.register_chat(BreakingChatModel("broken"))
     with TestClient(create_app(settings, db=db, registry=registry)) as client:
@@ -83,7 +97,9 @@ def test_unknown_models_and_kinds_are_refused_with_a_reason(settings):
 
 
 def test_the_test_form_needs_the_csrf_token(admin_client):
-    response = admin_client.post("/admin/models/test", data={"kind": "chat", "name": "scripted"}, headers={"X-CSRF-Token": ""})
+    response = admin_client.post(
+        "/admin/models/test", data={"kind": "chat", "name": "scripted"}, headers={"X-CSRF-Token": ""}
+    )
     assert response.status_code == 403
 
 

@@ -7,13 +7,13 @@ import re
 
 from starlette.routing import NoMatchFound
 
-from kb.i18n import LOCALES_DIR, catalogue
-from kb.pages.csrf import CSRF_MESSAGE
-from kb.pages.templating import WEB_DIR
+from kb.db.store import datasets as dataset_store
+from kb.db.store import keys as key_store
+from kb.http.i18n import LOCALES_DIR, catalogue
+from kb.http.pages.templating import WEB_DIR
+from kb.http.security.csrf import CSRF_MESSAGE
 from kb.security import display_prefix, generate_api_key, hash_api_key
 from kb.services import admin as admin_service
-from kb.store import datasets as dataset_store
-from kb.store import keys as key_store
 
 
 def count_of(html: str, name: str) -> int:
@@ -26,7 +26,9 @@ def test_the_dashboard_counts_what_exists_and_shows_the_configuration(admin_clie
     empty = admin_client.get("/admin").text
     assert count_of(empty, "datasets") == 0 and "No knowledge base yet" in empty
     with db.session() as session:
-        dataset_store.add_dataset(session, name="handbook", embed_model="minilm", embed_dim=384, embed_variant="onnx-int8")
+        dataset_store.add_dataset(
+            session, name="handbook", embed_model="minilm", embed_dim=384, embed_variant="onnx-int8"
+        )
         key = generate_api_key()
         key_store.add_key(session, name="ci", prefix=display_prefix(key), key_hash=hash_api_key(key))
         revoked = key_store.add_key(session, name="old", prefix="kb-old", key_hash=hash_api_key("old"))
@@ -52,7 +54,12 @@ def has_route(app, name: str) -> bool:
 def test_the_navigation_links_only_sections_whose_pages_exist(admin_client, app):
     nav = re.search(r'<nav class="admin-nav".*?</nav>', admin_client.get("/admin").text, re.S).group(0)
     assert re.search(r'<a href="/admin" aria-current="page">\s*Overview\s*</a>', nav), nav
-    for name, label in [("admin_datasets", "Datasets"), ("admin_apps", "Apps"), ("admin_keys", "API keys"), ("admin_models", "Models")]:
+    for name, label in [
+        ("admin_datasets", "Datasets"),
+        ("admin_apps", "Apps"),
+        ("admin_keys", "API keys"),
+        ("admin_models", "Models"),
+    ]:
         if has_route(app, name):
             assert re.search(rf'<a href="/admin/\w+">\s*{label}\s*</a>', nav), (label, nav)
         else:

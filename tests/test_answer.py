@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from kb.answer import Answer, AnswerConfig, RetrievedQuote, answer_question
-from kb.citations import copied_share, extract_citations, source_of_copy
 from kb.errors import UpstreamError
 from kb.ml.types import StreamDelta, final_completion
-from kb.rewrite import clean_rewrite, rewrite_question
+from kb.rag.answer import Answer, AnswerConfig, RetrievedQuote, answer_question
+from kb.rag.citations import copied_share, extract_citations, source_of_copy
+from kb.rag.rewrite import clean_rewrite, rewrite_question
 from kb.testing import ScriptedChatModel
 
-TOWER = RetrievedQuote(chunk_id=7, collection_id=2, source="paris.md", score=0.83, q="The Eiffel Tower was built in 1889.", page=4)
-LOUVRE = RetrievedQuote(chunk_id=9, collection_id=2, source="paris.md", score=0.41, q="The Louvre is a museum.", a="It opened in 1793.")
+TOWER = RetrievedQuote(
+    chunk_id=7, collection_id=2, source="paris.md", score=0.83, q="The Eiffel Tower was built in 1889.", page=4
+)
+LOUVRE = RetrievedQuote(
+    chunk_id=9, collection_id=2, source="paris.md", score=0.41, q="The Louvre is a museum.", a="It opened in 1793."
+)
 
 
 class Searches:
@@ -36,11 +40,20 @@ def run(stream) -> tuple[str, Answer]:
 
 def test_the_answer_carries_the_quotes_shown_and_which_were_cited():
     model = ScriptedChatModel(["It was built in 1889 [1]."])
-    streamed, answer = run(answer_question("When was the Eiffel Tower built?", model=model, retrieve=Searches([TOWER, LOUVRE])))
+    streamed, answer = run(
+        answer_question("When was the Eiffel Tower built?", model=model, retrieve=Searches([TOWER, LOUVRE]))
+    )
     assert streamed == answer.text == "It was built in 1889 [1]."
     assert answer.cited == [1] and answer.cited_by == "model" and not answer.not_found
     first, second = answer.quotes
-    assert (first.number, first.chunk_id, first.source, first.page, first.score, first.cited) == (1, 7, "paris.md", 4, 0.83, True)
+    assert (first.number, first.chunk_id, first.source, first.page, first.score, first.cited) == (
+        1,
+        7,
+        "paris.md",
+        4,
+        0.83,
+        True,
+    )
     assert second.text == "The Louvre is a museum.\nIt opened in 1793." and not second.cited
     prompt = model.calls[0][-1]["content"]
     assert "[1] (paris.md, p. 4) The Eiffel Tower was built in 1889." in prompt and "[2] (paris.md)" in prompt
@@ -50,7 +63,14 @@ def test_the_answer_carries_the_quotes_shown_and_which_were_cited():
 
 @pytest.mark.parametrize(
     ("text", "cited"),
-    [("see [2] and [1]", [2, 1]), ("both [1, 2]", [1, 2]), ("[1][2][1]", [1, 2]), ("见【2】", [2]), ("[7] and [0]", []), ("no cites", [])],
+    [
+        ("see [2] and [1]", [2, 1]),
+        ("both [1, 2]", [1, 2]),
+        ("[1][2][1]", [1, 2]),
+        ("见【2】", [2]),
+        ("[7] and [0]", []),
+        ("no cites", []),
+    ],
 )
 def test_citations_are_read_in_their_common_forms_and_bounded_by_the_quote_count(text, cited):
     assert extract_citations(text, 3) == cited
@@ -81,11 +101,16 @@ def test_general_knowledge_apps_ask_the_model_even_when_nothing_is_found():
 def test_a_follow_up_is_rewritten_for_retrieval_but_the_model_answers_the_original_with_history():
     model = ScriptedChatModel(["When was the Eiffel Tower built?", "In 1889 [1]."])
     searches = Searches([TOWER])
-    history = [{"role": "user", "content": "What is the Eiffel Tower?"}, {"role": "assistant", "content": "A tower in Paris."}]
+    history = [
+        {"role": "user", "content": "What is the Eiffel Tower?"},
+        {"role": "assistant", "content": "A tower in Paris."},
+    ]
     _, answer = run(answer_question("and when was it built?", model=model, retrieve=searches, history=history))
     assert searches.queries == ["When was the Eiffel Tower built?"] and answer.query == searches.queries[0]
     rewrite_prompt = model.calls[0][-1]["content"]
-    assert "User: What is the Eiffel Tower?" in rewrite_prompt and rewrite_prompt.rstrip().endswith("Standalone question:")
+    assert "User: What is the Eiffel Tower?" in rewrite_prompt and rewrite_prompt.rstrip().endswith(
+        "Standalone question:"
+    )
     answer_prompt = model.calls[1]
     assert answer_prompt[:2] == history and answer_prompt[-1]["content"].endswith("and when was it built?")
     assert answer.usage.prompt_tokens > model.count_prompt_tokens(answer_prompt)  # the rewrite is paid for too
@@ -140,7 +165,9 @@ def test_an_uncited_answer_copied_from_a_quote_gets_its_number_added_by_kb():
     ["I don't know.", "Paris has many museums and towers worth a visit.", "1889"],
 )
 def test_an_answer_not_copied_from_a_quote_gets_no_citation(reply):
-    _, answer = run(answer_question("What is the Louvre?", model=ScriptedChatModel([reply]), retrieve=Searches([TOWER, LOUVRE])))
+    _, answer = run(
+        answer_question("What is the Louvre?", model=ScriptedChatModel([reply]), retrieve=Searches([TOWER, LOUVRE]))
+    )
     assert answer.text == reply and answer.cited == [] and answer.cited_by is None
 
 
@@ -152,22 +179,40 @@ def test_adding_citations_can_be_turned_off():
 
 
 def test_copied_share_counts_word_and_chinese_character_trigrams():
-    assert copied_share("It was built in 1889 by engineers.", "The Eiffel Tower was built in 1889.") == pytest.approx(2 / 5)
+    assert copied_share("It was built in 1889 by engineers.", "The Eiffel Tower was built in 1889.") == pytest.approx(
+        2 / 5
+    )
     assert copied_share("北京是中国的首都", "北京是中国的首都。") == 1.0
     assert copied_share("Yes it is", "Yes it is") == 0.0  # too short to tell
-    assert source_of_copy("the tower was built in 1889 [3]", ["nothing alike here at all", "The tower was built in 1889."]) == 2
+    assert (
+        source_of_copy("the tower was built in 1889 [3]", ["nothing alike here at all", "The tower was built in 1889."])
+        == 2
+    )
 
 
 def test_a_model_that_reads_few_sentences_is_shown_only_the_best_matching_ones_under_their_quotes_numbers():
     tower = RetrievedQuote(
-        chunk_id=7, collection_id=2, source="paris.md", score=0.8, page=4,
+        chunk_id=7,
+        collection_id=2,
+        source="paris.md",
+        score=0.8,
+        page=4,
         q="Paris has many landmarks. The tower was built in 1889 for a world's fair. It is 330 metres tall.",
     )
     model = ScriptedChatModel(["The tower was built in 1889 for a world's fair."])
     config = AnswerConfig(quote_sentences=1)
-    _, answer = run(answer_question("When was the Eiffel Tower built?", model=model, retrieve=Searches([LOUVRE, tower]), config=config))
+    _, answer = run(
+        answer_question(
+            "When was the Eiffel Tower built?", model=model, retrieve=Searches([LOUVRE, tower]), config=config
+        )
+    )
     [shown] = answer.quotes
-    assert (shown.number, shown.chunk_id, shown.page, shown.text) == (1, 7, 4, "The tower was built in 1889 for a world's fair.")
+    assert (shown.number, shown.chunk_id, shown.page, shown.text) == (
+        1,
+        7,
+        4,
+        "The tower was built in 1889 for a world's fair.",
+    )
     assert "[1] (paris.md, p. 4) The tower was built in 1889 for a world's fair.\n\n" in model.calls[0][-1]["content"]
     assert answer.cited == [1] and answer.cited_by == "kb"
 
@@ -185,6 +230,8 @@ class WholeAnswersOnly(ScriptedChatModel):
 def test_a_whole_answer_is_asked_of_the_model_at_once_and_still_cited_and_timed():
     model = WholeAnswersOnly(["It was built in 1889 [1]."])
     config = AnswerConfig(whole_answer=True)
-    _, answer = run(answer_question("When was the Eiffel Tower built?", model=model, retrieve=Searches([TOWER]), config=config))
+    _, answer = run(
+        answer_question("When was the Eiffel Tower built?", model=model, retrieve=Searches([TOWER]), config=config)
+    )
     assert answer.text == "It was built in 1889 [1]." and answer.cited == [1]
     assert answer.timings.first_token_ms is not None and answer.timings.total_ms >= answer.timings.first_token_ms

@@ -13,7 +13,7 @@ from kb.schemas import DatasetCreate
 from kb.services.answering import AppQuestion, FinishedAnswer, ask_app
 from kb.services.collections import add_text
 from kb.services.datasets import create_dataset
-from kb.worker import Worker
+from kb.worker.loop import Worker
 from tests.answer_data import make_app
 from tests.conftest import ROOT_KEY
 
@@ -31,7 +31,9 @@ Since 1990 the building has been a museum about the history of the harbour.
 
 
 def test_smollm2_answers_an_english_question_from_an_ingested_document_and_cites_it(tmp_path, database_url, db):
-    settings = Settings(_env_file=None, data_dir=tmp_path / "data", database_url=database_url, root_key=ROOT_KEY, torch_threads=2)
+    settings = Settings(
+        _env_file=None, data_dir=tmp_path / "data", database_url=database_url, root_key=ROOT_KEY, torch_threads=2
+    )
     rt = Runtime(settings, db, get_registry(settings))
     dataset = create_dataset(rt, DatasetCreate(name="harbour"))
     add_text(rt, dataset.id, name="lighthouse.md", text=LIGHTHOUSE)
@@ -43,6 +45,6 @@ def test_smollm2_answers_an_english_question_from_an_ingested_document_and_cites
 
     assert answer is not None and not answer.not_found
     assert "1872" in answer.text, answer.text
-    assert answer.cited == [1] and answer.text.endswith("[1]"), answer.text  # by the model or kb.citations
+    assert answer.cited == [1] and answer.text.endswith("[1]"), answer.text  # by the model or kb.rag.citations
     assert "1872" in answer.quotes[0].text and answer.quotes[0].source == "lighthouse.md"
     assert answer.timings.first_token_ms is not None and answer.usage.completion_tokens > 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
-from kb.pages.markdown import render_answer, sanitise_html
+from kb.http.pages.markdown import render_answer, sanitise_html
 from tests.webchat_support import HOSTILE, assert_inert
 
 
@@ -14,7 +14,9 @@ def parse(html: str) -> HTMLParser:
 
 
 def test_markdown_becomes_html():
-    html = render_answer("# Title\n\nSome **bold** and *slanted* text with `code`.\n\n- one\n- two\n\n1. first\n2. second")
+    html = render_answer(
+        "# Title\n\nSome **bold** and *slanted* text with `code`.\n\n- one\n- two\n\n1. first\n2. second"
+    )
     tree = parse(html)
     assert tree.css_first("h1").text() == "Title"
     assert tree.css_first("strong").text() == "bold" and tree.css_first("em").text() == "slanted"
@@ -58,7 +60,11 @@ def test_raw_html_is_shown_as_text_not_dropped():
 
 
 def test_links_may_only_go_to_http_https_or_mail():
-    tree = parse(render_answer("[web](https://example.com/a?b=1) [plain](http://example.com) [mail](mailto:a@example.com) [here](/admin/keys) [up](../x)"))
+    tree = parse(
+        render_answer(
+            "[web](https://example.com/a?b=1) [plain](http://example.com) [mail](mailto:a@example.com) [here](/admin/keys) [up](../x)"
+        )
+    )
     hrefs = [a.attributes.get("href") for a in tree.css("a")]
     assert hrefs == ["https://example.com/a?b=1", "http://example.com", "mailto:a@example.com", None, None]
     assert all(a.attributes.get("rel") == "noopener noreferrer nofollow" for a in tree.css("a"))

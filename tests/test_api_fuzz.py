@@ -20,7 +20,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
 )
 
-from kb.app import create_app
+from kb.http.app import create_app
 from kb.ml.registry import ModelRegistry
 from kb.testing import EchoChatModel, HashEmbedder
 from tests.conftest import ROOT
@@ -36,7 +36,11 @@ def fuzzed_app(settings, db):
     registry = ModelRegistry(settings)
     registry.register_chat(EchoChatModel(settings.chat_model))
     registry.register_embedder(HashEmbedder(dim=384, name=settings.embed_model))
-    app = create_app(settings.model_copy(update={"rate_limit_chat_per_minute": 0, "rate_limit_chat_per_ip_per_minute": 0}), db=db, registry=registry)
+    app = create_app(
+        settings.model_copy(update={"rate_limit_chat_per_minute": 0, "rate_limit_chat_per_ip_per_minute": 0}),
+        db=db,
+        registry=registry,
+    )
     return app
 
 

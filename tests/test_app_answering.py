@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from kb.db.store import chats as chat_store
 from kb.errors import BadRequest, Forbidden, UpstreamError
 from kb.ml.registry import get_registry
 from kb.runtime import Runtime
 from kb.services.answering import FinishedAnswer, app_question, ask_app
 from kb.services.chats import history_for
-from kb.store import chats as chat_store
 from tests.answer_data import PARIS, TOKYO, add_knowledge, make_app, use_models
 
 
@@ -49,7 +49,13 @@ def test_an_app_searches_only_its_own_datasets(rt):
 
 def test_nothing_above_the_threshold_gives_the_apps_reply_without_calling_the_model(rt):
     models = use_models(rt, [])
-    app = make_app(rt, "strict", [add_knowledge(rt, "paris", PARIS)], search={"mode": "vector", "min_score": 0.99}, not_found_reply="Not in our documents.")
+    app = make_app(
+        rt,
+        "strict",
+        [add_knowledge(rt, "paris", PARIS)],
+        search={"mode": "vector", "min_score": 0.99},
+        not_found_reply="Not in our documents.",
+    )
     finished = ask(rt, app, "How do volcanoes form?", chat_id="c-none")
     assert finished.answer.text == "Not in our documents." and finished.answer.not_found
     assert models.chat.calls == []
@@ -81,7 +87,11 @@ def test_with_a_chat_id_history_comes_from_the_stored_chat_and_only_the_last_mes
 def test_without_a_chat_id_the_requests_own_messages_are_the_history_and_nothing_is_stored(rt):
     models = use_models(rt, ["When was the Eiffel Tower built?", "1889 [1]."])
     app = make_app(rt, "paris", [add_knowledge(rt, "paris", PARIS)])
-    earlier = [{"role": "system", "content": "client system text"}, {"role": "user", "content": "Tell me about the Eiffel Tower."}, {"role": "assistant", "content": "It is in Paris."}]
+    earlier = [
+        {"role": "system", "content": "client system text"},
+        {"role": "user", "content": "Tell me about the Eiffel Tower."},
+        {"role": "assistant", "content": "It is in Paris."},
+    ]
     finished = ask(rt, app, "When was it built?", messages=earlier)
     assert finished.turn is None and models.chat.calls[1][:2] == earlier[1:]
     with rt.db.session() as session:

@@ -73,7 +73,9 @@ def test_chat_id_keeps_the_conversation_on_the_server(live_server, paris, client
     app, models = paris
     client = client_for(app_key_for(live_server, app))
     client.chat.completions.create(model="x", messages=QUESTION, extra_body={"chatId": "kept"})
-    client.chat.completions.create(model="x", messages=[{"role": "user", "content": "Who designed it?"}], extra_body={"chatId": "kept"})
+    client.chat.completions.create(
+        model="x", messages=[{"role": "user", "content": "Who designed it?"}], extra_body={"chatId": "kept"}
+    )
     assert models.chat.calls[-1][0]["content"] == "When was the Eiffel Tower built?"
     chat = httpx.get(f"{live_server.url}/api/chats/kept", headers=ROOT).json()
     assert [m["role"] for m in chat["messages"]] == ["user", "assistant", "user", "assistant"]
@@ -90,7 +92,13 @@ def test_an_app_key_reaches_only_its_own_app(live_server, rt, paris, client_for)
         client.embeddings.create(model="hash", input="x")
     assert [m.id for m in client.models.list().data] == ["app:paris"]
     headers = {"Authorization": f"Bearer {key}"}
-    for path in ("/api/datasets", f"/api/datasets/{tokyo.dataset_ids[0]}", "/api/apps", f"/api/apps/{tokyo.id}", "/api/keys"):
+    for path in (
+        "/api/datasets",
+        f"/api/datasets/{tokyo.dataset_ids[0]}",
+        "/api/apps",
+        f"/api/apps/{tokyo.id}",
+        "/api/keys",
+    ):
         assert httpx.get(f"{live_server.url}{path}", headers=headers).status_code == 403, path
     assert httpx.get(f"{live_server.url}/api/chats", params={"app_id": tokyo.id}, headers=headers).status_code == 403
     with pytest.raises(openai.AuthenticationError):

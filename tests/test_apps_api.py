@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from kb.answer import Answer, AnswerQuote, Timings, Usage
+from kb.db.store import datasets as dataset_store
+from kb.db.store import keys as key_store
+from kb.rag.answer import Answer, AnswerQuote, Timings, Usage
 from kb.security import display_prefix, generate_api_key, hash_api_key
 from kb.services.chats import save_turn
-from kb.store import datasets as dataset_store
-from kb.store import keys as key_store
 from tests.conftest import ROOT
 
 
 def make_dataset(db, name: str) -> int:
     with db.session() as session:
-        record = dataset_store.add_dataset(session, name=name, embed_model="minilm", embed_dim=384, embed_variant="onnx-int8")
+        record = dataset_store.add_dataset(
+            session, name=name, embed_model="minilm", embed_dim=384, embed_variant="onnx-int8"
+        )
         session.commit()
     return record.id
 
@@ -20,7 +22,9 @@ def make_dataset(db, name: str) -> int:
 def app_key(db, app_id: int) -> dict[str, str]:
     key = generate_api_key()
     with db.session() as session:
-        key_store.add_key(session, name="app key", prefix=display_prefix(key), key_hash=hash_api_key(key), app_id=app_id)
+        key_store.add_key(
+            session, name="app key", prefix=display_prefix(key), key_hash=hash_api_key(key), app_id=app_id
+        )
         session.commit()
     return {"Authorization": f"Bearer {key}"}
 
@@ -33,7 +37,9 @@ def create(client, **fields) -> dict:
 
 def finished_answer(text: str) -> Answer:
     quote = AnswerQuote(1, 5, 1, 1, "guide.md", 2, 0.7, "Reset it from the settings page.", True)
-    return Answer(text, [quote], "how to reset?", "en", False, "stop", "echo", Usage(30, 8), Timings(0, 12.5, 40.0, 90.0))
+    return Answer(
+        text, [quote], "how to reset?", "en", False, "stop", "echo", Usage(30, 8), Timings(0, 12.5, 40.0, 90.0)
+    )
 
 
 def test_an_app_is_created_with_defaults_and_read_back(client, db):
@@ -100,9 +106,21 @@ def test_an_app_key_cannot_manage_apps_or_read_datasets(client, db):
 
 def test_chats_are_listed_read_renamed_and_deleted(client, db):
     app = create(client)
-    turn = save_turn(db, chat_id="c-1", app_id=app["id"], api_key_id=None, source="api", question="How do I reset it?", answer=finished_answer("From settings [1]."))
+    turn = save_turn(
+        db,
+        chat_id="c-1",
+        app_id=app["id"],
+        api_key_id=None,
+        source="api",
+        question="How do I reset it?",
+        answer=finished_answer("From settings [1]."),
+    )
     listing = client.get("/api/chats", params={"app_id": app["id"]}, headers=ROOT).json()
-    assert listing["total"] == 1 and listing["data"][0]["title"] == "How do I reset it?" and listing["data"][0]["message_count"] == 2
+    assert (
+        listing["total"] == 1
+        and listing["data"][0]["title"] == "How do I reset it?"
+        and listing["data"][0]["message_count"] == 2
+    )
     chat = client.get("/api/chats/c-1", headers=ROOT).json()
     question, answer = chat["messages"]
     assert (question["role"], question["content"]) == ("user", "How do I reset it?")
@@ -115,7 +133,9 @@ def test_chats_are_listed_read_renamed_and_deleted(client, db):
 
 def test_feedback_is_stored_on_answers_only(client, db):
     app = create(client)
-    turn = save_turn(db, chat_id="c-2", app_id=app["id"], api_key_id=None, source="api", question="Q?", answer=finished_answer("A."))
+    turn = save_turn(
+        db, chat_id="c-2", app_id=app["id"], api_key_id=None, source="api", question="Q?", answer=finished_answer("A.")
+    )
     url = f"/api/chats/c-2/messages/{turn.assistant_message_id}/feedback"
     response = client.post(url, json={"rating": "down", "comment": " wrong page "}, headers=ROOT)
     assert response.status_code == 200 and response.json()["feedback"] == "down"
@@ -129,8 +149,18 @@ def test_feedback_is_stored_on_answers_only(client, db):
 
 def test_an_app_key_sees_only_its_own_apps_chats(client, db):
     mine, theirs = create(client, name="mine"), create(client, name="theirs")
-    save_turn(db, chat_id="own", app_id=mine["id"], api_key_id=None, source="api", question="Q1", answer=finished_answer("A1"))
-    turn = save_turn(db, chat_id="foreign", app_id=theirs["id"], api_key_id=None, source="api", question="Q2", answer=finished_answer("A2"))
+    save_turn(
+        db, chat_id="own", app_id=mine["id"], api_key_id=None, source="api", question="Q1", answer=finished_answer("A1")
+    )
+    turn = save_turn(
+        db,
+        chat_id="foreign",
+        app_id=theirs["id"],
+        api_key_id=None,
+        source="api",
+        question="Q2",
+        answer=finished_answer("A2"),
+    )
     headers = app_key(db, mine["id"])
     assert [c["id"] for c in client.get("/api/chats", headers=headers).json()["data"]] == ["own"]
     assert client.get("/api/chats", params={"app_id": theirs["id"]}, headers=headers).status_code == 403

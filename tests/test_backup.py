@@ -8,11 +8,11 @@ import tarfile
 import pytest
 from sqlalchemy import text
 
-from kb.backup import create_backup, restore_backup
+from kb.cli.backup import create_backup, restore_backup
+from kb.db.store import chunks as chunk_store
+from kb.db.store import datasets as dataset_store
+from kb.db.tables import Collection
 from kb.errors import BadRequest
-from kb.models import Collection
-from kb.store import chunks as chunk_store
-from kb.store import datasets as dataset_store
 
 
 def _unit(dim: int, seed: int) -> list[float]:
@@ -40,7 +40,9 @@ def test_backup_then_restore_brings_back_rows_vectors_indexes_and_files(db, sett
     (files_dir / "ab").mkdir(parents=True)
     (files_dir / "ab" / "abcdef.pdf").write_bytes(b"%PDF-1.4 stored upload")
     with db.session() as session:
-        dataset = dataset_store.add_dataset(session, name="manuals", embed_model="m", embed_dim=16, embed_variant="fp32")
+        dataset = dataset_store.add_dataset(
+            session, name="manuals", embed_model="m", embed_dim=16, embed_variant="fp32"
+        )
         collection = Collection(dataset_id=dataset.id, name="guide.md", source_type="file", content_hash="h")
         session.add(collection)
         session.flush()
@@ -70,7 +72,9 @@ def test_backup_then_restore_brings_back_rows_vectors_indexes_and_files(db, sett
         index = session.execute(
             text("SELECT 1 FROM pg_indexes WHERE indexname = :n"), {"n": dataset_store.vector_index_name(dataset.id)}
         ).first()
-        fts_hits = session.execute(text("SELECT count(*) FROM chunk WHERE fts @@ to_tsquery('english', '北京')")).scalar()
+        fts_hits = session.execute(
+            text("SELECT count(*) FROM chunk WHERE fts @@ to_tsquery('english', '北京')")
+        ).scalar()
     assert index is not None and fts_hits == 50
 
 
@@ -97,7 +101,7 @@ def test_restore_refuses_entries_that_escape_the_target(db, settings, tmp_path):
 def test_kb_backup_and_restore_commands_round_trip(database_url, tmp_path):
     from typer.testing import CliRunner
 
-    from kb.cli import app as cli_app
+    from kb.cli.main import app as cli_app
 
     env = {"KB_DATABASE_URL": database_url, "KB_DATA_DIR": str(tmp_path / "data"), "KB_LOG_LEVEL": "WARNING"}
     runner = CliRunner()

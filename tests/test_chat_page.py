@@ -7,7 +7,7 @@ import re
 from fastapi.testclient import TestClient
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
-from kb.auth import Principal
+from kb.principal import Principal
 from kb.services import chats as chat_service
 from tests.answer_data import make_app
 from tests.conftest import ROOT, csrf_token_of
@@ -25,7 +25,12 @@ from tests.webchat_support import (  # noqa: F401  (fixtures)
 
 
 def ask(client: TestClient, app_name: str, chat_id: str | None, question: str = QUESTION, **headers) -> list[dict]:
-    body = {"model": f"app:{app_name}", "messages": [{"role": "user", "content": question}], "stream": True, "detail": True}
+    body = {
+        "model": f"app:{app_name}",
+        "messages": [{"role": "user", "content": question}],
+        "stream": True,
+        "detail": True,
+    }
     if chat_id:
         body["chatId"] = chat_id
     response = client.post("/v1/chat/completions", json=body, headers=headers)
@@ -77,7 +82,12 @@ def test_streaming_through_the_session_needs_the_csrf_header(admin_client, lakes
 
 def test_the_finished_answer_is_rendered_on_the_server_and_hostile_text_stays_text(admin_client, lakes_app):
     last = ask(admin_client, "lakes", "web-2")[-1]
-    body = {"text": ANSWER, "quotes": last["quotes"], "chat_id": last["chatId"], "message_id": last["responseMessageId"]}
+    body = {
+        "text": ANSWER,
+        "quotes": last["quotes"],
+        "chat_id": last["chatId"],
+        "message_id": last["responseMessageId"],
+    }
     response = admin_client.post("/chat/render", json=body)
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
     html = response.text
@@ -90,7 +100,9 @@ def test_the_finished_answer_is_rendered_on_the_server_and_hostile_text_stays_te
     assert "<script>alert(1)</script>" in quote.css_first(".quote-text").text()  # shown as text, escaped in the markup
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     feedback = tree.css_first(".feedback")
-    assert feedback.attributes["data-chat-id"] == "web-2" and feedback.attributes["data-message-id"] == str(last["responseMessageId"])
+    assert feedback.attributes["data-chat-id"] == "web-2" and feedback.attributes["data-message-id"] == str(
+        last["responseMessageId"]
+    )
 
 
 def test_rendering_needs_the_login_and_the_csrf_token(app, admin_client):
@@ -101,7 +113,9 @@ def test_rendering_needs_the_login_and_the_csrf_token(app, admin_client):
 
 
 def test_rendering_refuses_a_malformed_request(admin_client):
-    response = admin_client.post("/chat/render", json={"text": "x", "quotes": [{"number": 0}]}, headers={"Accept": "application/json"})
+    response = admin_client.post(
+        "/chat/render", json={"text": "x", "quotes": [{"number": 0}]}, headers={"Accept": "application/json"}
+    )
     assert response.status_code == 400 and "quotes.0.number" in response.json()["error"]["message"]
 
 
@@ -140,7 +154,9 @@ def test_the_chat_page_carries_the_session_token_and_no_inline_code(admin_client
     assert csrf_token_of(page) == admin_client.headers["X-CSRF-Token"]
     tree = HTMLParser(page)
     assert [s.attributes.get("src") for s in tree.css("script")] == ["/static/kb.js", "/static/chat.js"]
-    assert not [n.tag for n in tree.css("*") if any(a.lower().startswith("on") or a.lower() == "style" for a in n.attributes)]
+    assert not [
+        n.tag for n in tree.css("*") if any(a.lower().startswith("on") or a.lower() == "style" for a in n.attributes)
+    ]
 
 
 def test_an_app_key_cannot_read_chats_made_in_the_browser(admin_client, lakes_app, rt):

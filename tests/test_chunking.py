@@ -166,7 +166,10 @@ def test_rows_of_a_header_value_table_split_without_losing_rows():
 
 def test_qa_blocks_become_qa_chunks():
     drafts = chunk(
-        doc(Block("What is kb?", kind="qa", answer="A knowledge base."), Block("退款多久到账？", kind="qa", answer="14天内。")),
+        doc(
+            Block("What is kb?", kind="qa", answer="A knowledge base."),
+            Block("退款多久到账？", kind="qa", answer="14天内。"),
+        ),
         max_tokens=100,
     )
     assert [(d.kind, d.q, d.a, d.position) for d in drafts] == [
@@ -195,7 +198,11 @@ def test_a_blank_line_separator_keeps_paragraph_blocks_apart():
 
 def test_heading_with_nothing_under_it_is_kept_as_text():
     drafts = chunk(
-        doc(Block("Empty chapter", kind="heading", level=1), Block("Next", kind="heading", level=1), Block("Body.", heading_path=("Next",))),
+        doc(
+            Block("Empty chapter", kind="heading", level=1),
+            Block("Next", kind="heading", level=1),
+            Block("Body.", heading_path=("Next",)),
+        ),
         max_tokens=100,
     )
     assert [d.q for d in drafts] == ["Empty chapter", "Next\nBody."]
@@ -236,7 +243,9 @@ def count_quarters(text: str) -> int:
 
 
 def test_packing_takes_every_piece_that_fits_even_when_the_pieces_cost_less_together():
-    drafts = chunk(doc(*(Block(letter) for letter in "abcdefghijklmnopqrst")), count_tokens=count_quarters, max_tokens=8, overlap=0)
+    drafts = chunk(
+        doc(*(Block(letter) for letter in "abcdefghijklmnopqrst")), count_tokens=count_quarters, max_tokens=8, overlap=0
+    )
     assert [d.q for d in drafts] == ["\n\n".join("abcdefghijk"), "\n\n".join("lmnopqrst")]
     assert [d.token_count for d in drafts] == [8, 7]
 
@@ -244,12 +253,18 @@ def test_packing_takes_every_piece_that_fits_even_when_the_pieces_cost_less_toge
 def test_a_piece_that_does_not_fit_after_the_overlap_starts_its_chunk_without_one():
     text = "First short one. Then a second. " + "L" * 60 + " ends here now. Tail."
     drafts = chunk(doc(Block(text)), max_tokens=80, overlap=0.3)
-    assert [d.q for d in drafts] == ["First short one. Then a second.", "L" * 60 + " ends here now.", "ends here now. Tail."]
+    assert [d.q for d in drafts] == [
+        "First short one. Then a second.",
+        "L" * 60 + " ends here now.",
+        "ends here now. Tail.",
+    ]
 
 
 @pytest.mark.parametrize("count_tokens, max_tokens, overlap", [(count_chars, 100, 30), (count_quarters, 25, 28)])
 def test_hard_split_pieces_and_their_overlap_join_without_a_separator(count_tokens, max_tokens, overlap):
-    drafts = chunk(doc(Block("A" * 150 + ". Short end.")), count_tokens=count_tokens, max_tokens=max_tokens, overlap=0.3)
+    drafts = chunk(
+        doc(Block("A" * 150 + ". Short end.")), count_tokens=count_tokens, max_tokens=max_tokens, overlap=0.3
+    )
     assert [d.q for d in drafts] == ["A" * 100, "A" * (overlap + 50) + ". Short end."], "the overlap, then the rest"
     assert all(count_tokens(d.q) == d.token_count <= max_tokens for d in drafts)
 

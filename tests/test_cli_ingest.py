@@ -10,13 +10,13 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from kb.cli import app as cli
+from kb.cli.main import app as cli
 from kb.config import Settings
+from kb.db.store.chunks import vector_literal
 from kb.ml.registry import ModelRegistry
 from kb.schemas import DatasetCreate
 from kb.services import collections as collection_service
 from kb.services import datasets as dataset_service
-from kb.store.chunks import vector_literal
 from tests.conftest import REPO, ROOT_KEY
 from tests.pipeline_support import MARKDOWN, fake_registry, make_settings, pipeline_settings, rt  # noqa: F401
 from tests.shared_data import require_shared_data
@@ -51,7 +51,9 @@ def _invoke(tmp_path, database_url, *args: str):
     return runner.invoke(cli, list(args), obj={"registry": fake_registry(settings)}, terminal_width=200)
 
 
-def test_kb_ingest_imports_a_folder_recursively_and_exits_non_zero_naming_the_failed_file(tmp_path, database_url, folder):
+def test_kb_ingest_imports_a_folder_recursively_and_exits_non_zero_naming_the_failed_file(
+    tmp_path, database_url, folder
+):
     result = _invoke(tmp_path, database_url, "ingest", "--dataset", "handbook", str(folder))
     assert result.exit_code == 1, result.output
     assert "Created dataset 'handbook'" in result.output
@@ -74,7 +76,9 @@ def test_kb_ingest_again_reports_files_already_there_and_exits_zero_when_all_are
 def test_kb_ingest_reports_a_file_that_fails_while_being_read(tmp_path, database_url, folder):
     scanned = require_shared_data("messy_docs", "pdf_scanned_jbig2.pdf")
     (folder / "scan.pdf").write_bytes(scanned.read_bytes())
-    result = _invoke(tmp_path, database_url, "ingest", "-d", "handbook", str(folder / "scan.pdf"), str(folder / "lakes.md"))
+    result = _invoke(
+        tmp_path, database_url, "ingest", "-d", "handbook", str(folder / "scan.pdf"), str(folder / "lakes.md")
+    )
     assert result.exit_code == 1
     row = next(line for line in result.output.splitlines() if "scan.pdf" in line)
     assert "error" in row and "OCR" in result.output
@@ -97,8 +101,12 @@ def test_kb_ingest_with_the_bundled_minilm_makes_chunks_that_vector_search_finds
     (folder / "sub" / "empty.txt").unlink()
     env = {**os.environ, **_env(tmp_path, database_url), "KB_EMBED_MODEL": "minilm", "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(
-        [sys.executable, "-m", "kb.cli", "ingest", "--dataset", "real", str(folder)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        [sys.executable, "-m", "kb.cli.main", "ingest", "--dataset", "real", str(folder)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     embedder = ModelRegistry(Settings(_env_file=None, data_dir=tmp_path / "data")).embedder("minilm")

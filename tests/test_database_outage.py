@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from kb.app import create_app
 from kb.config import Settings
-from kb.db import DATABASE_NAME, Database, ensure_database, sqlalchemy_url, start_embedded_server
-from kb.migrate import upgrade
+from kb.db.engine import DATABASE_NAME, Database, ensure_database, sqlalchemy_url, start_embedded_server
+from kb.db.migrate import upgrade
+from kb.http.app import create_app
 from tests.conftest import ADMIN_PASSWORD, ROOT, ROOT_KEY
 
 # Far above a healthy answer (milliseconds) and far below a hang (the pool waits 10 s, connects time out at 5 s).
@@ -46,7 +46,9 @@ def test_requests_get_a_quick_503_while_the_database_is_down_and_work_again_afte
     ensure_database(own_server.get_uri(), DATABASE_NAME)
     url = sqlalchemy_url(own_server.get_uri(database=DATABASE_NAME))
     upgrade(url)
-    settings = Settings(_env_file=None, data_dir=tmp_path / "data", database_url=url, root_key=ROOT_KEY, admin_password=ADMIN_PASSWORD)
+    settings = Settings(
+        _env_file=None, data_dir=tmp_path / "data", database_url=url, root_key=ROOT_KEY, admin_password=ADMIN_PASSWORD
+    )
     db = Database(url, pool_size=2)
     with TestClient(create_app(settings, db=db)) as client:
         assert client.post("/api/datasets", json={"name": "before"}, headers=ROOT).status_code == 201

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from kb.db.store import chunks as chunk_store
+from kb.db.store.search import vector_search
 from kb.ml.registry import ModelRegistry, UnknownVariant
 from kb.runtime import Runtime
 from kb.schemas import ChunkCreate, DatasetCreate
@@ -13,8 +15,6 @@ from kb.services import collections as collection_service
 from kb.services.datasets import EmbedderChanged, assert_embedder_current, create_dataset, dataset_embedder, get_dataset
 from kb.services.ingest import ingest_collection
 from kb.services.reembed import reembed_dataset
-from kb.store import chunks as chunk_store
-from kb.store.search import vector_search
 from kb.testing import EchoChatModel, HashEmbedder
 from tests.conftest import ROOT
 from tests.pipeline_support import api, pipeline_settings  # noqa: F401  (fixtures)

@@ -63,7 +63,9 @@ def test_bucketed_embedding_returns_vectors_in_the_callers_order(parallel):
         ids = embedder.tokenizer("doc: " + text, truncation=True, max_length=256)["input_ids"]
         expected.append([len(ids), sum(ids)])
     assert vectors.tolist() == expected
-    assert sorted(embedder.batch_shapes, reverse=True) == [(3, 256), (3, 34), (2, 6)], "batches pad to their own longest"
+    assert sorted(embedder.batch_shapes, reverse=True) == [(3, 256), (3, 34), (2, 6)], (
+        "batches pad to their own longest"
+    )
 
 
 def test_parallel_embedding_cuts_a_small_call_into_batches_for_every_thread():

@@ -45,8 +45,14 @@ def nodes(svg: str) -> list[ET.Element]:
 
 def test_data_frequencies_count_the_token_after_each_full_window(default_result):
     assert default_result.counts == {
-        "000": (0, 0), "001": (0, 0), "010": (0, 0), "011": (0, 2),
-        "100": (0, 0), "101": (0, 2), "110": (0, 2), "111": (3, 3),
+        "000": (0, 0),
+        "001": (0, 0),
+        "010": (0, 0),
+        "011": (0, 2),
+        "100": (0, 0),
+        "101": (0, 2),
+        "110": (0, 2),
+        "111": (3, 3),
     }
     assert default_result.empirical["111"] == 0.5
     assert default_result.empirical["101"] == 1.0
@@ -216,8 +222,11 @@ def test_transition_graph_refuses_an_incomplete_state_table():
 
 def test_training_plot_draws_loss_tracked_series_and_data_levels(default_result):
     svg = render_training_plot_svg(
-        default_result.loss, default_result.tracked, loss_floor=default_result.loss_floor,
-        targets=default_result.tracked_targets, title="Loss & <friends>",
+        default_result.loss,
+        default_result.tracked,
+        loss_floor=default_result.loss_floor,
+        targets=default_result.tracked_targets,
+        title="Loss & <friends>",
     )
     root = ET.fromstring(svg)
     series = {p.get("data-series"): p for p in root.iter(f"{SVG}polyline")}
@@ -276,7 +285,14 @@ def test_text_summary_lists_every_state_the_sample_and_the_data(default_result):
 
 
 def test_language_tags_resolve_to_english_or_chinese():
-    assert [resolve_language(tag) for tag in ("zh-CN", "zh_Hans", "ZH", "en-US", "fr", None)] == ["zh", "zh", "zh", "en", "en", "en"]
+    assert [resolve_language(tag) for tag in ("zh-CN", "zh_Hans", "ZH", "en-US", "fr", None)] == [
+        "zh",
+        "zh",
+        "zh",
+        "en",
+        "en",
+        "en",
+    ]
 
 
 def test_other_context_lengths_train_and_draw_on_a_circle():

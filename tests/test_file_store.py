@@ -6,8 +6,8 @@ import io
 
 import pytest
 
+from kb.db.files import FileStore, safe_name
 from kb.errors import PayloadTooLarge
-from kb.files import FileStore, safe_name
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kb.focus import focus_quotes, join_sentences, question_words, sentences
+from kb.rag.focus import focus_quotes, join_sentences, question_words, sentences
 
 PUB = (
     "By the end of the century almost all beer was brewed by commercial breweries. "
@@ -13,7 +13,12 @@ ACTS = "The Gin Act 1736 imposed high taxes on retailers. The Gin Act 1751 was m
 
 
 def test_sentences_split_after_english_and_chinese_sentence_ends_and_join_back_unchanged():
-    assert sentences("It is 31 m tall.  Its lamp is bright! Why? 3.5 km away") == ["It is 31 m tall.", "Its lamp is bright!", "Why?", "3.5 km away"]
+    assert sentences("It is 31 m tall.  Its lamp is bright! Why? 3.5 km away") == [
+        "It is 31 m tall.",
+        "Its lamp is bright!",
+        "Why?",
+        "3.5 km away",
+    ]
     chinese = "乍都节公园位于曼谷。面积约为0.304平方公里！由泰国国家铁路局捐献土地。"
     assert sentences(chinese) == ["乍都节公园位于曼谷。", "面积约为0.304平方公里！", "由泰国国家铁路局捐献土地。"]
     assert join_sentences(sentences(chinese)) == chinese
@@ -28,7 +33,10 @@ def test_question_words_drop_english_stop_words_and_chinese_question_words():
 
 def test_the_best_matching_sentence_of_all_quotes_is_kept_under_its_own_quote():
     [focused] = focus_quotes([ACTS, PUB], "Who brought gin to England?", 1)
-    assert (focused.index, focused.text) == (1, "Gin was brought to England by the Dutch after the Glorious Revolution of 1688.")
+    assert (focused.index, focused.text) == (
+        1,
+        "Gin was brought to England by the Dutch after the Glorious Revolution of 1688.",
+    )
 
 
 def test_rare_question_words_count_more_than_words_every_sentence_shares():
@@ -40,8 +48,11 @@ def test_rare_question_words_count_more_than_words_every_sentence_shares():
 def test_kept_sentences_stay_in_their_quotes_order_and_ties_go_to_the_higher_ranked_quote():
     focused = focus_quotes([PUB, ACTS], "gin", 3)
     assert [(f.index, f.text) for f in focused] == [
-        (0, "Gin was brought to England by the Dutch after the Glorious Revolution of 1688. "
-            "Over half of the drinking establishments in London were gin shops."),
+        (
+            0,
+            "Gin was brought to England by the Dutch after the Glorious Revolution of 1688. "
+            "Over half of the drinking establishments in London were gin shops.",
+        ),
         (1, "The Gin Act 1736 imposed high taxes on retailers."),
     ]
 

@@ -8,10 +8,10 @@ import sys
 import psycopg
 from sqlalchemy import inspect, text
 
-from kb.db import Database, libpq_url
-from kb.migrate import downgrade, upgrade
+from kb.db.engine import Database, libpq_url
+from kb.db.migrate import downgrade, upgrade
+from kb.db.store import keys as key_store
 from kb.security import display_prefix, generate_api_key, hash_api_key
-from kb.store import keys as key_store
 from tests.conftest import ROOT
 
 
@@ -24,7 +24,7 @@ def test_healthz_answers_ok_when_the_database_answers(client):
 def test_healthz_says_503_in_json_when_the_database_is_gone(settings):
     from fastapi.testclient import TestClient
 
-    from kb.app import create_app
+    from kb.http.app import create_app
 
     dead = Database("postgresql://postgres@127.0.0.1:1/none")
     with TestClient(create_app(settings, db=dead)) as client:
@@ -58,18 +58,28 @@ def test_stored_keys_are_hashed_and_revocation_and_expiry_refuse_them(client, db
     live, revoked, expired = generate_api_key(), generate_api_key(), generate_api_key()
     with db.session() as session:
         key_store.add_key(session, name="live", prefix=display_prefix(live), key_hash=hash_api_key(live))
-        gone = key_store.add_key(session, name="revoked", prefix=display_prefix(revoked), key_hash=hash_api_key(revoked))
+        gone = key_store.add_key(
+            session, name="revoked", prefix=display_prefix(revoked), key_hash=hash_api_key(revoked)
+        )
         key_store.revoke_key(session, gone.id)
         session.execute(
-            text("INSERT INTO api_key (name, prefix, key_hash, expires_at) VALUES ('old', 'x', :h, now() - interval '1 day')"),
+            text(
+                "INSERT INTO api_key (name, prefix, key_hash, expires_at) VALUES ('old', 'x', :h, now() - interval '1 day')"
+            ),
             {"h": hash_api_key(expired)},
         )
         session.commit()
         stored = session.execute(text("SELECT key_hash FROM api_key")).scalars().all()
     assert live not in stored and hash_api_key(live) in stored
     assert client.get("/v1/models", headers={"Authorization": f"Bearer {live}"}).status_code == 200
-    assert client.get("/v1/models", headers={"Authorization": f"Bearer {revoked}"}).json()["error"]["code"] == "key_revoked"
-    assert client.get("/v1/models", headers={"Authorization": f"Bearer {expired}"}).json()["error"]["code"] == "key_expired"
+    assert (
+        client.get("/v1/models", headers={"Authorization": f"Bearer {revoked}"}).json()["error"]["code"]
+        == "key_revoked"
+    )
+    assert (
+        client.get("/v1/models", headers={"Authorization": f"Bearer {expired}"}).json()["error"]["code"]
+        == "key_expired"
+    )
 
 
 def test_unknown_api_route_is_a_json_404(client):
@@ -116,8 +126,8 @@ def test_migrating_a_named_database_starts_no_embedded_server(database_url, tmp_
 def test_a_second_process_joins_the_embedded_server_and_sees_the_same_data(tmp_path):
     data_dir = tmp_path / "kbdata"
     script = (
-        "import sys; from kb.config import Settings; from kb.db import resolve_database_url; import psycopg;"
-        "from kb.db import libpq_url;"
+        "import sys; from kb.config import Settings; from kb.db.engine import resolve_database_url; import psycopg;"
+        "from kb.db.engine import libpq_url;"
         "s = Settings(_env_file=None, data_dir=sys.argv[1]); url = libpq_url(resolve_database_url(s));"
         "c = psycopg.connect(url, autocommit=True);"
         "c.execute('CREATE TABLE IF NOT EXISTS t (v int)');"
@@ -139,7 +149,7 @@ def test_a_second_process_joins_the_embedded_server_and_sees_the_same_data(tmp_p
 def test_a_process_killed_while_using_the_embedded_server_does_not_keep_it_running_forever(tmp_path):
     data_dir = tmp_path / "kbdata"
     join = (
-        "import sys, time; from kb.config import Settings; from kb.db import resolve_database_url;"
+        "import sys, time; from kb.config import Settings; from kb.db.engine import resolve_database_url;"
         "resolve_database_url(Settings(_env_file=None, data_dir=sys.argv[1])); print('up', flush=True); time.sleep(600)"
     )
     killed = subprocess.Popen([sys.executable, "-c", join, str(data_dir)], stdout=subprocess.PIPE, text=True)
@@ -153,7 +163,9 @@ def test_a_process_killed_while_using_the_embedded_server_does_not_keep_it_runni
     assert postmaster.exists(), "the server outlives the process that was killed"
     # The next process to use the server forgets the dead one, so the server stops when it exits.
     subprocess.run(
-        [sys.executable, "-c", join.replace("time.sleep(600)", "pass"), str(data_dir)], check=True, timeout=120,
+        [sys.executable, "-c", join.replace("time.sleep(600)", "pass"), str(data_dir)],
+        check=True,
+        timeout=120,
         capture_output=True,
     )
     assert not postmaster.exists(), "the last live user stopped the server"

@@ -121,7 +121,9 @@ def test_unknown_model_is_a_400_in_openais_error_shape(client, live_server):
         client.chat.completions.create(model="gpt-9", messages=QUESTION)
     assert info.value.code == "model_not_found"
     assert "echo" in info.value.message, "the error names the models that exist"
-    raw = httpx.post(f"{live_server.url}/v1/chat/completions", json={"model": "gpt-9", "messages": QUESTION}, headers=ROOT)
+    raw = httpx.post(
+        f"{live_server.url}/v1/chat/completions", json={"model": "gpt-9", "messages": QUESTION}, headers=ROOT
+    )
     assert raw.status_code == 400
     assert set(raw.json()) == {"error"} and set(raw.json()["error"]) == {"message", "type", "code"}
     assert raw.json()["error"]["type"] == "invalid_request_error"
@@ -163,9 +165,13 @@ def test_text_parts_and_every_role_are_accepted(client, models):
     messages = [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Find it"},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1", "type": "function", "function": {"name": "search", "arguments": "{\"query\": \"x\"}"}}
-        ]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "search", "arguments": '{"query": "x"}'}}
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_1", "content": "nothing"},
         {"role": "user", "content": [{"type": "text", "text": "What is "}, {"type": "text", "text": "pgvector?"}]},
     ]

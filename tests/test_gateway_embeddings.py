@@ -41,7 +41,9 @@ def test_float_vectors_are_the_models_vectors_with_usage(client, hasher):
 
 def test_base64_vectors_decode_to_the_same_floats(client, hasher, live_server):
     # The SDK asks for base64 by default and decodes it itself.
-    decoded_by_sdk = np.array(client.embeddings.create(model="hash", input=TEXTS[0]).data[0].embedding, dtype=np.float32)
+    decoded_by_sdk = np.array(
+        client.embeddings.create(model="hash", input=TEXTS[0]).data[0].embedding, dtype=np.float32
+    )
     np.testing.assert_array_equal(decoded_by_sdk, hasher.embed_documents(TEXTS[:1])[0])
     raw = httpx.post(
         f"{live_server.url}/v1/embeddings",
@@ -93,7 +95,9 @@ def test_the_bundled_minilm_embeds_through_the_gateway(client, app):
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-4)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
     embedder = app.state.registry.embedder("minilm")
-    np.testing.assert_allclose(vectors, embedder.embed_documents(["a cat sits on the mat", "a kitten on a rug", "tax law"]), atol=1e-5)
+    np.testing.assert_allclose(
+        vectors, embedder.embed_documents(["a cat sits on the mat", "a kitten on a rug", "tax law"]), atol=1e-5
+    )
     assert response.usage.prompt_tokens == sum(
         embedder.count_tokens(t) for t in ["a cat sits on the mat", "a kitten on a rug", "tax law"]
     )

@@ -14,8 +14,8 @@ import openai
 import pytest
 from sqlalchemy import text
 
-from kb.app import create_app
 from kb.config import Settings
+from kb.http.app import create_app
 from kb.testing import EchoChatModel, HashEmbedder
 from tests.conftest import ROOT_KEY, LiveServer, free_port
 from tests.gateway_support import QUESTION, sdk
@@ -47,15 +47,27 @@ def client(tmp_path, database_url, db, upstream, dead_url) -> openai.OpenAI:
     dead = dead_url
     alive = {"base_url": f"{upstream.url}/v1", "api_key": ROOT_KEY, "priority": 1}
     models_file = tmp_path / "models.json"
-    models_file.write_text(json.dumps({
-        "chat": [
-            {"name": "relay", "backend": "remote", "providers": [{"base_url": dead, "priority": 0}, {**alive, "model": "echo"}]},
-            {"name": "nowhere", "backend": "remote", "providers": [{"base_url": dead}]},
-        ],
-        "embedding": [
-            {"name": "relay-embed", "backend": "remote", "providers": [{"base_url": dead}, {**alive, "model": "hash"}]},
-        ],
-    }))
+    models_file.write_text(
+        json.dumps(
+            {
+                "chat": [
+                    {
+                        "name": "relay",
+                        "backend": "remote",
+                        "providers": [{"base_url": dead, "priority": 0}, {**alive, "model": "echo"}],
+                    },
+                    {"name": "nowhere", "backend": "remote", "providers": [{"base_url": dead}]},
+                ],
+                "embedding": [
+                    {
+                        "name": "relay-embed",
+                        "backend": "remote",
+                        "providers": [{"base_url": dead}, {**alive, "model": "hash"}],
+                    },
+                ],
+            }
+        )
+    )
     app = create_app(kb_settings(tmp_path, "gateway", database_url, models_file=models_file), db=db)
     with LiveServer(app, free_port()) as server:
         yield sdk(server.url)
@@ -74,7 +86,9 @@ def test_chat_fails_over_to_the_provider_that_is_up(client, db):
     deadline = time.monotonic() + 10
     while True:
         with db.session() as session:
-            logged = session.execute(text("SELECT model, status FROM usage_log WHERE endpoint = '/v1/chat/completions'")).all()
+            logged = session.execute(
+                text("SELECT model, status FROM usage_log WHERE endpoint = '/v1/chat/completions'")
+            ).all()
         if len(logged) >= 2 or time.monotonic() > deadline:
             break
         time.sleep(0.05)
@@ -82,9 +96,11 @@ def test_chat_fails_over_to_the_provider_that_is_up(client, db):
 
 
 def test_streamed_chat_fails_over_too(client):
-    chunks = list(client.chat.completions.create(
-        model="relay", messages=QUESTION, stream=True, stream_options={"include_usage": True}
-    ))
+    chunks = list(
+        client.chat.completions.create(
+            model="relay", messages=QUESTION, stream=True, stream_options={"include_usage": True}
+        )
+    )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Echo: What is pgvector?"
     assert chunks[-1].usage.completion_tokens == 4
 

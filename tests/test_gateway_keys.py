@@ -10,10 +10,10 @@ import openai
 import pytest
 from sqlalchemy import text
 
+from kb.db.store import keys as key_store
 from kb.ml.types import GenerationParams
 from kb.security import hash_api_key
 from kb.services.gateway import ChatJob
-from kb.store import keys as key_store
 from kb.testing import EchoChatModel, HashEmbedder
 from tests.conftest import ROOT
 from tests.gateway_support import QUESTION, sdk
@@ -44,7 +44,9 @@ def test_a_new_key_is_shown_once_works_and_is_refused_once_revoked(api, live_ser
     assert created["key"].startswith(created["prefix"]) and created["scope"] == "all"
     listed = api.get("/api/keys").json()
     assert [k["name"] for k in listed] == ["ci"]
-    assert "key" not in listed[0] and created["key"] not in str(listed) and hash_api_key(created["key"]) not in str(listed)
+    assert (
+        "key" not in listed[0] and created["key"] not in str(listed) and hash_api_key(created["key"]) not in str(listed)
+    )
     with db.session() as session:
         assert session.scalar(text("SELECT key_hash FROM api_key")) == hash_api_key(created["key"])
 
@@ -110,8 +112,16 @@ def test_usage_is_aggregated_per_key_and_model(api, live_server):
     assert rows["echo"]["total_tokens"] == sum(a.usage.total_tokens for a in answers)
     assert rows["echo"]["p95_latency_ms"] >= rows["echo"]["mean_latency_ms"]  # p95 of two values lies near the larger
     assert rows["gpt-9"] | {"mean_latency_ms": 0, "p95_latency_ms": 0} == {
-        "key_id": key["id"], "key_name": "test", "key_prefix": key["prefix"], "model": "gpt-9", "requests": 1,
-        "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "mean_latency_ms": 0, "p95_latency_ms": 0,
+        "key_id": key["id"],
+        "key_name": "test",
+        "key_prefix": key["prefix"],
+        "model": "gpt-9",
+        "requests": 1,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "total_tokens": 0,
+        "mean_latency_ms": 0,
+        "p95_latency_ms": 0,
         "errors": 1,
     }
     assert rows["hash"]["prompt_tokens"] == embedded.usage.prompt_tokens > 0
@@ -128,8 +138,14 @@ def test_usage_reports_mean_and_95th_percentile_latency_and_errors(api, db):
     with db.session() as session:
         for latency in range(1, 101):
             key_store.record_usage(
-                session, key_id=None, endpoint="/v1/chat/completions", model="echo", prompt_tokens=2,
-                completion_tokens=1, latency_ms=latency, status=500 if latency % 10 == 0 else 200,
+                session,
+                key_id=None,
+                endpoint="/v1/chat/completions",
+                model="echo",
+                prompt_tokens=2,
+                completion_tokens=1,
+                latency_ms=latency,
+                status=500 if latency % 10 == 0 else 200,
             )
         session.commit()
     (row,) = api.get("/api/usage").json()["rows"]

@@ -9,8 +9,8 @@ import shutil
 import openai
 import pytest
 
-from kb.app import create_app
 from kb.config import Settings
+from kb.http.app import create_app
 from kb.testing import build_tiny_qwen
 from tests.conftest import ROOT_KEY, LiveServer, free_port
 from tests.gateway_support import sdk
@@ -19,7 +19,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytestmark = pytest.mark.slow
 
 QUESTION = [{"role": "system", "content": "Answer using the quotes."}, {"role": "user", "content": "What is pgvector?"}]
-TOOLS = [{"type": "function", "function": {"name": "search", "description": "Search", "parameters": {"type": "object"}}}]
+TOOLS = [
+    {"type": "function", "function": {"name": "search", "description": "Search", "parameters": {"type": "object"}}}
+]
 CHATML_WITHOUT_TOOLS = (
     "{%- for message in messages %}"
     "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
@@ -41,7 +43,9 @@ def tiny(tmp_path_factory):
     tokenizer.chat_template = CHATML_WITHOUT_TOOLS
     tokenizer.save_pretrained(plain)
     models_file = root / "models.json"
-    models_file.write_text(json.dumps({"chat": [{"name": "tiny", "path": folder}, {"name": "tiny-plain", "path": str(plain)}]}))
+    models_file.write_text(
+        json.dumps({"chat": [{"name": "tiny", "path": folder}, {"name": "tiny-plain", "path": str(plain)}]})
+    )
     return {"root": root, "models_file": models_file, "tokenizer": AutoTokenizer.from_pretrained(folder)}
 
 
@@ -49,8 +53,12 @@ def tiny(tmp_path_factory):
 def client(tiny, database_url, db):
     # One data dir for the module: the registry then loads each model once, not once per test.
     settings = Settings(
-        _env_file=None, data_dir=tiny["root"] / "data", database_url=database_url, root_key=ROOT_KEY,
-        models_file=tiny["models_file"], torch_threads=2,
+        _env_file=None,
+        data_dir=tiny["root"] / "data",
+        database_url=database_url,
+        root_key=ROOT_KEY,
+        models_file=tiny["models_file"],
+        torch_threads=2,
     )
     with LiveServer(create_app(settings, db=db), free_port()) as server:
         yield sdk(server.url)
@@ -97,7 +105,9 @@ def test_a_stop_string_across_a_chunk_boundary_never_leaks(client):
             break
     assert stop is not None, f"no boundary-straddling stop string found in {pieces!r}"
 
-    streamed = [c.choices[0].delta.content or "" for c in greedy(client, max_tokens=30, stream=True, stop=[stop]) if c.choices]
+    streamed = [
+        c.choices[0].delta.content or "" for c in greedy(client, max_tokens=30, stream=True, stop=[stop]) if c.choices
+    ]
     assert "".join(streamed) == full[:cut_at]
     assert not any(stop in piece for piece in streamed)
     whole = greedy(client, max_tokens=30, stop=stop)

@@ -7,7 +7,7 @@ import io
 import random
 import zipfile
 
-from kb.worker import Worker
+from kb.worker.loop import Worker
 from tests.conftest import ROOT
 from tests.pipeline_support import MARKDOWN, api, create_dataset, pipeline_settings, rt, upload  # noqa: F401
 from tests.test_readers import make_pdf
@@ -17,7 +17,10 @@ def docx_zip_bomb() -> bytes:
     """A DOCX whose document.xml is 200 MB of spaces, squeezed into a few hundred KB."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        archive.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>')
+        archive.writestr(
+            "[Content_Types].xml",
+            '<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>',
+        )
         with archive.open("word/document.xml", "w") as member:
             block = b" " * (1 << 20)
             for _ in range(200):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from kb.store import collections as collection_store
-from kb.worker import Worker
+from kb.db.store import collections as collection_store
+from kb.worker.loop import Worker
 from tests.conftest import ROOT
 from tests.pipeline_support import (  # noqa: F401  (fixtures)
     MARKDOWN,
@@ -25,7 +25,9 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 def _chunk_rows(rt, collection_id: int) -> list[tuple]:
     with rt.db.session() as session:
         return session.execute(
-            text("SELECT kind, q, embedding IS NOT NULL, fts IS NOT NULL FROM chunk WHERE collection_id = :c ORDER BY position"),
+            text(
+                "SELECT kind, q, embedding IS NOT NULL, fts IS NOT NULL FROM chunk WHERE collection_id = :c ORDER BY position"
+            ),
             {"c": collection_id},
         ).all()
 
@@ -61,7 +63,9 @@ def test_an_uploaded_markdown_file_is_processed_by_the_worker_to_ready_with_prog
     response = upload(api_with_worker, dataset["id"], ("lakes.md", MARKDOWN))
     assert response.status_code == 202, response.text
     collection_id = response.json()["id"]
-    assert response.json()["items"] == [{"name": "lakes.md", "id": collection_id, "status": "queued", "duplicate": False, "error": None}]
+    assert response.json()["items"] == [
+        {"name": "lakes.md", "id": collection_id, "status": "queued", "duplicate": False, "error": None}
+    ]
 
     done = wait_until_done(api_with_worker, collection_id)
     assert done["status"] == "ready", done
@@ -70,7 +74,11 @@ def test_an_uploaded_markdown_file_is_processed_by_the_worker_to_ready_with_prog
     assert done["content_type"] == "text/markdown" and done["started_at"] and done["finished_at"]
     assert done["stats"]["chunks"] == 3 and done["job"]["status"] == "done"
     chunks = api_with_worker.get(f"/api/collections/{collection_id}/chunks", headers=ROOT).json()
-    assert chunks["total"] == 3 and "Perch" in chunks["items"][1]["q"] and chunks["items"][1]["heading"] == "Alpine lakes > Fish"
+    assert (
+        chunks["total"] == 3
+        and "Perch" in chunks["items"][1]["q"]
+        and chunks["items"][1]["heading"] == "Alpine lakes > Fish"
+    )
     assert all(has_vector and has_fts for _, _, has_vector, has_fts in _chunk_rows(rt, collection_id))
     dataset_after = api_with_worker.get(f"/api/datasets/{dataset['id']}", headers=ROOT).json()
     assert dataset_after["chunk_count"] == 3 and dataset_after["status_counts"] == {"ready": 1}
@@ -138,14 +146,18 @@ def test_an_upload_declaring_a_huge_length_is_refused_before_its_body_is_read(ap
         headers={**ROOT, "Content-Type": "multipart/form-data; boundary=x", "Content-Length": str(2 * 1024**3)},
     )
     assert response.status_code == 413
-    assert "2,048 MB" in response.json()["error"]["message"] and "KB_MAX_UPLOAD_MB" in response.json()["error"]["message"]
+    assert (
+        "2,048 MB" in response.json()["error"]["message"] and "KB_MAX_UPLOAD_MB" in response.json()["error"]["message"]
+    )
 
 
-def test_an_upload_streamed_without_a_length_is_cut_off_at_the_limit_without_waiting_for_the_rest(tmp_path, database_url, db):
+def test_an_upload_streamed_without_a_length_is_cut_off_at_the_limit_without_waiting_for_the_rest(
+    tmp_path, database_url, db
+):
     """Over real HTTP with chunked encoding: the client sends 1.5 MB of a never-ending body to a 1 MB limit."""
     import socket
 
-    from kb.app import create_app
+    from kb.http.app import create_app
     from tests.conftest import LiveServer, free_port
     from tests.pipeline_support import fake_registry, make_settings
 

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 from typer.testing import CliRunner
 
-from kb.cli import app as cli_app
+from kb.cli.main import app as cli_app
 
 
 def _svgs(html: str) -> list[str]:

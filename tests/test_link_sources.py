@@ -10,8 +10,8 @@ import threading
 import pytest
 
 from kb.errors import BadRequest, Unprocessable
-from kb.fetch import check_link, fetch_link
-from kb.worker import Worker
+from kb.ingest.fetch import check_link, fetch_link
+from kb.worker.loop import Worker
 from tests.conftest import ROOT
 from tests.pipeline_support import (  # noqa: F401  (fixtures)
     api,
@@ -90,14 +90,16 @@ def test_a_link_to_a_private_or_local_address_is_refused_when_added(url):
 def test_the_api_refuses_a_private_link_by_default_with_a_400_naming_the_setting(tmp_path, database_url, db):
     from fastapi.testclient import TestClient
 
-    from kb.app import create_app
+    from kb.http.app import create_app
     from tests.pipeline_support import fake_registry
 
     settings = make_settings(tmp_path, database_url)
     with TestClient(create_app(settings, db=db, registry=fake_registry(settings))) as client:
         dataset = create_dataset(client)
         response = client.post(
-            f"/api/datasets/{dataset['id']}/collections", json={"type": "link", "url": "http://127.0.0.1/x"}, headers=ROOT
+            f"/api/datasets/{dataset['id']}/collections",
+            json={"type": "link", "url": "http://127.0.0.1/x"},
+            headers=ROOT,
         )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "private_address"
@@ -125,7 +127,7 @@ def test_every_public_address_of_a_host_is_tried_in_turn(monkeypatch):
     """A name whose first address has no route (IPv6 on an IPv4-only machine) is reached at the next one."""
     import httpcore
 
-    from kb import fetch
+    from kb.ingest import fetch
 
     tried = []
 
@@ -133,8 +135,10 @@ def test_every_public_address_of_a_host_is_tried_in_turn(monkeypatch):
         tried.append(host)
         raise httpcore.ConnectError("no route to host")
 
-    infos = [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("2606:2800:21f:cb07:6820:80da:af6b:8b2c", 80, 0, 0)),
-             (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", 80))]
+    infos = [
+        (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("2606:2800:21f:cb07:6820:80da:af6b:8b2c", 80, 0, 0)),
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", 80)),
+    ]
     monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: infos)
     monkeypatch.setattr(httpcore.SyncBackend, "connect_tcp", connect)
     with pytest.raises(Unprocessable) as failed:

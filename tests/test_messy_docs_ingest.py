@@ -53,5 +53,7 @@ def test_every_messy_file_uploaded_at_once_ends_ready_or_in_error_with_a_reason(
         if words:
             assert words.lower() in outcomes[name]["error"].lower(), (name, outcomes[name]["error"])
     assert api_with_worker.app.state.worker.thread.is_alive(), "no file stopped the worker"
-    listed = api_with_worker.get(f"/api/datasets/{dataset['id']}/collections", params={"limit": 100}, headers=ROOT).json()
+    listed = api_with_worker.get(
+        f"/api/datasets/{dataset['id']}/collections", params={"limit": 100}, headers=ROOT
+    ).json()
     assert {c["status"] for c in listed["items"]} <= {"ready", "error"}

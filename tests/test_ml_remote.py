@@ -23,7 +23,9 @@ def servers() -> Iterator[list[FakeProvider]]:
 
 
 def spec(kind: str, *urls: str, **extra: object) -> ModelSpec:
-    providers = [{"base_url": url, "api_key": f"key-{i}", "model": "upstream-m", "priority": i} for i, url in enumerate(urls)]
+    providers = [
+        {"base_url": url, "api_key": f"key-{i}", "model": "upstream-m", "priority": i} for i, url in enumerate(urls)
+    ]
     return ModelSpec(name="remote-m", kind=kind, backend="remote", providers=providers, timeout_seconds=5, **extra)
 
 
@@ -49,7 +51,9 @@ def test_a_down_provider_fails_over_to_the_next(servers):
 @pytest.mark.parametrize("mode", ["error500", "busy429", "garbage"])
 def test_failing_provider_is_skipped_after_repeated_failures(servers, mode):
     servers[0].mode = mode
-    model = RemoteChatModel(spec("chat", servers[0].base_url, servers[1].base_url, failure_threshold=2, cooldown_seconds=60))
+    model = RemoteChatModel(
+        spec("chat", servers[0].base_url, servers[1].base_url, failure_threshold=2, cooldown_seconds=60)
+    )
     for _ in range(4):
         assert model.generate(QUESTION, GenerationParams()).text.startswith("Paris")
     assert servers[0].hits == 2, "a provider cooling down must not be asked again"
@@ -58,7 +62,9 @@ def test_failing_provider_is_skipped_after_repeated_failures(servers, mode):
 
 def test_provider_is_tried_again_after_its_cool_down(servers):
     servers[0].mode = "error500"
-    model = RemoteChatModel(spec("chat", servers[0].base_url, servers[1].base_url, failure_threshold=1, cooldown_seconds=0))
+    model = RemoteChatModel(
+        spec("chat", servers[0].base_url, servers[1].base_url, failure_threshold=1, cooldown_seconds=0)
+    )
     servers[0].mode = "ok"
     model.pool.record_failure(model.pool.providers[0], "test")
     assert model.generate(QUESTION, GenerationParams()).text.startswith("Paris")
@@ -73,7 +79,11 @@ def test_all_providers_failing_is_an_upstream_error_naming_each(servers):
         model.generate(QUESTION, GenerationParams())
     message = info.value.message
     assert "every provider of model 'remote-m' failed" in message
-    assert "HTTP 500: error500 here" in message and "text/html instead of an event stream" in message and "cannot connect" in message
+    assert (
+        "HTTP 500: error500 here" in message
+        and "text/html instead of an event stream" in message
+        and "cannot connect" in message
+    )
     assert servers[0].base_url in message and down in message
     assert info.value.status_code == 502
 

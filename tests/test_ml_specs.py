@@ -28,13 +28,31 @@ def test_builtin_defaults_exist_and_point_into_installed_packages():
 
 
 def test_models_file_adds_models_like_fastgpt_config(tmp_path):
-    path = write(tmp_path, {
-        "chat": [{"name": "qwen2.5-1.5b", "path": "Qwen/Qwen2.5-1.5B-Instruct", "context_length": 32768},
-                 {"name": "gpt-remote", "backend": "remote", "providers": [
-                     {"base_url": "http://b.example/v1", "priority": 2}, {"base_url": "http://a.example/v1", "priority": 1}]}],
-        "embedding": [{"name": "m3e", "path": "moka-ai/m3e-base"},
-                      {"name": "e5", "path": "intfloat/multilingual-e5-small", "query_prefix": "query: ", "document_prefix": "passage: "}],
-    })
+    path = write(
+        tmp_path,
+        {
+            "chat": [
+                {"name": "qwen2.5-1.5b", "path": "Qwen/Qwen2.5-1.5B-Instruct", "context_length": 32768},
+                {
+                    "name": "gpt-remote",
+                    "backend": "remote",
+                    "providers": [
+                        {"base_url": "http://b.example/v1", "priority": 2},
+                        {"base_url": "http://a.example/v1", "priority": 1},
+                    ],
+                },
+            ],
+            "embedding": [
+                {"name": "m3e", "path": "moka-ai/m3e-base"},
+                {
+                    "name": "e5",
+                    "path": "intfloat/multilingual-e5-small",
+                    "query_prefix": "query: ",
+                    "document_prefix": "passage: ",
+                },
+            ],
+        },
+    )
     registry = ModelRegistry(Settings(models_file=path))
     assert [s.name for s in registry.chat_specs()] == ["smollm2", "qwen2.5-1.5b", "gpt-remote"]
     assert [s.name for s in registry.embedding_specs()] == ["minilm", "m3e", "e5"]
@@ -51,8 +69,14 @@ def test_models_file_adds_models_like_fastgpt_config(tmp_path):
         ({"chat": [{"name": "x", "backend": "remote"}]}, r"chat\[0\]: .*at least one entry in 'providers'"),
         ({"chat": [{"name": "x", "path": "p", "query_prefix": "q: "}]}, "prefixes only apply to embedding models"),
         ({"embedding": [{"name": "x", "path": "p", "colour": "red"}]}, r"embedding\[0\]: colour: Extra inputs"),
-        ({"embedding": [{"name": "x", "path": "p", "quote_sentences": 2}]}, "'quote_sentences' only applies to chat models"),
-        ({"chat": [{"name": "x", "path": "p", "quote_sentences": 0}]}, r"chat\[0\]: quote_sentences: .*greater than or equal to 1"),
+        (
+            {"embedding": [{"name": "x", "path": "p", "quote_sentences": 2}]},
+            "'quote_sentences' only applies to chat models",
+        ),
+        (
+            {"chat": [{"name": "x", "path": "p", "quote_sentences": 0}]},
+            r"chat\[0\]: quote_sentences: .*greater than or equal to 1",
+        ),
         ({"chat": [{"name": "x", "path": "a"}, {"name": "x", "path": "b"}]}, "listed twice"),
         ({"chat": [{"name": "x", "backend": "remote", "providers": [{"base_url": "ftp://x"}]}]}, "base_url"),
         ({"models": []}, "models: Extra inputs"),
@@ -77,7 +101,15 @@ def test_remote_code_runs_only_when_the_spec_and_the_operator_allow_it(tmp_path)
 
 
 def test_the_bundled_chat_model_reads_focused_quotes_and_a_configured_one_whole_chunks_unless_told(tmp_path):
-    path = write(tmp_path, {"chat": [{"name": "qwen", "path": "Qwen/Qwen2.5-1.5B-Instruct"}, {"name": "tiny", "path": "t", "quote_sentences": 3}]})
+    path = write(
+        tmp_path,
+        {
+            "chat": [
+                {"name": "qwen", "path": "Qwen/Qwen2.5-1.5B-Instruct"},
+                {"name": "tiny", "path": "t", "quote_sentences": 3},
+            ]
+        },
+    )
     registry = ModelRegistry(Settings(models_file=path))
     registry.register_chat(EchoChatModel(name="echo"))
     assert registry.chat_spec().quote_sentences == 2  # the default chat model: the bundled SmolLM2-135M

@@ -73,7 +73,9 @@ def test_empty_stop_strings_are_ignored():
     assert "".join(shown) == "abc"
 
 
-@pytest.mark.parametrize("pieces", splits('Let me look.<tool_call>\n{"name": "search", "arguments": {"q": "x"}}\n</tool_call>', 2)[::37])
+@pytest.mark.parametrize(
+    "pieces", splits('Let me look.<tool_call>\n{"name": "search", "arguments": {"q": "x"}}\n</tool_call>', 2)[::37]
+)
 def test_tool_call_blocks_become_tool_calls_and_never_stream(pieces):
     shown, completion = run(pieces, [], tools=True)
     assert "".join(shown) == "Let me look."

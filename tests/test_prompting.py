@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kb.errors import BadRequest
-from kb.prompting import PromptQuote, build_quote_prompt, cut_to_tokens, detect_language, quote_line
+from kb.rag.prompting import PromptQuote, build_quote_prompt, cut_to_tokens, detect_language, quote_line
 from kb.testing import EchoChatModel
 
 
@@ -26,11 +26,17 @@ def test_quotes_are_numbered_with_source_and_page_and_the_question_comes_last():
     prompt = build_quote_prompt(
         question="What is HNSW?",
         quotes=[PromptQuote("HNSW is a graph index.", "index.md", 3), PromptQuote("pgvector stores vectors.", "pg.md")],
-        counter=model, answer_tokens=100, quote_budget=500,
+        counter=model,
+        answer_tokens=100,
+        quote_budget=500,
     )
     [user] = prompt.messages  # no app system prompt: the chat template's default applies
     quotes, rules, question = user["content"].split("\n\n")
-    assert quotes.splitlines() == ["Quotes:", "[1] (index.md, p. 3) HNSW is a graph index.", "[2] (pg.md) pgvector stores vectors."]
+    assert quotes.splitlines() == [
+        "Quotes:",
+        "[1] (index.md, p. 3) HNSW is a graph index.",
+        "[2] (pg.md) pgvector stores vectors.",
+    ]
     assert "only the quotes" in rules and "[1]" in rules and "don't know" in rules and "Answer in English." in rules
     assert question == "Question: What is HNSW?"
     assert prompt.language == "en" and prompt.prompt_tokens == model.count_prompt_tokens(prompt.messages)
@@ -38,8 +44,13 @@ def test_quotes_are_numbered_with_source_and_page_and_the_question_comes_last():
 
 def test_the_app_system_prompt_is_the_system_message_and_general_knowledge_relaxes_the_rules():
     prompt = build_quote_prompt(
-        question="Why?", quotes=[quote(5)], counter=EchoChatModel(), answer_tokens=10, quote_budget=100,
-        system_prompt="You are Ada, the support bot.", allow_general_knowledge=True,
+        question="Why?",
+        quotes=[quote(5)],
+        counter=EchoChatModel(),
+        answer_tokens=10,
+        quote_budget=100,
+        system_prompt="You are Ada, the support bot.",
+        allow_general_knowledge=True,
     )
     system, user = prompt.messages
     assert system == {"role": "system", "content": "You are Ada, the support bot."}
@@ -48,8 +59,11 @@ def test_the_app_system_prompt_is_the_system_message_and_general_knowledge_relax
 
 def test_a_chinese_question_gets_chinese_rules_and_an_instruction_to_answer_in_chinese():
     prompt = build_quote_prompt(
-        question="北京是哪个国家的首都？", quotes=[PromptQuote("北京是中国的首都。", "城市.md", 2)],
-        counter=EchoChatModel(), answer_tokens=50, quote_budget=200,
+        question="北京是哪个国家的首都？",
+        quotes=[PromptQuote("北京是中国的首都。", "城市.md", 2)],
+        counter=EchoChatModel(),
+        answer_tokens=50,
+        quote_budget=200,
     )
     assert prompt.language == "zh"
     assert "请用中文回答。" in prompt.messages[-1]["content"]
@@ -59,7 +73,13 @@ def test_a_chinese_question_gets_chinese_rules_and_an_instruction_to_answer_in_c
 
 @pytest.mark.parametrize(
     ("text", "language"),
-    [("What is RAG?", "en"), ("RAG 是什么？", "zh"), ("知识库怎么用", "zh"), ("Explain 向量 search in pgvector", "en"), ("", "en")],
+    [
+        ("What is RAG?", "en"),
+        ("RAG 是什么？", "zh"),
+        ("知识库怎么用", "zh"),
+        ("Explain 向量 search in pgvector", "en"),
+        ("", "en"),
+    ],
 )
 def test_language_is_detected_from_chinese_characters_against_latin_words(text, language):
     assert detect_language(text) == language
@@ -69,7 +89,9 @@ def test_quotes_beyond_the_quote_budget_are_cut_then_dropped_in_rank_order():
     model = EchoChatModel()
     quotes = [quote(40, "a"), quote(40, "b"), quote(40, "c")]
     first_cost = model.count_tokens(quote_line(1, quotes[0], "en") + "\n")
-    prompt = build_quote_prompt(question="q?", quotes=quotes, counter=model, answer_tokens=10, quote_budget=first_cost + 40)
+    prompt = build_quote_prompt(
+        question="q?", quotes=quotes, counter=model, answer_tokens=10, quote_budget=first_cost + 40
+    )
     assert [q.text.split()[0] for q in prompt.quotes] == ["a0", "b0"]
     assert prompt.quotes[0] == quotes[0]
     assert prompt.cut_quotes == [2] and prompt.quotes[1].text.endswith("…")
@@ -81,13 +103,17 @@ def test_a_quote_that_would_be_cut_to_a_sliver_is_dropped_instead():
     model = EchoChatModel()
     quotes = [quote(40, "a"), quote(40, "b")]
     first_cost = model.count_tokens(quote_line(1, quotes[0], "en") + "\n")
-    prompt = build_quote_prompt(question="q?", quotes=quotes, counter=model, answer_tokens=10, quote_budget=first_cost + 10)
+    prompt = build_quote_prompt(
+        question="q?", quotes=quotes, counter=model, answer_tokens=10, quote_budget=first_cost + 10
+    )
     assert prompt.quotes == [quotes[0]] and prompt.cut_quotes == []
 
 
 def test_the_context_limits_quotes_even_when_the_quote_budget_is_larger():
     model = EchoChatModel(context_length=200)
-    prompt = build_quote_prompt(question="q?", quotes=[quote(100, "a"), quote(100, "b")], counter=model, answer_tokens=50, quote_budget=5000)
+    prompt = build_quote_prompt(
+        question="q?", quotes=[quote(100, "a"), quote(100, "b")], counter=model, answer_tokens=50, quote_budget=5000
+    )
     assert prompt.prompt_tokens + 50 <= 200
     assert len(prompt.quotes) == 1 and prompt.cut_quotes == [1]
 
@@ -95,8 +121,13 @@ def test_the_context_limits_quotes_even_when_the_quote_budget_is_larger():
 def test_history_is_dropped_oldest_first_and_whole_turns_are_kept():
     model = EchoChatModel(context_length=200)
     prompt = build_quote_prompt(
-        question="last?", quotes=[quote(20)], counter=model, answer_tokens=50, quote_budget=100,
-        history=history(4, words=12), max_history_turns=10,
+        question="last?",
+        quotes=[quote(20)],
+        counter=model,
+        answer_tokens=50,
+        quote_budget=100,
+        history=history(4, words=12),
+        max_history_turns=10,
     )
     past = prompt.messages[:-1]
     assert 0 < len(past) < 8 and len(past) % 2 == 0
@@ -108,7 +139,13 @@ def test_history_is_dropped_oldest_first_and_whole_turns_are_kept():
 
 def test_only_the_most_recent_turns_are_kept_even_with_room_to_spare():
     prompt = build_quote_prompt(
-        question="q?", quotes=[], counter=EchoChatModel(), answer_tokens=10, quote_budget=100, history=history(6), max_history_turns=2,
+        question="q?",
+        quotes=[],
+        counter=EchoChatModel(),
+        answer_tokens=10,
+        quote_budget=100,
+        history=history(6),
+        max_history_turns=2,
     )
     assert [m["content"].split()[0] for m in prompt.messages[:-1]] == ["question4", "answer4", "question5", "answer5"]
     assert prompt.dropped_history_messages == 8
@@ -118,7 +155,12 @@ def test_a_long_question_is_never_cut_quotes_and_history_give_way():
     model = EchoChatModel(context_length=320)
     question = "why " * 200 + "really?"
     prompt = build_quote_prompt(
-        question=question, quotes=[quote(100)], counter=model, answer_tokens=50, quote_budget=500, history=history(3),
+        question=question,
+        quotes=[quote(100)],
+        counter=model,
+        answer_tokens=50,
+        quote_budget=500,
+        history=history(3),
     )
     assert prompt.messages[-1]["content"].endswith(question)
     assert prompt.quotes == [] and prompt.history_messages == 0
@@ -127,7 +169,13 @@ def test_a_long_question_is_never_cut_quotes_and_history_give_way():
 
 def test_a_question_too_long_for_the_context_is_refused_with_a_clear_message():
     with pytest.raises(BadRequest, match="ask a shorter question") as error:
-        build_quote_prompt(question="why " * 400, quotes=[], counter=EchoChatModel(context_length=300), answer_tokens=50, quote_budget=100)
+        build_quote_prompt(
+            question="why " * 400,
+            quotes=[],
+            counter=EchoChatModel(context_length=300),
+            answer_tokens=50,
+            quote_budget=100,
+        )
     assert error.value.code == "context_length_exceeded"
 
 

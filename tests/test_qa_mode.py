@@ -5,16 +5,16 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from kb.app import create_app
 from kb.errors import UpstreamError
+from kb.http.app import create_app
+from kb.ingest.qagen import NO_PAIRS
 from kb.ml.types import Completion
-from kb.qagen import NO_PAIRS
 from kb.runtime import Runtime
 from kb.schemas import DatasetCreate
 from kb.services import collections as collection_service
 from kb.services import datasets as dataset_service
 from kb.testing import EchoChatModel
-from kb.worker import Worker
+from kb.worker.loop import Worker
 from tests.conftest import ROOT
 from tests.pipeline_support import MARKDOWN, create_dataset, fake_registry, pipeline_settings, upload  # noqa: F401
 
@@ -59,7 +59,9 @@ def test_qa_mode_stores_pairs_linked_to_their_source_and_reports_chunks_without_
     assert pairs[0]["q"] == "Which is the largest lake in the Alps?" and pairs[0]["a"] == "Lake Geneva."
     assert "Geneva" in sources[pairs[0]["source_chunk_id"]]["q"]
     assert "steamers" in sources[pairs[2]["source_chunk_id"]]["q"]
-    assert "whitefish" in next(c for c in chunks if c["kind"] == "chunk")["q"], "the chunk without pairs stays searchable"
+    assert "whitefish" in next(c for c in chunks if c["kind"] == "chunk")["q"], (
+        "the chunk without pairs stays searchable"
+    )
 
     with rt.db.session() as session:
         searchable = dict(

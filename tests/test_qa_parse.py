@@ -52,7 +52,10 @@ def test_leading_chatter_and_blank_lines_are_ignored():
 
 def test_unnumbered_and_spelled_out_labels():
     reply = "Q: What is pgvector?\nA: A PostgreSQL extension.\nQuestion: What index does it offer?\nAnswer: HNSW."
-    assert parse_qa_pairs(reply) == [("What is pgvector?", "A PostgreSQL extension."), ("What index does it offer?", "HNSW.")]
+    assert parse_qa_pairs(reply) == [
+        ("What is pgvector?", "A PostgreSQL extension."),
+        ("What index does it offer?", "HNSW."),
+    ]
 
 
 def test_chinese_labels_with_full_width_colons():
@@ -125,7 +128,7 @@ ODD_OUTPUTS = [
         id="json-list",
     ),
     pytest.param(
-        "Q1: \"When was it built?\"\nA1: \"In 1889.\"",
+        'Q1: "When was it built?"\nA1: "In 1889."',
         [("When was it built?", "In 1889.")],
         id="quoted",
     ),

@@ -9,9 +9,9 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from kb import queue
-from kb.store import collections as collection_store
-from kb.store import datasets as dataset_store
+from kb.db import queue
+from kb.db.store import collections as collection_store
+from kb.db.store import datasets as dataset_store
 
 
 def _collections(db, count: int) -> list[int]:
@@ -44,7 +44,8 @@ def _claim(db, worker: str) -> queue.Job | None:
 def _age_heartbeat(db, job_id: int, seconds: int) -> None:
     with db.session() as session:
         session.execute(
-            text("UPDATE job SET heartbeat_at = now() - make_interval(secs => :s) WHERE id = :id"), {"s": seconds, "id": job_id}
+            text("UPDATE job SET heartbeat_at = now() - make_interval(secs => :s) WHERE id = :id"),
+            {"s": seconds, "id": job_id},
         )
         session.commit()
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from kb.app import create_app
-from kb.ratelimit import TokenBucket
+from kb.http.app import create_app
+from kb.http.security.ratelimit import TokenBucket
 from kb.testing import EchoChatModel
 from tests.conftest import ROOT, csrf_token_of
 
@@ -46,7 +46,10 @@ def _new_key(client: TestClient) -> dict[str, str]:
 def test_chat_is_limited_per_key_with_429_and_retry_after(settings, db):
     with _client(settings, db, rate_limit_chat_per_minute=2, rate_limit_chat_per_ip_per_minute=0) as client:
         first_key, second_key = _new_key(client), _new_key(client)
-        assert [client.post("/v1/chat/completions", json=CHAT, headers=first_key).status_code for _ in range(2)] == [200, 200]
+        assert [client.post("/v1/chat/completions", json=CHAT, headers=first_key).status_code for _ in range(2)] == [
+            200,
+            200,
+        ]
         refused = client.post("/v1/chat/completions", json=CHAT, headers=first_key)
         assert refused.status_code == 429
         assert refused.json()["error"]["type"] == "rate_limit_error"

@@ -39,19 +39,31 @@ class Fails:
 MESSY = {
     "docx_blank.docx": Fails(Unprocessable, ("blank", "no text")),
     "docx_comments.docx": Reads(DOCX, ("Document text", "Some text worthy of note.", "Paragraph 7")),
-    "docx_headers-footers-sections.docx": Reads(DOCX, ("section without header of its own",), absent=("Header for section-1",)),
+    "docx_headers-footers-sections.docx": Reads(
+        DOCX, ("section without header of its own",), absent=("Header for section-1",)
+    ),
     "docx_images-only.docx": Fails(Unprocessable, ("only images", "no text")),
-    "docx_page-breaks-in-runs.docx": Reads(DOCX, ("Page break here>><<followed by more text.", "Two page>><<breaks>><<in one run.")),
-    "docx_paragraphs-tables-footnotes.docx": Reads(DOCX, ("Lorem ipsum dolor sit amet", "Text before", "Donec semper facilisis")),
+    "docx_page-breaks-in-runs.docx": Reads(
+        DOCX, ("Page break here>><<followed by more text.", "Two page>><<breaks>><<in one run.")
+    ),
+    "docx_paragraphs-tables-footnotes.docx": Reads(
+        DOCX, ("Lorem ipsum dolor sit amet", "Text before", "Donec semper facilisis")
+    ),
     "docx_tables-merged-cells.docx": Reads(DOCX, ("1 | 2 | 3", "4 | 6")),
     "html_ietf-draft.html": Reads(HTML, ("remoteStorage", "bearer tokens")),
     "html_wikipedia_list-of-time-loop-films.html": Reads(
-        HTML, ("Film: Groundhog Day; Year: 1993; Description: Self-centered", "time loops"), absent=("Jump to navigation", "Privacy policy", "Personal tools")
+        HTML,
+        ("Film: Groundhog Day; Year: 1993; Description: Self-centered", "time loops"),
+        absent=("Jump to navigation", "Privacy policy", "Personal tools"),
     ),
     "html_wikipedia_mozilla.html": Reads(
-        HTML, ("Mozilla is a free-software community", "Firefox"), absent=("[edit]", "Privacy policy", "Navigation menu")
+        HTML,
+        ("Mozilla is a free-software community", "Firefox"),
+        absent=("[edit]", "Privacy policy", "Navigation menu"),
     ),
-    "html_zh_qq-news_charset-mislabel.html": Reads(HTML, ("人工智能公司DeepMind", "可微神经计算机"), absent=("腾讯招聘", "返回顶部")),
+    "html_zh_qq-news_charset-mislabel.html": Reads(
+        HTML, ("人工智能公司DeepMind", "可微神经计算机"), absent=("腾讯招聘", "返回顶部")
+    ),
     "html_zh_youth-news.html": Reads(HTML, ("出国前后关注点大不同", "李博灏")),
     "pdf_acroform-fields.pdf": Reads(PDF, ("Example for a Form", "Nationality")),
     "pdf_arabic-rtl.pdf": Reads(PDF, ("habibi", "حَبيبي")),
@@ -59,7 +71,9 @@ MESSY = {
     "pdf_cjk_chinese_broken-cmap.pdf": Reads(PDF, ("Buyer：黎荣",)),
     "pdf_cjk_chinese_contract-line.pdf": Reads(PDF, ("甲方：中国饮料有限公司（盖章）",)),
     "pdf_cjk_japanese.pdf": Reads(PDF, ("みんなのおのおののなかのすべてですから",)),
-    "pdf_corrupt-stream_zen-of-python.pdf": Reads(PDF, ("Beautiful is better than ugly.", "Namespaces are one honking great idea")),
+    "pdf_corrupt-stream_zen-of-python.pdf": Reads(
+        PDF, ("Beautiful is better than ugly.", "Namespaces are one honking great idea")
+    ),
     "pdf_encrypted-empty-password_polish-invoice.pdf": Reads(PDF, ("Faktura nr FV 1/2021",)),
     "pdf_encrypted_aes256.pdf": Fails(Unprocessable, ("password-protected", "remove the password")),
     "pdf_encrypted_user-password.pdf": Fails(Unprocessable, ("password-protected", "remove the password")),
@@ -279,7 +293,9 @@ def test_docx_headings_paragraphs_and_tables_keep_body_order():
         document.add_paragraph("Refunds are paid within 14 days.")
         document.add_heading("Fees", level=2)
         table = document.add_table(rows=3, cols=3)
-        for row, values in zip(table.rows, [("Plan", "Price", "Period"), ("Basic", "10", "month"), ("Pro", "100", "year")], strict=True):
+        for row, values in zip(
+            table.rows, [("Plan", "Price", "Period"), ("Basic", "10", "month"), ("Pro", "100", "year")], strict=True
+        ):
             for cell, value in zip(row.cells, values, strict=True):
                 cell.text = value
         merged = table.cell(2, 1).merge(table.cell(2, 2))
@@ -426,7 +442,9 @@ def test_html_keeps_main_content_and_drops_navigation_scripts_and_footers():
 
 
 def test_html_in_a_declared_legacy_charset_is_decoded_with_it():
-    page = '<html><head><meta charset="gb2312"><title>退款</title></head><body><p>退款将在十四天内到账。</p></body></html>'
+    page = (
+        '<html><head><meta charset="gb2312"><title>退款</title></head><body><p>退款将在十四天内到账。</p></body></html>'
+    )
     doc = read_document(page.encode("gbk"), "page.html")
     assert _text(doc) == "退款将在十四天内到账。"
 
@@ -448,4 +466,3 @@ def test_html_in_a_declared_legacy_charset_is_decoded_with_it():
 )
 def test_sniffing_trusts_content_and_uses_the_extension_only_as_a_hint(data, filename, expected):
     assert sniff_content_type(data, filename) == expected
-

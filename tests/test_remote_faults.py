@@ -20,8 +20,8 @@ import openai
 import pytest
 from sqlalchemy import text
 
-from kb.app import create_app
 from kb.config import Settings
+from kb.http.app import create_app
 from kb.runtime import Runtime
 from kb.testing import HashEmbedder
 from tests.answer_data import PARIS, add_knowledge, make_app
@@ -76,7 +76,13 @@ class Served:
 
 def remote_chat(name: str, *urls: str) -> dict:
     providers = [{"base_url": url, "priority": index} for index, url in enumerate(urls)]
-    return {"name": name, "backend": "remote", "timeout_seconds": TIMEOUT_SECONDS, "failure_threshold": 100, "providers": providers}
+    return {
+        "name": name,
+        "backend": "remote",
+        "timeout_seconds": TIMEOUT_SECONDS,
+        "failure_threshold": 100,
+        "providers": providers,
+    }
 
 
 @pytest.fixture
@@ -85,12 +91,25 @@ def served(tmp_path, database_url, db) -> Iterator[Served]:
     an app of each name answers from a small dataset with that model."""
     faulty, healthy = FakeProvider(), FakeProvider()
     models_file = tmp_path / "models.json"
-    models_file.write_text(json.dumps({"chat": [
-        remote_chat("solo", faulty.base_url), remote_chat("pair", faulty.base_url, healthy.base_url),
-    ]}))
+    models_file.write_text(
+        json.dumps(
+            {
+                "chat": [
+                    remote_chat("solo", faulty.base_url),
+                    remote_chat("pair", faulty.base_url, healthy.base_url),
+                ]
+            }
+        )
+    )
     settings = Settings(
-        _env_file=None, data_dir=tmp_path / "data", database_url=database_url, root_key=ROOT_KEY,
-        models_file=models_file, embed_model="hash", chat_model="solo", rate_limit_chat_per_minute=0,
+        _env_file=None,
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        root_key=ROOT_KEY,
+        models_file=models_file,
+        embed_model="hash",
+        chat_model="solo",
+        rate_limit_chat_per_minute=0,
     )
     app = create_app(settings, db=db)
     rt = Runtime(settings, db, app.state.registry)
@@ -128,7 +147,9 @@ def stream_text(served: Served, model: str, chat_id: str | None = None) -> str:
 
 
 @pytest.mark.parametrize("mode", list(PROBLEM))
-def test_a_failing_provider_is_a_gateway_error_and_the_app_chat_stores_neither_the_question_nor_a_partial_answer(served, mode):
+def test_a_failing_provider_is_a_gateway_error_and_the_app_chat_stores_neither_the_question_nor_a_partial_answer(
+    served, mode
+):
     served.faulty.mode = mode
     with pytest.raises(openai.APIStatusError) as info:
         served.client.chat.completions.create(model="app:solo", messages=QUESTION, extra_body={"chatId": f"c-{mode}"})
@@ -138,7 +159,9 @@ def test_a_failing_provider_is_a_gateway_error_and_the_app_chat_stores_neither_t
     assert served.messages_of(f"c-{mode}") is None, "a failed first turn leaves no chat behind"
 
     served.faulty.mode = "ok"
-    answer = served.client.chat.completions.create(model="app:solo", messages=QUESTION, extra_body={"chatId": f"c-{mode}"})
+    answer = served.client.chat.completions.create(
+        model="app:solo", messages=QUESTION, extra_body={"chatId": f"c-{mode}"}
+    )
     assert answer.choices[0].message.content == FULL_ANSWER
     assert served.messages_of(f"c-{mode}") == [("user", QUESTION[0]["content"]), ("assistant", FULL_ANSWER)]
     assert 500 not in served.logged_statuses()
@@ -153,8 +176,9 @@ def test_a_streamed_app_answer_from_a_failing_provider_ends_in_an_error_never_a_
     if mode in MIDWAY_MODES:
         assert info.value.received == "".join(ANSWER_PIECES[:2]), "the part sent before the break, then the error event"
     else:
-        assert isinstance(info.value, openai.APIStatusError) and info.value.status_code == gateway_status(mode), \
+        assert isinstance(info.value, openai.APIStatusError) and info.value.status_code == gateway_status(mode), (
             "nothing was sent yet, so the failure is the response's status"
+        )
     assert served.messages_of(f"s-{mode}") is None
     assert 500 not in served.logged_statuses()
 
@@ -175,7 +199,9 @@ def test_a_configured_remote_model_reports_each_provider_fault_as_a_gateway_erro
 @pytest.mark.parametrize("mode", BEFORE_ANSWERING)
 def test_the_second_provider_answers_when_the_first_fails_before_answering(served, mode):
     served.faulty.mode = mode
-    answer = served.client.chat.completions.create(model="app:pair", messages=QUESTION, extra_body={"chatId": f"p-{mode}"})
+    answer = served.client.chat.completions.create(
+        model="app:pair", messages=QUESTION, extra_body={"chatId": f"p-{mode}"}
+    )
     assert answer.choices[0].message.content == FULL_ANSWER
     assert served.messages_of(f"p-{mode}") == [("user", QUESTION[0]["content"]), ("assistant", FULL_ANSWER)]
     assert stream_text(served, "app:pair") == FULL_ANSWER
@@ -200,7 +226,9 @@ def test_a_whole_answer_broken_off_midway_is_asked_of_the_second_provider(served
     served.faulty.mode = mode
     answer = served.client.chat.completions.create(model="pair", messages=QUESTION)
     assert answer.choices[0].message.content == FULL_ANSWER
-    from_app = served.client.chat.completions.create(model="app:pair", messages=QUESTION, extra_body={"chatId": f"w-{mode}"})
+    from_app = served.client.chat.completions.create(
+        model="app:pair", messages=QUESTION, extra_body={"chatId": f"w-{mode}"}
+    )
     assert from_app.choices[0].message.content == FULL_ANSWER
     assert served.messages_of(f"w-{mode}") == [("user", QUESTION[0]["content"]), ("assistant", FULL_ANSWER)]
     assert served.faulty.hits == 2 and served.healthy.hits == 2

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import pytest
 
-from kb.ranking import bm25_share, fulltext_score, proximity_share
-from kb.retrieval import DENSE_WEIGHT, above_threshold, dense_weight, fuse, merge_datasets, single_list, within_budget
-from kb.store.search import ChunkHit, ListResult
+from kb.db.ranking import bm25_share, fulltext_score, proximity_share
+from kb.db.store.search import ChunkHit, ListResult
+from kb.rag.retrieval import (
+    DENSE_WEIGHT,
+    above_threshold,
+    dense_weight,
+    fuse,
+    merge_datasets,
+    single_list,
+    within_budget,
+)
 from kb.testing import EchoChatModel
 
 
-def hit(chunk_id: int, scaled: float, rank: int, *, dataset_id: int = 1, q: str = "", score: float | None = None) -> ChunkHit:
+def hit(
+    chunk_id: int, scaled: float, rank: int, *, dataset_id: int = 1, q: str = "", score: float | None = None
+) -> ChunkHit:
     return ChunkHit(
         chunk_id=chunk_id,
         collection_id=10,
@@ -88,9 +98,7 @@ def test_min_score_drops_quotes_below_it_in_any_mode():
 def test_budget_cuts_by_limit_and_by_tokens_of_the_chat_model_in_rank_order():
     counter = EchoChatModel().count_tokens
     texts = ["one two three four", "five six", "seven eight nine", "ten"]
-    quotes = single_list(
-        "fulltext", ListResult([hit(i, 1 - i / 10, i, q=t) for i, t in enumerate(texts, 1)], {})
-    )
+    quotes = single_list("fulltext", ListResult([hit(i, 1 - i / 10, i, q=t) for i, t in enumerate(texts, 1)], {}))
     assert [q.chunk_id for q in within_budget(quotes, limit=2, max_tokens=None, count_tokens=counter)] == [1, 2]
     assert [q.chunk_id for q in within_budget(quotes, limit=10, max_tokens=6, count_tokens=counter)] == [1, 2]
     assert [q.chunk_id for q in within_budget(quotes, limit=10, max_tokens=8, count_tokens=counter)] == [1, 2], (

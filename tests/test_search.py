@@ -10,16 +10,16 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import event, text
 
-from kb.db import Database
+from kb.db.engine import Database
+from kb.db.store import chunks as chunk_store
+from kb.db.store import datasets as dataset_store
+from kb.db.store import search as search_store
+from kb.db.tables import Collection
+from kb.db.textsearch import segment_query
 from kb.errors import BadRequest, NotFound
-from kb.models import Collection
 from kb.services import search as search_service
 from kb.services.search import search_datasets
-from kb.store import chunks as chunk_store
-from kb.store import datasets as dataset_store
-from kb.store import search as search_store
 from kb.testing import EchoChatModel, HashEmbedder
-from kb.textsearch import segment_query
 
 DOCS = [
     "PostgreSQL stores vectors with the pgvector extension and indexes them with HNSW graphs.",
@@ -52,7 +52,9 @@ def add_collection(session, dataset_id: int, name: str, status: str = "ready") -
     return row.id
 
 
-def add_texts(session, dataset_id: int, collection_id: int, texts: list[str], embedder, kind: str = "chunk") -> list[int]:
+def add_texts(
+    session, dataset_id: int, collection_id: int, texts: list[str], embedder, kind: str = "chunk"
+) -> list[int]:
     vectors = embedder.embed_documents(texts)
     return chunk_store.add_chunks(
         session,
@@ -79,7 +81,9 @@ def deps(db, settings, models):
 def docs(db, models) -> dict:
     """One dataset holding DOCS in a ready collection; returns its id and the chunk ids in DOCS order."""
     with db.session() as session:
-        dataset = dataset_store.add_dataset(session, name="docs", embed_model="hash", embed_dim=64, embed_variant="hash-v1")
+        dataset = dataset_store.add_dataset(
+            session, name="docs", embed_model="hash", embed_dim=64, embed_variant="hash-v1"
+        )
         ids = add_texts(session, dataset.id, add_collection(session, dataset.id, "docs.md"), DOCS, models.embedder())
         session.commit()
     return {"dataset": dataset.id, "ids": ids}
@@ -132,7 +136,9 @@ def test_quote_budget_counts_tokens_with_the_chat_model_and_honours_limit(deps, 
 
 def test_another_datasets_chunks_never_appear(deps, docs, db, models):
     with db.session() as session:
-        other = dataset_store.add_dataset(session, name="other", embed_model="hash", embed_dim=64, embed_variant="hash-v1")
+        other = dataset_store.add_dataset(
+            session, name="other", embed_model="hash", embed_dim=64, embed_variant="hash-v1"
+        )
         other_ids = add_texts(session, other.id, add_collection(session, other.id, "o.md"), DOCS, models.embedder())
         session.commit()
     for mode in ("vector", "fulltext", "hybrid"):
@@ -162,7 +168,9 @@ def test_chunks_of_collections_not_ready_never_appear_but_manual_ones_do(deps, d
 def test_a_user_dictionary_keeps_a_domain_term_whole_at_index_and_query_time(deps, db, models):
     texts = ["向量数据库用于存储向量。", "这个数据库很大，向量很多。"]
     with db.session() as session:
-        dataset = dataset_store.add_dataset(session, name="zh", embed_model="hash", embed_dim=64, embed_variant="hash-v1")
+        dataset = dataset_store.add_dataset(
+            session, name="zh", embed_model="hash", embed_dim=64, embed_variant="hash-v1"
+        )
         ids = add_texts(session, dataset.id, add_collection(session, dataset.id, "zh.md"), texts, models.embedder())
         session.commit()
         plain, _ = search_store.fulltext_search(session, dataset.id, segment_query("向量数据库"), limit=5)
@@ -203,7 +211,9 @@ def test_vector_search_uses_the_datasets_hnsw_index_at_realistic_size(db):
     """2,000 chunks of 384-d: the search's own SQL (with the ready-collection filter) must walk the index."""
     rng = random.Random(5)
     with db.session() as session:
-        dataset = dataset_store.add_dataset(session, name="big", embed_model="x", embed_dim=384, embed_variant="hash-v1")
+        dataset = dataset_store.add_dataset(
+            session, name="big", embed_model="x", embed_dim=384, embed_variant="hash-v1"
+        )
         collection_id = add_collection(session, dataset.id, "big.md")
         vectors = [[rng.gauss(0, 1) for _ in range(384)] for _ in range(2000)]
         chunk_store.add_chunks(

@@ -7,8 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from kb.cli import app as cli
-from kb.store import datasets as dataset_store
+from kb.cli.main import app as cli
+from kb.db.store import datasets as dataset_store
 from tests.conftest import ROOT
 from tests.test_search import DOCS, FakeModels, add_collection, add_texts
 
@@ -21,7 +21,9 @@ def models():
 @pytest.fixture
 def dataset_id(db, models) -> int:
     with db.session() as session:
-        dataset = dataset_store.add_dataset(session, name="docs", embed_model="hash", embed_dim=64, embed_variant="hash-v1")
+        dataset = dataset_store.add_dataset(
+            session, name="docs", embed_model="hash", embed_dim=64, embed_variant="hash-v1"
+        )
         add_texts(session, dataset.id, add_collection(session, dataset.id, "docs.md"), DOCS, models.embedder())
         session.commit()
     return dataset.id
@@ -92,7 +94,9 @@ def test_cli_prints_a_table_and_json(settings, dataset_id, models):
     table = runner.invoke(cli, ["search", "--dataset", "docs", "Great Wall of China"], env=env, obj=obj)
     assert table.exit_code == 0, table.output
     assert "Great Wall" in table.output and "fulltext #1" in table.output
-    as_json = runner.invoke(cli, ["search", "-d", "docs", "--mode", "vector", "--json", "--limit", "1", "sugar"], env=env, obj=obj)
+    as_json = runner.invoke(
+        cli, ["search", "-d", "docs", "--mode", "vector", "--json", "--limit", "1", "sugar"], env=env, obj=obj
+    )
     assert as_json.exit_code == 0, as_json.output
     body = json.loads(as_json.stdout)
     assert body["mode"] == "vector" and len(body["results"]) == 1

@@ -7,10 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from kb.db.store import datasets as dataset_store
 from kb.ml.registry import get_registry
-from kb.retrieval import DENSE_WEIGHT, dense_weight
+from kb.rag.retrieval import DENSE_WEIGHT, dense_weight
 from kb.services.search import search_datasets, vocabulary_coverage
-from kb.store import datasets as dataset_store
 from tests.test_search import add_collection, add_texts
 
 pytestmark = pytest.mark.slow

@@ -37,7 +37,11 @@ def test_no_secret_reaches_the_logs_during_logins_and_keyed_requests(client, app
         key = client.post("/api/keys", json={"name": "logged"}, headers=ROOT).json()["key"]
         for headers in (ROOT, {"Authorization": f"Bearer {key}"}):
             client.get("/api/datasets", headers=headers)
-            client.post("/v1/chat/completions", headers=headers, json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]})
+            client.post(
+                "/v1/chat/completions",
+                headers=headers,
+                json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]},
+            )
         client.get("/api/datasets", headers={"Authorization": f"Bearer {key}x"})
         for password in ("wrong-password-123", ADMIN_PASSWORD):
             token = csrf_token_of(client.get("/admin/login").text)

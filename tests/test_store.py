@@ -6,9 +6,9 @@ import random
 
 from sqlalchemy import text
 
-from kb.models import Collection
-from kb.store import chunks as chunk_store
-from kb.store import datasets as dataset_store
+from kb.db.store import chunks as chunk_store
+from kb.db.store import datasets as dataset_store
+from kb.db.tables import Collection
 
 
 def _unit(dim: int, seed: int) -> list[float]:
@@ -88,7 +88,10 @@ def test_chinese_chunks_are_segmented_for_full_text_search(db):
         dataset = dataset_store.add_dataset(session, name="zh", embed_model="a", embed_dim=3, embed_variant="fp32")
         collection_id = _collection(session, dataset.id, "c")
         chunk_store.add_chunks(
-            session, dataset.id, collection_id, [chunk_store.NewChunk(q="他在上海交通大学读书。", embedding=_unit(3, 0))]
+            session,
+            dataset.id,
+            collection_id,
+            [chunk_store.NewChunk(q="他在上海交通大学读书。", embedding=_unit(3, 0))],
         )
         session.commit()
         hits = session.execute(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kb.textsearch import normalise_dictionary, segment, segment_query, tokenizer_for
+from kb.db.textsearch import normalise_dictionary, segment, segment_query, tokenizer_for
 
 
 def test_index_form_keeps_long_words_and_their_parts():

@@ -8,9 +8,10 @@ import pytest
 from fastapi import Depends, Form
 from fastapi.testclient import TestClient
 
-from kb.app import create_app
-from kb.auth import Principal, require_principal
-from kb.pages.templating import WEB_DIR
+from kb.http.app import create_app
+from kb.http.pages.templating import WEB_DIR
+from kb.http.security.auth import require_principal
+from kb.principal import Principal
 from tests.conftest import ROOT, log_in
 
 
@@ -112,7 +113,11 @@ def test_the_api_docs_page_keeps_working_under_its_own_policy(client):
 def _preflight(client: TestClient, origin: str):
     return client.options(
         "/v1/models",
-        headers={"Origin": origin, "Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "authorization"},
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization",
+        },
     )
 
 

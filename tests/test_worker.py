@@ -9,16 +9,16 @@ import time
 import pytest
 from sqlalchemy import text
 
-from kb import queue
+from kb.db import queue
+from kb.db.store import collections as collection_store
 from kb.errors import ServiceUnavailable
 from kb.runtime import Runtime
 from kb.schemas import DatasetCreate
 from kb.services import collections as collection_service
 from kb.services import datasets as dataset_service
-from kb.services import jobs as job_service
-from kb.store import collections as collection_store
 from kb.testing import HashEmbedder
-from kb.worker import Worker
+from kb.worker import jobs as job_service
+from kb.worker.loop import Worker
 from tests.pipeline_support import fake_registry, make_settings
 
 NOTE = "The office opens at nine. Parking is behind the building. Visitors sign in at the desk."
@@ -93,7 +93,7 @@ def test_passing_trouble_is_retried_and_the_collection_then_becomes_ready(make_r
 def test_an_unexpected_error_is_retried_then_ends_in_error_with_a_safe_sentence(make_rt, caplog):
     rt = make_rt(BrokenEmbedder(dim=64, name="hash", max_tokens=128), job_max_attempts=2)
     collection_id = _queue_note(rt)
-    with caplog.at_level(logging.ERROR, logger="kb.services.jobs"):
+    with caplog.at_level(logging.ERROR, logger="kb.worker.jobs"):
         Worker(rt).run_until_idle()
     collection, job = _state(rt, collection_id)
     assert collection.status == "error" and "internal error" in collection.error and "Retry" in collection.error
@@ -125,7 +125,7 @@ def test_shutdown_lets_a_short_job_finish(make_rt):
 
 
 def test_shutdown_gives_a_job_that_overruns_the_grace_period_back_to_the_queue(make_rt, monkeypatch):
-    monkeypatch.setattr("kb.worker.CANCEL_MARGIN", 0.2)
+    monkeypatch.setattr("kb.worker.loop.CANCEL_MARGIN", 0.2)
     embedder = GatedEmbedder()
     rt = make_rt(embedder)
     collection_id = _queue_note(rt)
@@ -201,7 +201,7 @@ def test_the_worker_wakes_on_notify_without_waiting_for_its_poll(make_rt):
 
 
 def test_the_heartbeat_stops_quietly_after_its_own_job_finished_but_cancels_a_job_taken_over(make_rt, caplog):
-    from kb.worker import _Heartbeat
+    from kb.worker.loop import _Heartbeat
 
     rt = make_rt()
     finished_id, taken_id = _queue_note(rt), _queue_note(rt)
@@ -213,7 +213,7 @@ def test_the_heartbeat_stops_quietly_after_its_own_job_finished_but_cancels_a_jo
         queue.claim(session, "someone-else")
         session.commit()
     quiet, stopped = threading.Event(), threading.Event()
-    with caplog.at_level(logging.INFO, logger="kb.worker"):
+    with caplog.at_level(logging.INFO, logger="kb.worker.loop"):
         beats = [_Heartbeat(rt, finished, quiet), _Heartbeat(rt, taken, stopped)]
         for beat in beats:
             beat.start()
@@ -246,7 +246,7 @@ def test_a_worker_processes_two_sources_at_once_by_default(make_rt):
 
 
 def test_a_running_worker_fills_both_slots_and_gives_both_overrunning_jobs_back_on_shutdown(make_rt, monkeypatch):
-    monkeypatch.setattr("kb.worker.CANCEL_MARGIN", 0.2)
+    monkeypatch.setattr("kb.worker.loop.CANCEL_MARGIN", 0.2)
     embedder = GatedEmbedder()
     entered = threading.Semaphore(0)
     original = embedder.embed_documents

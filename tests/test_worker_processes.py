@@ -33,7 +33,7 @@ from kb.schemas import DatasetCreate
 from kb.services import collections as collection_service
 from kb.services import datasets as dataset_service
 from kb.services.collections import Upload
-from kb.worker import CANCEL_MARGIN
+from kb.worker.loop import CANCEL_MARGIN
 from tests.conftest import REPO, ROOT, ROOT_KEY, free_port, shared_data_dir
 from tests.remote_support import FakeProvider
 
@@ -68,7 +68,7 @@ def corpus(tmp_path_factory) -> list[Path]:
 
 
 class KbProcess:
-    """One `python -m kb.cli ...` subprocess, its output in a log file."""
+    """One `python -m kb.cli.main ...` subprocess, its output in a log file."""
 
     def __init__(self, name: str, args: list[str], env: dict[str, str], folder: Path):
         self.name = name
@@ -76,7 +76,11 @@ class KbProcess:
         self.log_path = folder / f"{name}.log"
         with self.log_path.open("wb") as log_file:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "kb.cli", *args], env=env, cwd=folder, stdout=log_file, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "kb.cli.main", *args],
+                env=env,
+                cwd=folder,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
             )
 
     def log(self) -> str:
@@ -138,15 +142,35 @@ class Deployment:
 def deployment(tmp_path: Path, database_url: str, db) -> Iterator[Deployment]:
     embedder = FakeProvider(delay=0.1)
     models_file = tmp_path / "models.json"
-    models_file.write_text(json.dumps({"embedding": [{
-        "name": EMBED_MODEL, "backend": "remote", "dim": 3, "context_length": 128, "timeout_seconds": 120,
-        "providers": [{"base_url": embedder.base_url}],
-    }]}))
+    models_file.write_text(
+        json.dumps(
+            {
+                "embedding": [
+                    {
+                        "name": EMBED_MODEL,
+                        "backend": "remote",
+                        "dim": 3,
+                        "context_length": 128,
+                        "timeout_seconds": 120,
+                        "providers": [{"base_url": embedder.base_url}],
+                    }
+                ]
+            }
+        )
+    )
     values = {
-        "data_dir": str(tmp_path / "data"), "database_url": database_url, "root_key": ROOT_KEY,
-        "models_file": str(models_file), "embed_model": EMBED_MODEL, "torch_threads": "1",
-        "worker_poll_seconds": "0.2", "job_heartbeat_seconds": "0.3", "job_stale_seconds": "3",
-        "job_backoff_seconds": "0", "shutdown_grace_seconds": "2", "log_level": "INFO",
+        "data_dir": str(tmp_path / "data"),
+        "database_url": database_url,
+        "root_key": ROOT_KEY,
+        "models_file": str(models_file),
+        "embed_model": EMBED_MODEL,
+        "torch_threads": "1",
+        "worker_poll_seconds": "0.2",
+        "job_heartbeat_seconds": "0.3",
+        "job_stale_seconds": "3",
+        "job_backoff_seconds": "0",
+        "shutdown_grace_seconds": "2",
+        "log_level": "INFO",
     }
     settings = Settings(_env_file=None, **values)
     env = {key: value for key, value in os.environ.items() if not key.startswith("KB_")}
@@ -198,7 +222,9 @@ def chunks_by_file(deployed: Deployment, dataset_id: int) -> dict[str, list[tupl
 
 
 def wait_until_all_ready(deployed: Deployment, dataset_id: int) -> None:
-    deployed.wait_for(lambda: statuses(deployed, dataset_id)["ready"] == FILES, f"all {FILES} files of dataset {dataset_id} ready")
+    deployed.wait_for(
+        lambda: statuses(deployed, dataset_id)["ready"] == FILES, f"all {FILES} files of dataset {dataset_id} ready"
+    )
 
 
 def hold_a_worker_inside_its_jobs(deployed: Deployment, dataset_id: int) -> list[int]:
@@ -206,7 +232,9 @@ def hold_a_worker_inside_its_jobs(deployed: Deployment, dataset_id: int) -> list
     deployed.wait_for(lambda: statuses(deployed, dataset_id)["ready"] >= 3, "three files ready")
     deployed.embedder.hold()
     slots = deployed.settings.worker_jobs
-    deployed.wait_for(lambda: deployed.embedder.waiting == slots, f"the worker's {slots} jobs waiting for their embeddings")
+    deployed.wait_for(
+        lambda: deployed.embedder.waiting == slots, f"the worker's {slots} jobs waiting for their embeddings"
+    )
     running = deployed.query(
         "SELECT collection_id FROM job WHERE status = 'running' AND collection_id IN "
         "(SELECT id FROM collection WHERE dataset_id = :d)",
@@ -252,15 +280,17 @@ def test_a_worker_killed_mid_job_leaves_nothing_half_written_and_a_new_worker_fi
     first.proc.wait(30)
     deployment.embedder.let_go()
     for collection_id in interrupted:
-        assert deployment.query("SELECT count(*) FROM chunk WHERE collection_id = :c", c=collection_id) == [(0,)], \
+        assert deployment.query("SELECT count(*) FROM chunk WHERE collection_id = :c", c=collection_id) == [(0,)], (
             "a killed job wrote none of its chunks"
+        )
 
     second = deployment.start_worker("worker-2")
     wait_until_all_ready(deployment, dataset_id)
     jobs = {job.collection_id: job for job in assert_every_job_done_once(deployment, dataset_id)}
     for collection_id in interrupted:
-        assert jobs[collection_id].attempts == 2 and "stopped responding" in jobs[collection_id].last_error, \
+        assert jobs[collection_id].attempts == 2 and "stopped responding" in jobs[collection_id].last_error, (
             "a killed job was found stalled and run again"
+        )
     assert all(job.attempts == 1 for cid, job in jobs.items() if cid not in interrupted)
     assert set(interrupted) <= {cid for cid, _, _ in second.jobs_taken()}
     assert_same_as_an_undisturbed_run(deployment, dataset_id, corpus)
@@ -285,7 +315,9 @@ def test_a_stopped_worker_exits_in_time_finishing_or_releasing_its_jobs_and_the_
         if job_ends == "within_the_grace_period":
             assert (states[collection_id].status, states[collection_id].attempts) == ("done", 1)
         else:
-            assert (states[collection_id].status, states[collection_id].attempts) == ("queued", 0), "released, not counted"
+            assert (states[collection_id].status, states[collection_id].attempts) == ("queued", 0), (
+                "released, not counted"
+            )
     assert deployment.query("SELECT id FROM job WHERE status = 'running'") == [], "the stopped worker holds no job"
     assert statuses(deployment, dataset_id)["queued"] > 0, "it took no new job after the signal"
 
@@ -298,7 +330,10 @@ def test_a_stopped_worker_exits_in_time_finishing_or_releasing_its_jobs_and_the_
 
 def test_two_workers_and_two_api_processes_on_one_database_process_each_upload_exactly_once(deployment, corpus):
     ports = [free_port(), free_port()]
-    apis = [deployment.start(f"api-{i}", "serve", "--no-worker", "--no-migrate", "--port", str(port)) for i, port in enumerate(ports)]
+    apis = [
+        deployment.start(f"api-{i}", "serve", "--no-worker", "--no-migrate", "--port", str(port))
+        for i, port in enumerate(ports)
+    ]
     workers = [deployment.start_worker(f"worker-{i}") for i in range(2)]
     urls = [f"http://127.0.0.1:{port}" for port in ports]
 
@@ -315,7 +350,8 @@ def test_two_workers_and_two_api_processes_on_one_database_process_each_upload_e
         dataset_id = created.json()["id"]
         for index, path in enumerate(corpus):
             response = client.post(
-                f"{urls[index % 2]}/api/datasets/{dataset_id}/collections", files={"file": (path.name, path.read_bytes())}
+                f"{urls[index % 2]}/api/datasets/{dataset_id}/collections",
+                files={"file": (path.name, path.read_bytes())},
             )
             assert response.status_code == 202, response.text
     wait_until_all_ready(deployment, dataset_id)
@@ -323,7 +359,9 @@ def test_two_workers_and_two_api_processes_on_one_database_process_each_upload_e
     jobs = assert_every_job_done_once(deployment, dataset_id)
     assert all(job.attempts == 1 for job in jobs), "no job ran twice"
     taken = [entry for worker in workers for entry in worker.jobs_taken()]
-    assert sorted(cid for cid, _, _ in taken) == sorted(job.collection_id for job in jobs), "each job started once, in one worker"
+    assert sorted(cid for cid, _, _ in taken) == sorted(job.collection_id for job in jobs), (
+        "each job started once, in one worker"
+    )
     counts = dict(deployment.query("SELECT name, chunk_count FROM collection WHERE dataset_id = :d", d=dataset_id))
     stored = {name: len(chunks) for name, chunks in chunks_by_file(deployment, dataset_id).items()}
     assert stored == counts

@@ -12,11 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
-from kb.app import create_app
 from kb.config import Settings
+from kb.db.store.apps import AppRecord
+from kb.http.app import create_app
 from kb.ml.registry import ModelRegistry
 from kb.runtime import Runtime
-from kb.store.apps import AppRecord
 from kb.testing import HashEmbedder, ScriptedChatModel
 from tests.answer_data import add_knowledge, make_app
 from tests.conftest import ADMIN_PASSWORD, ROOT_KEY, log_in

@@ -22,8 +22,23 @@ from kb.explain.training import (
 )
 
 __all__ = [
-    "CONTEXT_LENGTH", "DEFAULT_SEQUENCE", "DEFAULT_STEPS", "LANGUAGES", "MAX_SEQUENCE_LENGTH", "MAX_STEPS", "TEXT",
-    "ExplainFigures", "ExplainResult", "all_states", "ambiguity_text", "explain_figures", "explain_texts",
-    "format_explain_text", "render_training_plot_svg", "render_transition_svg", "resolve_language",
-    "train_tiny_gpt", "validate_explain_input",
+    "CONTEXT_LENGTH",
+    "DEFAULT_SEQUENCE",
+    "DEFAULT_STEPS",
+    "LANGUAGES",
+    "MAX_SEQUENCE_LENGTH",
+    "MAX_STEPS",
+    "TEXT",
+    "ExplainFigures",
+    "ExplainResult",
+    "all_states",
+    "ambiguity_text",
+    "explain_figures",
+    "explain_texts",
+    "format_explain_text",
+    "render_training_plot_svg",
+    "render_transition_svg",
+    "resolve_language",
+    "train_tiny_gpt",
+    "validate_explain_input",
 ]

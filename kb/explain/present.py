@@ -84,7 +84,11 @@ def format_explain_text(result: ExplainResult, lang: str = "en") -> str:
     """Plain-text summary for the terminal: probability table, loss, sample vs data, and why it is not perfect."""
     words = TEXT[resolve_language(lang)]
     texts = explain_texts(result, lang)
-    header = _pad(words["table_state"], 7) + _pad(words["table_before"], 8, right=True) + _pad(words["table_after"], 8, right=True)
+    header = (
+        _pad(words["table_state"], 7)
+        + _pad(words["table_before"], 8, right=True)
+        + _pad(words["table_after"], 8, right=True)
+    )
     rows = [f"{header}   {words['table_data']}"]
     for state in result.before:
         zeros, ones = result.counts[state]
@@ -93,18 +97,20 @@ def format_explain_text(result: ExplainResult, lang: str = "en") -> str:
             data = f"{ones / (zeros + ones):>4.0%}  ({words['seen_count'].format(ones=ones, total=zeros + ones)})"
         rows.append(f"{state:<7}{result.before[state]:>8.0%}{result.after[state]:>8.0%}   {data}")
     label_width = 2 + max(_display_width(texts["sample_label"]), _display_width(texts["data_label"]))
-    return "\n".join([
-        texts["header"],
-        "",
-        texts["table_caption"],
-        *rows,
-        "",
-        words["loss_line"].format(first=result.loss[0], last=result.loss[-1], floor=result.loss_floor),
-        "",
-        texts["sample_caption"],
-        _pad(texts["sample_label"], label_width) + result.sample,
-        _pad(texts["data_label"], label_width) + _preview(result.sequence),
-        "",
-        texts["why_title"],
-        texts["why_not_perfect"] + texts["sentence_gap"] + texts["ambiguity"],
-    ])
+    return "\n".join(
+        [
+            texts["header"],
+            "",
+            texts["table_caption"],
+            *rows,
+            "",
+            words["loss_line"].format(first=result.loss[0], last=result.loss[-1], floor=result.loss_floor),
+            "",
+            texts["sample_caption"],
+            _pad(texts["sample_label"], label_width) + result.sample,
+            _pad(texts["data_label"], label_width) + _preview(result.sequence),
+            "",
+            texts["why_title"],
+            texts["why_not_perfect"] + texts["sentence_gap"] + texts["ambiguity"],
+        ]
+    )

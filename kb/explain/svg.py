@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from html import escape
 
 from kb.explain.strings import TEXT, resolve_language
@@ -19,8 +20,14 @@ MONO = 'font-family="ui-monospace, SFMono-Regular, Menlo, monospace"'
 # The de Bruijn graph of 3-bit states drawn left to right: 000 and 111 (the self-loops) at the ends,
 # the reciprocal pair 010 <-> 101 in the middle, so no arrow crosses a node.
 DE_BRUIJN_3 = {
-    "000": (0.0, 1.0), "001": (1.0, 0.0), "100": (1.0, 2.0), "010": (2.0, 0.5),
-    "101": (2.0, 1.5), "011": (3.0, 0.0), "110": (3.0, 2.0), "111": (4.0, 1.0),
+    "000": (0.0, 1.0),
+    "001": (1.0, 0.0),
+    "100": (1.0, 2.0),
+    "010": (2.0, 0.5),
+    "101": (2.0, 1.5),
+    "011": (3.0, 0.0),
+    "110": (3.0, 2.0),
+    "111": (4.0, 1.0),
 }
 
 
@@ -28,10 +35,14 @@ def _attr(value: object) -> str:
     return escape(str(value), quote=True)
 
 
-def _text(x: float, y: float, content: str, *, size: int = 12, fill: str = INK, anchor: str = "middle", extra: str = "") -> str:
+def _text(
+    x: float, y: float, content: str, *, size: int = 12, fill: str = INK, anchor: str = "middle", extra: str = ""
+) -> str:
     """A text element, vertically centred on y unless `extra` says otherwise; content is escaped here."""
-    return (f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" dominant-baseline="central" font-size="{size}" '
-            f'fill="{fill}" {extra or FONT}>{escape(content)}</text>')
+    return (
+        f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" dominant-baseline="central" font-size="{size}" '
+        f'fill="{fill}" {extra or FONT}>{escape(content)}</text>'
+    )
 
 
 def _open_svg(css_class: str, width: int, height: int, title: str, fallback_title: str) -> list[str]:
@@ -75,7 +86,9 @@ def _edge_geometry(a: tuple[float, float], b: tuple[float, float], centre: tuple
     if a == b:
         out = _unit(a[0] - centre[0], a[1] - centre[1])
         angle = math.atan2(out[1], out[0])
-        rim = [(a[0] + NODE_RADIUS * math.cos(angle + d), a[1] + NODE_RADIUS * math.sin(angle + d)) for d in (-0.6, 0.6)]
+        rim = [
+            (a[0] + NODE_RADIUS * math.cos(angle + d), a[1] + NODE_RADIUS * math.sin(angle + d)) for d in (-0.6, 0.6)
+        ]
         far = [(a[0] + 85 * math.cos(angle + d), a[1] + 85 * math.sin(angle + d)) for d in (-0.7, 0.7)]
         toward_tip = _unit(rim[1][0] - far[1][0], rim[1][1] - far[1][1])
         end = (rim[1][0] - toward_tip[0] * head, rim[1][1] - toward_tip[1] * head)
@@ -122,7 +135,9 @@ def render_transition_svg(
                 f"<title>{state} → {target} ({escape(words['svg_next_' + token])}): {p:.1%}</title>",
                 f'<path d="{path}" fill="none" stroke="{color}" stroke-width="{stroke:.2f}" stroke-opacity="0.8"/>',
                 _arrowhead(tip, toward_tip, stroke, color),
-                _text(lx, ly, f"{p:.0%}", fill=color, extra=f'stroke="white" stroke-width="3" paint-order="stroke" {FONT}'),
+                _text(
+                    lx, ly, f"{p:.0%}", fill=color, extra=f'stroke="white" stroke-width="3" paint-order="stroke" {FONT}'
+                ),
                 "</g>",
             ]
     for state in states:
@@ -168,9 +183,11 @@ def _thin(values: Sequence[float], limit: int = 400) -> list[tuple[int, float]]:
 
 def _panel_axes(name: str, label: str, top: float, bottom: float, ymax: float, left: float, right: float) -> str:
     """Axis lines, three y ticks and the rotated panel name."""
-    out = [f'<g class="axes" data-panel="{name}">',
-           f'<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" stroke="{MUTED}"/>',
-           f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="{MUTED}"/>']
+    out = [
+        f'<g class="axes" data-panel="{name}">',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" stroke="{MUTED}"/>',
+        f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="{MUTED}"/>',
+    ]
     for value in (0.0, ymax / 2, ymax):
         y = bottom - (bottom - top) * value / ymax
         out.append(f'<line x1="{left - 4}" y1="{y:.1f}" x2="{left}" y2="{y:.1f}" stroke="{MUTED}"/>')
@@ -179,6 +196,37 @@ def _panel_axes(name: str, label: str, top: float, bottom: float, ymax: float, l
     out.append(_text(16, middle, label, extra=f'transform="rotate(-90 16 {middle})" {FONT}'))
     out.append("</g>")
     return "\n".join(out)
+
+
+@dataclass(frozen=True)
+class _Plot:
+    """Where a value of a step lands in one of the stacked panels."""
+
+    steps: int
+    panels: dict[str, tuple[float, float, float]]  # name: (top, bottom, largest value)
+    left: float = 58
+    right: float = 624
+
+    def x_of(self, i: int) -> float:
+        return self.left + (self.right - self.left) * i / self.steps
+
+    def y_of(self, value: float, panel: str) -> float:
+        top, bottom, ymax = self.panels[panel]
+        return bottom - (bottom - top) * value / ymax
+
+    def series(self, name: str, values: Sequence[float], panel: str, color: str) -> str:
+        points = " ".join(f"{self.x_of(i):.1f},{self.y_of(v, panel):.1f}" for i, v in _thin(values))
+        return (
+            f'<polyline class="series" data-series="{_attr(name)}" points="{points}" fill="none" '
+            f'stroke="{color}" stroke-width="2"/>'
+        )
+
+    def level(self, name: str, value: float, panel: str, color: str) -> str:
+        y = self.y_of(value, panel)
+        return (
+            f'<line class="target" data-series="{_attr(name)}" x1="{self.left}" y1="{y:.1f}" x2="{self.right}" '
+            f'y2="{y:.1f}" stroke="{color}" stroke-width="1.5" stroke-dasharray="5 4"/>'
+        )
 
 
 def render_training_plot_svg(
@@ -194,49 +242,29 @@ def render_training_plot_svg(
     if not loss:
         raise ValueError("loss must have at least one value")
     words = TEXT[resolve_language(lang)]
-    width, height, left, right = 640, 360, 58, 624
-    steps = max(len(loss) - 1, 1)
     loss_top = max(max(loss), loss_floor or 0.0) * 1.1 or 1.0
-    panels = {"loss": (62.0, 162.0, loss_top), "probability": (212.0, 312.0, 1.0)}
+    plot = _Plot(max(len(loss) - 1, 1), {"loss": (62.0, 162.0, loss_top), "probability": (212.0, 312.0, 1.0)})
     names = {"loss": words["svg_loss"], "probability": words["svg_probability"]}
+    parts = _open_svg("training-plot", 640, 360, title, "Training curves")
+    parts += [_panel_axes(name, names[name], *box, plot.left, plot.right) for name, box in plot.panels.items()]
+    for i in sorted({0, plot.steps // 2, plot.steps}):
+        parts.append(_text(plot.x_of(i), 326, str(i), size=11, fill=MUTED))
+    parts.append(_text((plot.left + plot.right) / 2, 344, words["svg_step"]))
 
-    def x_of(i: int) -> float:
-        return left + (right - left) * i / steps
-
-    def y_of(value: float, panel: str) -> float:
-        top, bottom, ymax = panels[panel]
-        return bottom - (bottom - top) * value / ymax
-
-    def series(name: str, values: Sequence[float], panel: str, color: str) -> str:
-        points = " ".join(f"{x_of(i):.1f},{y_of(v, panel):.1f}" for i, v in _thin(values))
-        return (f'<polyline class="series" data-series="{_attr(name)}" points="{points}" fill="none" '
-                f'stroke="{color}" stroke-width="2"/>')
-
-    def level(name: str, value: float, panel: str, color: str) -> str:
-        y = y_of(value, panel)
-        return (f'<line class="target" data-series="{_attr(name)}" x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}" '
-                f'stroke="{color}" stroke-width="1.5" stroke-dasharray="5 4"/>')
-
-    parts = _open_svg("training-plot", width, height, title, "Training curves")
-    parts += [_panel_axes(name, names[name], *box, left, right) for name, box in panels.items()]
-    for i in sorted({0, steps // 2, steps}):
-        parts.append(_text(x_of(i), 326, str(i), size=11, fill=MUTED))
-    parts.append(_text((left + right) / 2, 344, words["svg_step"]))
-
-    parts.append(series("loss", loss, "loss", INK))
+    parts.append(plot.series("loss", loss, "loss", INK))
     loss_keys = [(INK, words["svg_loss"], False)]
     if loss_floor is not None:
-        parts.append(level("loss floor", loss_floor, "loss", MUTED))
+        parts.append(plot.level("loss floor", loss_floor, "loss", MUTED))
         loss_keys.append((MUTED, words["svg_loss_floor"], True))
-    parts.append(_legend(loss_keys, x=left + 10, y=46))
+    parts.append(_legend(loss_keys, x=plot.left + 10, y=46))
 
     prob_keys = []
     for (name, values), color in zip(tracked.items(), SERIES_COLORS):
-        parts.append(series(name, values, "probability", color))
+        parts.append(plot.series(name, values, "probability", color))
         prob_keys.append((color, f"P({name})", False))
         target = (targets or {}).get(name)
         if target is not None:
-            parts.append(level(f"{name} data", target, "probability", color))
-    parts.append(_legend(prob_keys, x=left + 10, y=196, note=words["svg_data_dashed"] if targets else ""))
+            parts.append(plot.level(f"{name} data", target, "probability", color))
+    parts.append(_legend(prob_keys, x=plot.left + 10, y=196, note=words["svg_data_dashed"] if targets else ""))
     parts.append("</svg>")
     return "\n".join(parts)

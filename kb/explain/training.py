@@ -91,7 +91,9 @@ def _parse_steps(steps: object) -> int:
         steps = int(text)
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
         shown = repr(steps)[:24]
-        raise BadRequest(f"Training steps must be a whole number from 1 to {MAX_STEPS:,}; got {shown}.", code="bad_steps")
+        raise BadRequest(
+            f"Training steps must be a whole number from 1 to {MAX_STEPS:,}; got {shown}.", code="bad_steps"
+        )
     return steps
 
 

@@ -59,7 +59,9 @@ def chunk_document(
     for path, blocks in _sections(doc.blocks):
         if blocks[0].kind == "qa" and counter(blocks[0].text) <= max_tokens:
             qa = blocks[0]
-            drafts.append(ChunkDraft(q=qa.text, a=qa.answer or "", page=qa.page, token_count=counter(qa.text), kind="qa"))
+            drafts.append(
+                ChunkDraft(q=qa.text, a=qa.answer or "", page=qa.page, token_count=counter(qa.text), kind="qa")
+            )
             continue
         section = _Section(path, counter, max_tokens, overlap, tuple(s for s in separators or () if s))
         drafts.extend(section.chunk(blocks))
@@ -107,7 +109,9 @@ class _CachedCounter:
 class _Section:
     """Chunks the body blocks that share one heading path."""
 
-    def __init__(self, path: tuple[str, ...], count: _CachedCounter, max_tokens: int, overlap: float, separators: tuple[str, ...]):
+    def __init__(
+        self, path: tuple[str, ...], count: _CachedCounter, max_tokens: int, overlap: float, separators: tuple[str, ...]
+    ):
         self.path = path
         self.count = count
         self.max_tokens = max_tokens
@@ -305,7 +309,10 @@ class _Section:
             # Every part costs at least one token, so no more than `overlap_tokens` of them can fit; a binary
             # search for how many do (the count only grows as parts are added) saves re-counting word by word.
             parts = _split_after(text, pattern)[1:][-self.overlap_tokens :]
-            kept = _most(len(parts), lambda n: self.count("".join(parts[len(parts) - n :]).strip()) <= self.overlap_tokens)
+            kept = _most(
+                len(parts),
+                lambda n, parts=parts: self.count("".join(parts[len(parts) - n :]).strip()) <= self.overlap_tokens,
+            )
             tail = "".join(parts[len(parts) - kept :]).strip()
             if tail:
                 return tail
@@ -368,4 +375,3 @@ def _split_on_custom(text: str, separators: tuple[str, ...]) -> list[str]:
         return [text]
     pattern = "|".join(re.escape(s) for s in sorted(separators, key=len, reverse=True))
     return [part for part in re.split(pattern, text) if part.strip()]
-

@@ -7,7 +7,14 @@ import unicodedata
 from functools import lru_cache
 
 # Scripts that legitimately alternate letter by letter inside one word (Japanese mixes kanji and kana).
-_SCRIPT_FAMILIES = {"HIRAGANA": "CJK", "KATAKANA": "CJK", "HANGUL": "CJK", "BOPOMOFO": "CJK", "IDEOGRAPHIC": "CJK", "FULLWIDTH": "LATIN"}
+_SCRIPT_FAMILIES = {
+    "HIRAGANA": "CJK",
+    "KATAKANA": "CJK",
+    "HANGUL": "CJK",
+    "BOPOMOFO": "CJK",
+    "IDEOGRAPHIC": "CJK",
+    "FULLWIDTH": "LATIN",
+}
 _TOKEN = re.compile(r"\S+")
 # Chinese and Japanese run Latin words into their text without spaces: that switch is normal.
 _NORMAL_SWITCHES = {frozenset(("CJK", "LATIN"))}

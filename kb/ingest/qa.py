@@ -47,7 +47,8 @@ _ANSWER_LINE = re.compile(_LEAD + _ANSWER_LABEL + _NUMBER + _COLON + r"(?P<rest>
 # "Q1: What is X? A1: It is Y." on one line: the answer label must follow a space or sentence end.
 _INLINE_ANSWER = re.compile(r"(?<=[\s?？。.!！])" + _BOLD + _ANSWER_LABEL + _NUMBER + _COLON, re.I)
 _CLOSING_CHATTER = re.compile(
-    r"^(?:i hope|hope this|let me know|feel free|these (?:questions|pairs)|here are|note:|希望|如有|以上|如果您?还有)", re.I
+    r"^(?:i hope|hope this|let me know|feel free|these (?:questions|pairs)|here are|note:|希望|如有|以上|如果您?还有)",
+    re.I,
 )
 _JSON_ARRAY = re.compile(r"\[\s*\{.*\}\s*\]", re.S)
 _KEYS = {"q": ("q", "question", "问题", "问"), "a": ("a", "answer", "答案", "答")}

@@ -36,10 +36,19 @@ _MAGIC = (
     (b"{\\rtf", RTF),
 )
 _EXTENSION_HINTS = {
-    ".md": MARKDOWN, ".markdown": MARKDOWN, ".mdown": MARKDOWN, ".mkd": MARKDOWN, ".mdx": MARKDOWN,
-    ".txt": TEXT, ".text": TEXT, ".log": TEXT,
-    ".csv": CSV, ".tsv": CSV,
-    ".html": HTML, ".htm": HTML, ".xhtml": HTML,
+    ".md": MARKDOWN,
+    ".markdown": MARKDOWN,
+    ".mdown": MARKDOWN,
+    ".mkd": MARKDOWN,
+    ".mdx": MARKDOWN,
+    ".txt": TEXT,
+    ".text": TEXT,
+    ".log": TEXT,
+    ".csv": CSV,
+    ".tsv": CSV,
+    ".html": HTML,
+    ".htm": HTML,
+    ".xhtml": HTML,
 }
 _PDF_HEADER = re.compile(rb"(?:^|[\r\n])%PDF-\d")  # the spec allows junk before the header
 _HTML_START = re.compile(r"^(?:\s|<!--.*?-->|<\?xml[^>]*>)*<(?:!doctype\s+html|html)[\s>]", re.I | re.S)
@@ -111,7 +120,9 @@ def csv_delimiter(text: str, *, min_rows: int = 2) -> str | None:
     best: tuple[int, str] | None = None
     for delimiter in CSV_DELIMITERS:
         try:
-            rows = [row for row in csv.reader(io.StringIO(sample), delimiter=delimiter) if any(cell.strip() for cell in row)]
+            rows = [
+                row for row in csv.reader(io.StringIO(sample), delimiter=delimiter) if any(cell.strip() for cell in row)
+            ]
         except csv.Error:
             continue
         if len(rows) < min_rows:

@@ -24,7 +24,9 @@ MAX_BATCH_TOKENS = 32 * 256
 MIN_PARALLEL_BATCH = 8  # below this, per-run overhead outweighs better balance between threads
 
 
-def length_buckets(lengths: Sequence[int], batch_size: int, max_batch_tokens: int = MAX_BATCH_TOKENS) -> list[list[int]]:
+def length_buckets(
+    lengths: Sequence[int], batch_size: int, max_batch_tokens: int = MAX_BATCH_TOKENS
+) -> list[list[int]]:
     """Indices grouped longest first into batches of at most `batch_size` texts and `max_batch_tokens` padded tokens."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
@@ -56,9 +58,7 @@ def _plain_backend(tokenizer: Any) -> Any | None:
 class BucketedEmbedder:
     """An Embedder over a tokenizer and a `_run(features)` that turns one padded batch into vectors."""
 
-    def __init__(
-        self, spec: ModelSpec, *, variant: str, dim: int, max_tokens: int, tokenizer: Any, parallel: int = 1
-    ):
+    def __init__(self, spec: ModelSpec, *, variant: str, dim: int, max_tokens: int, tokenizer: Any, parallel: int = 1):
         self.name = spec.name
         self.variant = variant
         self.dim = dim

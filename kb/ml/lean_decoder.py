@@ -88,7 +88,9 @@ class LeanDecoder:
         self.embeddings = inner.embed_tokens.weight.detach()
         if tied and self.head_rows is not None:
             self.embeddings = self.head_rows
-        inverse = 1.0 / (_rope_theta(config) ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim))
+        inverse = 1.0 / (
+            _rope_theta(config) ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim)
+        )
         angles = torch.outer(torch.arange(config.max_position_embeddings, dtype=torch.float32), inverse)
         angles = torch.cat([angles, angles], dim=-1)
         # rotate_half(x) * sin == roll(x, half) * signed_sin: one roll instead of two slices, a neg and a cat
@@ -140,8 +142,12 @@ class LeanDecoder:
             scores = torch.matmul(grouped, keys)
             return torch.matmul(torch.softmax(scores, dim=-1), values).view(1, self.q_size)
         attended = F.scaled_dot_product_attention(
-            q.transpose(0, 1).unsqueeze(0), keys.transpose(1, 2).unsqueeze(0), values.unsqueeze(0),
-            is_causal=True, enable_gqa=True, scale=1.0,
+            q.transpose(0, 1).unsqueeze(0),
+            keys.transpose(1, 2).unsqueeze(0),
+            values.unsqueeze(0),
+            is_causal=True,
+            enable_gqa=True,
+            scale=1.0,
         )
         return attended[0].transpose(0, 1).reshape(count, self.q_size)
 

@@ -46,7 +46,9 @@ def resolve_source(spec: ModelSpec) -> str:
 def remote_code_allowed(spec: ModelSpec, allow_remote_code: bool) -> bool:
     """Run a model's own Python only when its spec asks for it and the operator allowed it."""
     if spec.trust_remote_code and not allow_remote_code:
-        log.warning("model '%s' asks for trust_remote_code but KB_ALLOW_REMOTE_CODE is off; not running its code", spec.name)
+        log.warning(
+            "model '%s' asks for trust_remote_code but KB_ALLOW_REMOTE_CODE is off; not running its code", spec.name
+        )
     return spec.trust_remote_code and allow_remote_code
 
 

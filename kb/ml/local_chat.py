@@ -29,7 +29,9 @@ class TransformersChatModel:
     def __init__(self, name: str, tokenizer: object, decoder: Decoder, context_length: int, eos_token_ids: set[int]):
         template = getattr(tokenizer, "chat_template", None)
         if not isinstance(template, str):
-            raise ServiceUnavailable(f"model '{name}' has no chat template; use an instruct/chat model", code="model_unavailable")
+            raise ServiceUnavailable(
+                f"model '{name}' has no chat template; use an instruct/chat model", code="model_unavailable"
+            )
         self.name = name
         self.tokenizer = tokenizer
         self.decoder = decoder
@@ -164,14 +166,19 @@ def load_transformers_chat(
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder_or_id, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
-            folder_or_id, dtype="auto" if spec.dtype == "auto" else getattr(torch, spec.dtype),
+            folder_or_id,
+            dtype="auto" if spec.dtype == "auto" else getattr(torch, spec.dtype),
             trust_remote_code=trust_remote_code,
         ).eval()
     except (OSError, ValueError) as exc:
         hint = "" if Path(folder_or_id).exists() else " (hub ids must already be in the local Hugging Face cache)"
-        raise ServiceUnavailable(f"cannot load chat model '{spec.name}' from {folder_or_id}{hint}: {exc}", code="model_unavailable") from exc
+        raise ServiceUnavailable(
+            f"cannot load chat model '{spec.name}' from {folder_or_id}{hint}: {exc}", code="model_unavailable"
+        ) from exc
     context_length = spec.context_length or int(getattr(model.config, "max_position_embeddings", 0) or 2048)
-    return TransformersChatModel(spec.name, tokenizer, choose_decoder(spec, model, weight_bits), context_length, _eos_ids(tokenizer, model))
+    return TransformersChatModel(
+        spec.name, tokenizer, choose_decoder(spec, model, weight_bits), context_length, _eos_ids(tokenizer, model)
+    )
 
 
 def choose_decoder(spec: ModelSpec, model: torch.nn.Module, weight_bits: tuple[int, int] | None) -> Decoder:

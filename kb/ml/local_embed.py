@@ -32,7 +32,11 @@ class SentenceTransformerEmbedder(BucketedEmbedder):
 
 
 def load_sentence_transformer(
-    spec: ModelSpec, folder_or_id: str, trust_remote_code: bool, *, dtype: torch.dtype = torch.float32,
+    spec: ModelSpec,
+    folder_or_id: str,
+    trust_remote_code: bool,
+    *,
+    dtype: torch.dtype = torch.float32,
     attn_implementation: str | None = None,
 ) -> object:
     """A SentenceTransformer on CPU in `dtype`, its window capped at the spec's context length."""
@@ -56,7 +60,9 @@ def load_sentence_transformer(
     return model
 
 
-def load_torch_embedder(spec: ModelSpec, folder_or_id: str, trust_remote_code: bool, variant: str) -> SentenceTransformerEmbedder:
+def load_torch_embedder(
+    spec: ModelSpec, folder_or_id: str, trust_remote_code: bool, variant: str
+) -> SentenceTransformerEmbedder:
     """The `fp32` or `bf16` variant of a sentence-transformers model."""
     model = load_sentence_transformer(spec, folder_or_id, trust_remote_code, dtype=TORCH_DTYPES[variant])
     return SentenceTransformerEmbedder(spec, model, variant)

@@ -62,7 +62,8 @@ def _fingerprint(source: str) -> list:
     if path.is_dir():
         return sorted(
             [str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns]
-            for f in path.rglob("*") if f.is_file() and not f.name.startswith(".")
+            for f in path.rglob("*")
+            if f.is_file() and not f.name.startswith(".")
         )
     return []  # a hub id: its files are in the Hugging Face cache, named by revision
 
@@ -80,7 +81,12 @@ def onnx_cache_folder(spec: ModelSpec, source: str, variant: str, cache_dir: Pat
             "source": source,
             "files": _fingerprint(source),
             "spec": spec.model_dump(mode="json", include={"path", "context_length", "trust_remote_code"}),
-            "tools": [torch.__version__, transformers.__version__, sentence_transformers.__version__, onnxruntime.__version__],
+            "tools": [
+                torch.__version__,
+                transformers.__version__,
+                sentence_transformers.__version__,
+                onnxruntime.__version__,
+            ],
         },
         sort_keys=True,
     )
@@ -123,7 +129,9 @@ def _check(staging: Path, variant: str, reference: np.ndarray, tokenizer, input_
         )
 
 
-def _build(staging: Path, spec: ModelSpec, source: str, trust_remote_code: bool, variant: str, fp32_folder: Path | None) -> None:
+def _build(
+    staging: Path, spec: ModelSpec, source: str, trust_remote_code: bool, variant: str, fp32_folder: Path | None
+) -> None:
     # Eager attention traces to plain MatMul/Softmax, the pattern the optimizer fuses; SDPA does not.
     model = load_sentence_transformer(spec, source, trust_remote_code, attn_implementation="eager")
     tokenizer = model.tokenizer
@@ -136,8 +144,13 @@ def _build(staging: Path, spec: ModelSpec, source: str, trust_remote_code: bool,
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
             torch.onnx.export(
-                _SentenceEmbedding(model, input_names), tuple(sample[n] for n in input_names), str(raw),
-                input_names=input_names, output_names=["embedding"], opset_version=17, dynamo=False,
+                _SentenceEmbedding(model, input_names),
+                tuple(sample[n] for n in input_names),
+                str(raw),
+                input_names=input_names,
+                output_names=["embedding"],
+                opset_version=17,
+                dynamo=False,
                 dynamic_axes={**{n: {0: "batch", 1: "tokens"} for n in input_names}, "embedding": {0: "batch"}},
             )
         _fuse(raw, staging / MODEL_FILE, model[0].auto_model.config)
@@ -147,12 +160,20 @@ def _build(staging: Path, spec: ModelSpec, source: str, trust_remote_code: bool,
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         quantize_dynamic(
-            fp32_folder / MODEL_FILE, staging / MODEL_FILE, weight_type=QuantType.QInt8, per_channel=True,
+            fp32_folder / MODEL_FILE,
+            staging / MODEL_FILE,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # fused ops have no inferred output types
         )
     _check(staging, variant, reference, tokenizer, input_names)
     tokenizer.save_pretrained(staging / "tokenizer")
-    meta = {"variant": variant, "dim": int(reference.shape[1]), "max_tokens": int(model.max_seq_length), "inputs": input_names}
+    meta = {
+        "variant": variant,
+        "dim": int(reference.shape[1]),
+        "max_tokens": int(model.max_seq_length),
+        "inputs": input_names,
+    }
     (staging / MARKER).write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
 
@@ -178,8 +199,12 @@ class OnnxEmbedder(BucketedEmbedder):
 
         meta = json.loads((folder / MARKER).read_text(encoding="utf-8"))
         super().__init__(
-            spec, variant=meta["variant"], dim=meta["dim"], max_tokens=meta["max_tokens"],
-            tokenizer=AutoTokenizer.from_pretrained(folder / "tokenizer"), parallel=threads,
+            spec,
+            variant=meta["variant"],
+            dim=meta["dim"],
+            max_tokens=meta["max_tokens"],
+            tokenizer=AutoTokenizer.from_pretrained(folder / "tokenizer"),
+            parallel=threads,
         )
         self.folder = folder
         self.input_names = meta["inputs"]

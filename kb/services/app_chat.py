@@ -10,10 +10,10 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from kb.auth import Principal
 from kb.errors import BadRequest
 from kb.ml.types import Completion
-from kb.runtime import Runtime, app_registry
+from kb.principal import Principal
+from kb.runtime import Runtime
 from kb.services.answering import FinishedAnswer, app_question, ask_app
 from kb.services.apps import find_app, get_app
 from kb.services.gateway import APP_MODEL_PREFIX, ChatJob, ChatRequest, StreamItem
@@ -37,9 +37,8 @@ def response_extras(finished: FinishedAnswer, detail: bool) -> dict[str, Any]:
     return extras
 
 
-def app_chat(state: Any, principal: Principal, app_name: str | None, request: ChatRequest) -> ChatJob:
+def app_chat(rt: Runtime, principal: Principal, app_name: str | None, request: ChatRequest) -> ChatJob:
     """Route a chat request to the key's app (or `app:<name>`); the answer is produced in the gateway's thread."""
-    rt = Runtime(state.settings, state.db, app_registry(state))
     if app_name is not None:
         app = find_app(rt, app_name)
     elif principal.app_id is not None:
@@ -56,7 +55,13 @@ def app_chat(state: Any, principal: Principal, app_name: str | None, request: Ch
 
     def produce(cancel: threading.Event) -> Iterator[StreamItem]:
         answers = ask_app(
-            rt, app, asked, params=request.params, api_key_id=principal.key_id, source="api", cancel=cancel,
+            rt,
+            app,
+            asked,
+            params=request.params,
+            api_key_id=principal.key_id,
+            source="api",
+            cancel=cancel,
             stream=request.stream,
         )
         for item in answers:
@@ -65,6 +70,8 @@ def app_chat(state: Any, principal: Principal, app_name: str | None, request: Ch
                 continue
             extras.update(response_extras(item, detail))  # the gateway reads them once the Completion is out
             answer = item.answer
-            yield Completion(answer.text, answer.usage.prompt_tokens, answer.usage.completion_tokens, answer.finish_reason)
+            yield Completion(
+                answer.text, answer.usage.prompt_tokens, answer.usage.completion_tokens, answer.finish_reason
+            )
 
     return ChatJob(model=f"{APP_MODEL_PREFIX}{app.name}", produce=produce, extras=extras)

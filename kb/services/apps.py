@@ -7,11 +7,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
+from kb.db.store import apps as app_store
+from kb.db.store.apps import AppRecord
 from kb.errors import BadRequest, Conflict, NotFound
 from kb.ml.registry import ModelRegistry
 from kb.runtime import Runtime
-from kb.store import apps as app_store
-from kb.store.apps import AppRecord
 
 NAME_PATTERN = r"^[^\s:/][^:/]*$"  # `app:<name>` addresses an app on /v1, so no colons or slashes
 
@@ -38,7 +38,8 @@ class AppCreate(BaseModel):
     dataset_ids: list[int] = Field(default_factory=list)
     search: SearchSettings = Field(default_factory=SearchSettings)
     not_found_reply: str | None = Field(
-        default=None, description="Said when no quote is relevant; empty means a built-in reply in the question's language."
+        default=None,
+        description="Said when no quote is relevant; empty means a built-in reply in the question's language.",
     )
     allow_general_knowledge: bool = False
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from kb.answer import Answer
-from kb.auth import Principal
-from kb.db import Database
+from kb.db.engine import Database
+from kb.db.store import chats as chat_store
+from kb.db.store.chats import ChatRecord, MessageRecord
 from kb.errors import BadRequest, Forbidden, NotFound
-from kb.store import chats as chat_store
-from kb.store.chats import ChatRecord, MessageRecord
+from kb.principal import Principal
+from kb.rag.answer import Answer
 
 CHAT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 TITLE_CHARS = 60
@@ -30,7 +30,9 @@ class StoredTurn:
 def check_chat_id(chat_id: str) -> str:
     """A chatId is up to 100 letters, digits and `_ . : -`."""
     if not CHAT_ID.match(chat_id):
-        raise BadRequest("chatId must be 1-100 characters of letters, digits, '_', '.', ':' or '-'", code="invalid_chat_id")
+        raise BadRequest(
+            "chatId must be 1-100 characters of letters, digits, '_', '.', ':' or '-'", code="invalid_chat_id"
+        )
     return chat_id
 
 
@@ -60,16 +62,27 @@ def save_turn(
     """Store the question and its finished answer (with quotes, usage and timings) in one transaction."""
     with db.session() as session:
         chat_store.ensure_chat(
-            session, chat_id, app_id=app_id, api_key_id=api_key_id, title=" ".join(question.split())[:TITLE_CHARS], source=source
+            session,
+            chat_id,
+            app_id=app_id,
+            api_key_id=api_key_id,
+            title=" ".join(question.split())[:TITLE_CHARS],
+            source=source,
         )
         asked = chat_store.add_message(session, chat_id, role="user", content=question)
         answered = chat_store.add_message(
-            session, chat_id, role="assistant", content=answer.text,
+            session,
+            chat_id,
+            role="assistant",
+            content=answer.text,
             quotes=[q.to_dict() for q in answer.quotes],
             usage=answer.usage.to_dict(),
             timings={
-                **answer.timings.to_dict(), "query": answer.query, "not_found": answer.not_found,
-                "model": answer.model, "cited_by": answer.cited_by,
+                **answer.timings.to_dict(),
+                "query": answer.query,
+                "not_found": answer.not_found,
+                "model": answer.model,
+                "cited_by": answer.cited_by,
             },
         )
         chat_store.touch_chat(session, chat_id)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from kb.db.store import chunks as chunk_store
+from kb.db.store import collections as collection_store
+from kb.db.store import datasets as dataset_store
+from kb.db.store.chunks import ChunkRecord
+from kb.db.store.datasets import DatasetRecord
 from kb.errors import BadRequest, NotFound
 from kb.ml.types import Embedder
 from kb.runtime import Runtime
 from kb.schemas import ChunkCreate, ChunkUpdate
 from kb.services.datasets import assert_embedder_current, dataset_embedder, token_cap
-from kb.store import chunks as chunk_store
-from kb.store import collections as collection_store
-from kb.store import datasets as dataset_store
-from kb.store.chunks import ChunkRecord
-from kb.store.datasets import DatasetRecord
 
 MANUAL_NAME = "Manual entries"
 MANUAL_HASH = "manual"  # one manual collection per dataset: the (dataset, content hash) pair is unique
@@ -63,7 +63,12 @@ def add_manual_chunk(rt: Runtime, dataset_id: int, data: ChunkCreate) -> ChunkRe
     with rt.db.session() as session:
         assert_embedder_current(session, dataset_id, embedder)
         collection, created = collection_store.add_collection(
-            session, dataset_id=dataset_id, name=MANUAL_NAME, source_type="manual", content_hash=MANUAL_HASH, status="ready"
+            session,
+            dataset_id=dataset_id,
+            name=MANUAL_NAME,
+            source_type="manual",
+            content_hash=MANUAL_HASH,
+            status="ready",
         )
         collection = collection_store.get_collection(session, collection.id, for_update=True)  # one position each
         (chunk_id,) = chunk_store.add_chunks(
@@ -72,14 +77,20 @@ def add_manual_chunk(rt: Runtime, dataset_id: int, data: ChunkCreate) -> ChunkRe
             collection.id,
             [
                 chunk_store.NewChunk(
-                    q=data.q, a=data.a, embedding=vector, kind="manual", token_count=tokens,
+                    q=data.q,
+                    a=data.a,
+                    embedding=vector,
+                    kind="manual",
+                    token_count=tokens,
                     position=chunk_store.next_position(session, collection.id),
                 )
             ],
         )
         count = collection_store.refresh_chunk_count(session, collection.id)
         if created:
-            collection_store.mark_ready(session, collection.id, chunk_count=count, stats={"mode": "manual"}, warnings=[])
+            collection_store.mark_ready(
+                session, collection.id, chunk_count=count, stats={"mode": "manual"}, warnings=[]
+            )
         session.commit()
         return chunk_store.get_chunk(session, chunk_id)  # type: ignore[return-value]
 

@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import BinaryIO
 
-from kb import queue
+from kb.db import queue
+from kb.db.files import StagedFile, safe_name
+from kb.db.store import collections as collection_store
+from kb.db.store import datasets as dataset_store
+from kb.db.store.collections import CollectionRecord
+from kb.db.store.datasets import DatasetRecord
 from kb.errors import Conflict, KBError, NotFound, Unprocessable, UnsupportedMedia
-from kb.fetch import check_link
-from kb.files import StagedFile, safe_name
+from kb.ingest.fetch import check_link
 from kb.runtime import Runtime
-from kb.store import collections as collection_store
-from kb.store import datasets as dataset_store
-from kb.store.collections import CollectionRecord
-from kb.store.datasets import DatasetRecord
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,9 @@ def readable_type(data: bytes, filename: str) -> str:
 
     content_type = sniff_content_type(data, filename)
     if find_reader(content_type) is None:
-        raise UnsupportedMedia(f'"{filename}" is of type {content_type}, which kb cannot read. {accepted_types_sentence()}')
+        raise UnsupportedMedia(
+            f'"{filename}" is of type {content_type}, which kb cannot read. {accepted_types_sentence()}'
+        )
     return content_type
 
 
@@ -114,15 +116,23 @@ def _register(
     return AddOutcome(name=name, collection=record, duplicate=not created)
 
 
-def _add_staged(rt: Runtime, dataset: DatasetRecord, staged: StagedFile, *, name: str, source_type: str, mode: str) -> AddOutcome:
+def _add_staged(
+    rt: Runtime, dataset: DatasetRecord, staged: StagedFile, *, name: str, source_type: str, mode: str
+) -> AddOutcome:
     try:
         if staged.size == 0:
             raise Unprocessable(f'"{name}" is empty (0 bytes); upload a file that contains text.', code="empty_file")
         # The whole file: a DOCX is told from other ZIPs by its central directory, which sits at the end.
         content_type = readable_type(staged.temp_path.read_bytes(), name)
         return _register(
-            rt, dataset, name=name, source_type=source_type, content_hash=staged.sha256, mode=mode,
-            staged=staged, content_type=content_type,
+            rt,
+            dataset,
+            name=name,
+            source_type=source_type,
+            content_hash=staged.sha256,
+            mode=mode,
+            staged=staged,
+            content_type=content_type,
         )
     finally:
         rt.files.discard(staged)
@@ -165,7 +175,13 @@ def add_link(rt: Runtime, dataset_id: int, *, url: str, name: str | None = None,
     content_hash = hashlib.sha256(f"link:{url}".encode()).hexdigest()
     label = (name or "").strip()[:500] or url[:500]
     return _register(
-        rt, dataset, name=label, source_type="link", content_hash=content_hash, mode=_mode(dataset, mode), source_uri=url
+        rt,
+        dataset,
+        name=label,
+        source_type="link",
+        content_hash=content_hash,
+        mode=_mode(dataset, mode),
+        source_uri=url,
     )
 
 

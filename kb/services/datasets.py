@@ -8,13 +8,13 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from kb.db.store import collections as collection_store
+from kb.db.store import datasets as dataset_store
+from kb.db.store.datasets import DatasetRecord
 from kb.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, Unprocessable
 from kb.ml.types import Embedder
 from kb.runtime import Runtime
 from kb.schemas import ChunkSettings, DatasetCreate, DatasetUpdate
-from kb.store import collections as collection_store
-from kb.store import datasets as dataset_store
-from kb.store.datasets import DatasetRecord
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,9 @@ def token_cap(embedder: Embedder) -> int:
 
 def fit_chunk_settings(chunk_settings: ChunkSettings | dict[str, Any], embedder: Embedder) -> dict[str, Any]:
     """Chunk settings with defaults filled in and `max_tokens` capped at what the embedder reads."""
-    parsed = chunk_settings if isinstance(chunk_settings, ChunkSettings) else ChunkSettings.model_validate(chunk_settings)
+    parsed = (
+        chunk_settings if isinstance(chunk_settings, ChunkSettings) else ChunkSettings.model_validate(chunk_settings)
+    )
     values = parsed.model_dump()
     values["max_tokens"] = min(values["max_tokens"], token_cap(embedder))
     return values
@@ -132,10 +134,12 @@ def update_dataset(rt: Runtime, dataset_id: int, data: DatasetUpdate) -> Dataset
         raise BadRequest(
             f"This dataset's vectors were made by the '{current.embed_variant}' variant of its embedding model; "
             f"switching to '{data.embed_variant}' means re-embedding every chunk: "
-            f"POST /api/datasets/{dataset_id}/reembed with {{\"embed_variant\": \"{data.embed_variant}\"}}.",
+            f'POST /api/datasets/{dataset_id}/reembed with {{"embed_variant": "{data.embed_variant}"}}.',
             code="embed_variant_fixed",
         )
-    values: dict[str, Any] = data.model_dump(exclude_unset=True, exclude={"embed_model", "embed_variant", "chunk_settings"})
+    values: dict[str, Any] = data.model_dump(
+        exclude_unset=True, exclude={"embed_model", "embed_variant", "chunk_settings"}
+    )
     if data.chunk_settings is not None:  # fields not sent keep their current values
         merged = {**current.chunk_settings, **data.chunk_settings.model_dump(exclude_unset=True)}
         values["chunk_settings"] = fit_chunk_settings(merged, dataset_embedder(rt, current))

@@ -9,9 +9,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from kb.auth import Principal
 from kb.errors import BadRequest
 from kb.ml.types import Completion, GenerationParams, StreamDelta
+from kb.principal import Principal
+from kb.runtime import Runtime
 from kb.services.threaded_stream import ThreadedStream
 
 APP_MODEL_PREFIX = "app:"
@@ -56,16 +57,16 @@ class AppChat(Protocol):
     unknown app.
     """
 
-    def __call__(self, state: Any, principal: Principal, app_name: str | None, request: ChatRequest) -> ChatJob: ...
+    def __call__(self, rt: Runtime, principal: Principal, app_name: str | None, request: ChatRequest) -> ChatJob: ...
 
 
-def prepare_chat(state: Any, principal: Principal, request: ChatRequest) -> ChatJob:
+def prepare_chat(rt: Runtime, principal: Principal, request: ChatRequest, app_chat: AppChat | None) -> ChatJob:
     """Route a chat request to an app (app key or `app:<name>`) or straight to a configured chat model."""
     if not request.messages:
         raise BadRequest("messages must not be empty; send at least one message", code="empty_messages")
     if principal.app_id is not None or request.model.startswith(APP_MODEL_PREFIX):
-        return _prepare_app_chat(state, principal, request)
-    model = state.registry.chat(request.model)
+        return _prepare_app_chat(rt, principal, request, app_chat)
+    model = rt.registry.chat(request.model)
 
     def produce(cancel: threading.Event) -> Iterator[StreamItem]:
         if request.stream:
@@ -76,14 +77,13 @@ def prepare_chat(state: Any, principal: Principal, request: ChatRequest) -> Chat
     return ChatJob(model=model.name, produce=produce)
 
 
-def _prepare_app_chat(state: Any, principal: Principal, request: ChatRequest) -> ChatJob:
-    app_chat: AppChat | None = getattr(state, "app_chat", None)
+def _prepare_app_chat(rt: Runtime, principal: Principal, request: ChatRequest, app_chat: AppChat | None) -> ChatJob:
     app_name = request.model[len(APP_MODEL_PREFIX) :] if request.model.startswith(APP_MODEL_PREFIX) else None
     if app_chat is None:
         raise BadRequest(
             "answering from apps is not available in this kb build; use a configured model name", code="model_not_found"
         )
-    return app_chat(state, principal, app_name, request)
+    return app_chat(rt, principal, app_name, request)
 
 
 def start_chat(job: ChatJob) -> ThreadedStream[StreamItem]:
@@ -126,14 +126,14 @@ def embedding_texts(raw_input: object) -> list[str]:
 
 
 def embed_inputs(
-    state: Any, principal: Principal, model_name: str, raw_input: object, dimensions: int | None, input_type: str
+    rt: Runtime, principal: Principal, model_name: str, raw_input: object, dimensions: int | None, input_type: str
 ) -> Embeddings:
     """Embed the texts with a configured embedding model; runs the model, so call it off the event loop."""
     principal.require_full()
     texts = embedding_texts(raw_input)
     if input_type not in EMBEDDING_INPUT_TYPES:
         raise BadRequest(f"input_type must be one of {', '.join(EMBEDDING_INPUT_TYPES)}, not {input_type!r}")
-    embedder = state.registry.embedder(model_name)
+    embedder = rt.registry.embedder(model_name)
     if dimensions is not None and dimensions != embedder.dim:
         raise BadRequest(
             f"model '{embedder.name}' makes {embedder.dim}-dimensional vectors and cannot shorten them; "

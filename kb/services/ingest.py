@@ -3,7 +3,7 @@
 Status moves `parsing → chunking → embedding → ready` with `progress` 0–100, each step in its own short
 transaction so users watch it happen. A problem with the source itself (encrypted, scanned, empty, a
 link that fails) ends in `error` with the reader's sentence. Passing trouble (a remote model down) and
-unexpected exceptions are raised to the caller: `kb.services.jobs` retries them per the queue policy.
+unexpected exceptions are raised to the caller: `kb.worker.jobs` retries them per the queue policy.
 Re-running is idempotent: the final transaction replaces whatever chunks the collection had.
 """
 
@@ -18,21 +18,21 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy.orm import Session
 
+from kb.db.store import chunks as chunk_store
+from kb.db.store import collections as collection_store
+from kb.db.store import datasets as dataset_store
+from kb.db.store.collections import CollectionRecord
+from kb.db.store.datasets import DatasetRecord
 from kb.errors import Cancelled, KBError, RateLimited, ServiceUnavailable, Unprocessable, UpstreamError
-from kb.fetch import fetch_link
 from kb.ingest import read_document
 from kb.ingest.chunking import chunk_document
+from kb.ingest.fetch import fetch_link
+from kb.ingest.qagen import generate_qa_pairs
 from kb.ingest.types import ChunkDraft, ParsedDocument
 from kb.ml.types import Embedder
-from kb.qagen import generate_qa_pairs
 from kb.runtime import Runtime
 from kb.services.collections import source_filename
 from kb.services.datasets import assert_embedder_current, dataset_embedder, fit_chunk_settings
-from kb.store import chunks as chunk_store
-from kb.store import collections as collection_store
-from kb.store import datasets as dataset_store
-from kb.store.collections import CollectionRecord
-from kb.store.datasets import DatasetRecord
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,9 @@ class _Tracker:
     def stage(self, status: str, percent: int, *, started: bool = False) -> None:
         self.check()
         with self.rt.db.session() as session:
-            alive = collection_store.set_progress(session, self.collection_id, status=status, progress=percent, started=started)
+            alive = collection_store.set_progress(
+                session, self.collection_id, status=status, progress=percent, started=started
+            )
             session.commit()
         if not alive:
             raise CollectionGone()
@@ -86,7 +88,9 @@ class _Tracker:
 def _read(rt: Runtime, collection: CollectionRecord) -> ParsedDocument:
     if collection.source_type == "link":
         fetched = fetch_link(
-            collection.source_uri or "", max_bytes=rt.settings.max_upload_bytes, allow_private=rt.settings.link_allow_private
+            collection.source_uri or "",
+            max_bytes=rt.settings.max_upload_bytes,
+            allow_private=rt.settings.link_allow_private,
         )
         with rt.db.session() as session:
             collection_store.set_source_details(
@@ -152,8 +156,14 @@ def _new_chunk(row: PlannedChunk, vectors: np.ndarray, count_tokens, source_id: 
 
 
 def _write(
-    rt: Runtime, collection: CollectionRecord, plan: list[PlannedChunk], vectors: np.ndarray, embedder: Embedder,
-    stats: dict, warnings: list[str], settle: Settle | None,
+    rt: Runtime,
+    collection: CollectionRecord,
+    plan: list[PlannedChunk],
+    vectors: np.ndarray,
+    embedder: Embedder,
+    stats: dict,
+    warnings: list[str],
+    settle: Settle | None,
 ) -> CollectionRecord:
     """Replace the collection's chunks and mark it ready, all in one transaction."""
     count_tokens = embedder.count_tokens
@@ -238,13 +248,24 @@ def ingest_collection(
         record_error(rt, collection_id, exc.message, settle=settle, warnings=warnings)
         with rt.db.session() as session:
             return collection_store.get_collection(session, collection_id)
-    log.info("'%s' (collection %d) is ready: %d chunks in %.1f s", collection.name, collection_id, stored.chunk_count, laps.total)
+    log.info(
+        "'%s' (collection %d) is ready: %d chunks in %.1f s",
+        collection.name,
+        collection_id,
+        stored.chunk_count,
+        laps.total,
+    )
     return stored
 
 
 def _process(
-    rt: Runtime, collection: CollectionRecord, dataset: DatasetRecord, tracker: _Tracker, laps: _Laps,
-    warnings: list[str], settle: Settle | None,
+    rt: Runtime,
+    collection: CollectionRecord,
+    dataset: DatasetRecord,
+    tracker: _Tracker,
+    laps: _Laps,
+    warnings: list[str],
+    settle: Settle | None,
 ) -> CollectionRecord:
     tracker.stage("parsing", 2, started=True)
     embedder = dataset_embedder(rt, dataset)  # loads the model on a worker's first job
@@ -256,8 +277,11 @@ def _process(
     tracker.stage("chunking", 15)
     chunking = fit_chunk_settings(dataset.chunk_settings, embedder)
     drafts = chunk_document(
-        document, count_tokens=embedder.count_tokens, max_tokens=chunking["max_tokens"],
-        overlap=chunking["overlap"], separators=chunking["separators"],
+        document,
+        count_tokens=embedder.count_tokens,
+        max_tokens=chunking["max_tokens"],
+        overlap=chunking["overlap"],
+        separators=chunking["separators"],
     )
     if not drafts:
         raise Unprocessable("No text chunks could be made from this source.", code="no_text")
@@ -295,7 +319,11 @@ def _qa_split(
         tracker.stage("chunking", 15 + 45 * done // max(total, 1))
 
     outcome = generate_qa_pairs(
-        chat, [drafts[i] for i in to_split], max_pairs=chunking["qa_max_pairs"], cancel=tracker.cancel, on_chunk=on_chunk
+        chat,
+        [drafts[i] for i in to_split],
+        max_pairs=chunking["qa_max_pairs"],
+        cancel=tracker.cancel,
+        on_chunk=on_chunk,
     )
     stats["qa"] = outcome.stats(chat.name)
     if (warning := outcome.warning()) is not None:

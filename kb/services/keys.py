@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from kb.db import Database
+from kb.db.engine import Database
+from kb.db.store import keys as key_store
+from kb.db.store.keys import KeyRecord, UsageSummary
 from kb.errors import BadRequest, NotFound
 from kb.security import display_prefix, generate_api_key, hash_api_key
-from kb.store import keys as key_store
-from kb.store.keys import KeyRecord, UsageSummary
 
 DEFAULT_USAGE_DAYS = 30
 
@@ -59,7 +59,9 @@ def create_key(
     key = generate_api_key()
     with db.session() as session:
         if app_id is not None and not key_store.app_exists(session, app_id):
-            raise BadRequest(f"there is no app with id {app_id}; create the app first or omit app_id", code="app_not_found")
+            raise BadRequest(
+                f"there is no app with id {app_id}; create the app first or omit app_id", code="app_not_found"
+            )
         record = key_store.add_key(
             session,
             name=name,

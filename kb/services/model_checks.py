@@ -81,11 +81,14 @@ def _run_trial(registry: ModelRegistry, kind: ModelKind, name: str) -> ModelTria
     started = time.perf_counter()
     if kind == "chat":
         completion = registry.chat(name).generate(
-            [{"role": "user", "content": CHAT_TRIAL_PROMPT}], GenerationParams(max_tokens=CHAT_TRIAL_TOKENS, temperature=0.0)
+            [{"role": "user", "content": CHAT_TRIAL_PROMPT}],
+            GenerationParams(max_tokens=CHAT_TRIAL_TOKENS, temperature=0.0),
         )
         return ModelTrial(name, kind, True, time.perf_counter() - started, output=completion.text.strip())
     vector = registry.embedder(name).embed_query(EMBED_TRIAL_TEXT)
-    return ModelTrial(name, kind, True, time.perf_counter() - started, output=EMBED_TRIAL_TEXT, dim=int(vector.shape[-1]))
+    return ModelTrial(
+        name, kind, True, time.perf_counter() - started, output=EMBED_TRIAL_TEXT, dim=int(vector.shape[-1])
+    )
 
 
 def try_model(registry: ModelRegistry, kind: str, name: str) -> ModelTrial:

@@ -14,12 +14,12 @@ from collections.abc import Callable
 
 import numpy as np
 
+from kb.db.store import chunks as chunk_store
+from kb.db.store import datasets as dataset_store
+from kb.db.store.datasets import DatasetRecord
 from kb.errors import Unprocessable
 from kb.runtime import Runtime
 from kb.services.datasets import get_dataset
-from kb.store import chunks as chunk_store
-from kb.store import datasets as dataset_store
-from kb.store.datasets import DatasetRecord
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,9 @@ def _embed(embedder, texts: list[str], progress: Progress | None) -> np.ndarray:
     return vectors
 
 
-def reembed_dataset(rt: Runtime, dataset_id: int, variant: str | None = None, *, progress: Progress | None = None) -> DatasetRecord:
+def reembed_dataset(
+    rt: Runtime, dataset_id: int, variant: str | None = None, *, progress: Progress | None = None
+) -> DatasetRecord:
     """Remake every vector of the dataset with `variant` (default: the model's default) and record that variant."""
     dataset = get_dataset(rt, dataset_id)
     embedder = rt.registry.embedder(dataset.embed_model, variant=variant)
@@ -64,6 +66,10 @@ def reembed_dataset(rt: Runtime, dataset_id: int, variant: str | None = None, *,
         session.commit()
     log.info(
         "Re-embedded dataset '%s' with %s (%s): %d chunks in %.1f s",
-        dataset.name, dataset.embed_model, embedder.variant, len(kept) + len(late), time.perf_counter() - clock,
+        dataset.name,
+        dataset.embed_model,
+        embedder.variant,
+        len(kept) + len(late),
+        time.perf_counter() - clock,
     )
     return get_dataset(rt, dataset_id)

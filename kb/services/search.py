@@ -10,10 +10,14 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from kb.db.store import datasets as dataset_store
+from kb.db.store import search as search_store
+from kb.db.store.datasets import DatasetRecord
+from kb.db.store.search import ListResult
+from kb.db.textsearch import segment_query
 from kb.errors import BadRequest, Conflict, KBError, NotFound
-from kb.ml.registry import get_registry
-from kb.rerank import RerankerFailed, rerank
-from kb.retrieval import (
+from kb.rag.rerank import RerankerFailed, rerank
+from kb.rag.retrieval import (
     MODES,
     Quote,
     above_threshold,
@@ -23,11 +27,7 @@ from kb.retrieval import (
     single_list,
     within_budget,
 )
-from kb.store import datasets as dataset_store
-from kb.store import search as search_store
-from kb.store.datasets import DatasetRecord
-from kb.store.search import ListResult
-from kb.textsearch import segment_query
+from kb.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +45,6 @@ class SearchResult:
     mode: str
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-
-
-def model_registry(deps):
-    """The models to use: `deps.registry` when the caller has one (the app, a runtime, a test), else the process's."""
-    return getattr(deps, "registry", None) or get_registry(deps.settings)
 
 
 def vocabulary_coverage(embedder, text: str) -> float:
@@ -155,7 +150,9 @@ class _Run:
 
     def vector_list(self, session, dataset: DatasetRecord, vector) -> ListResult:
         step = time.perf_counter()
-        found = search_store.vector_search(session, dataset.id, vector, limit=self.pool, ef_search=self.settings.hnsw_ef_search)
+        found = search_store.vector_search(
+            session, dataset.id, vector, limit=self.pool, ef_search=self.settings.hnsw_ef_search
+        )
         self.timer.add("vector_ms", step)
         return found
 
@@ -198,7 +195,7 @@ def _fulltext(db, dataset: DatasetRecord, query: str, pool: int):
 
 
 def search_datasets(
-    deps,
+    rt: Runtime,
     dataset_ids: Sequence[int],
     query: str,
     *,
@@ -211,29 +208,28 @@ def search_datasets(
 ) -> SearchResult:
     """Find the quotes for `query` in the datasets: search, fuse, threshold, (rerank), cut to the budget.
 
-    `deps` carries `.db`, `.settings` and optionally `.registry` (the app's state does); `max_tokens`
-    counts quote text with the tokenizer of `chat_model` (default: the configured chat model).
+    `max_tokens` counts quote text with the tokenizer of `chat_model` (default: the configured chat model).
     """
     query = check_request(query, mode, limit, min_score, max_tokens)
     started = time.perf_counter()
-    with _gate(deps.settings):
+    with _gate(rt.settings):
         queued_ms = (time.perf_counter() - started) * 1000
-        result = _search(deps, dataset_ids, query, mode, limit, min_score, max_tokens, rerank, chat_model)
+        result = _search(rt, dataset_ids, query, mode, limit, min_score, max_tokens, rerank, chat_model)
     result.timings["queued_ms"] = round(queued_ms, 2)
     result.timings["total_ms"] = round((time.perf_counter() - started) * 1000, 2)  # the wait included
     return result
 
 
-def _search(deps, dataset_ids, query, mode, limit, min_score, max_tokens, rerank, chat_model) -> SearchResult:
-    settings, registry = deps.settings, model_registry(deps)
+def _search(rt: Runtime, dataset_ids, query, mode, limit, min_score, max_tokens, rerank, chat_model) -> SearchResult:
+    settings, registry = rt.settings, rt.registry
     run = _Run(query, mode, max(limit, settings.search_candidates), settings, registry)
-    with deps.db.session() as session:
+    with rt.db.session() as session:
         datasets = _load_datasets(session, dataset_ids)
     pending = {}
     if mode != "vector":
-        pending = {d.id: _fulltext_threads.submit(_fulltext, deps.db, d, query, run.pool) for d in datasets}
+        pending = {d.id: _fulltext_threads.submit(_fulltext, rt.db, d, query, run.pool) for d in datasets}
     vector_lists, fulltext_lists = [], []
-    with deps.db.session() as session:
+    with rt.db.session() as session:
         for dataset in datasets:
             vector = run.query_vector(dataset) if mode != "fulltext" else None
             vectors = run.vector_list(session, dataset, vector) if vector is not None else None
@@ -269,7 +265,9 @@ def _search(deps, dataset_ids, query, mode, limit, min_score, max_tokens, rerank
 def _reranked(quotes: list[Quote], query: str, limit: int, settings, timer: _Timer, warnings: list[str]) -> list[Quote]:
     """The first candidates reordered by the configured cross-encoder, or unchanged with a warning saying why."""
     if not settings.rerank_model:
-        warnings.append("rerank was requested but no reranker is configured (set KB_RERANK_MODEL); results are not reranked")
+        warnings.append(
+            "rerank was requested but no reranker is configured (set KB_RERANK_MODEL); results are not reranked"
+        )
         return quotes
     step = time.perf_counter()
     depth = max(limit, RERANK_DEPTH)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from kb.db import Database
-from kb.store import keys as key_store
+from kb.db.engine import Database
+from kb.db.store import keys as key_store
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,9 @@ _ANSWERS_THE_TEST_CHECKS = {"document", "fetch", "xhr", "eventsource"}
 def browser() -> Iterator:
     """One Chromium per test run; each test gets its own context (fresh cookies and storage)."""
     if not CHROMIUM.exists():
-        pytest.skip("browser tests need Debian's Chromium at /usr/bin/chromium (apt-get install chromium; .ci/run does)")
+        pytest.skip(
+            "browser tests need Debian's Chromium at /usr/bin/chromium (apt-get install chromium; .ci/run does)"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from kb.app import create_app
+from kb.http.app import create_app
 from kb.services import keys as key_service
 from tests.answer_data import add_knowledge
 from tests.browser.support import log_in, screenshot
@@ -73,7 +73,9 @@ def test_a_streamed_answer_cites_a_quote_that_opens_with_its_source_and_page(pag
 
     up = answer.locator('button.feedback-button[data-rating="up"]')
     up.click()
-    page.wait_for_function("""() => document.querySelector('button.feedback-button[data-rating="up"]').getAttribute("aria-pressed") === "true" """)
+    page.wait_for_function(
+        """() => document.querySelector('button.feedback-button[data-rating="up"]').getAttribute("aria-pressed") === "true" """
+    )
     page.reload()
     assert page.locator('button.feedback-button[data-rating="up"]').get_attribute("aria-pressed") == "true"
     assert page.locator("li.message").count() == 2

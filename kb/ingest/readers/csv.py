@@ -25,7 +25,9 @@ def read_csv(data: bytes, name: str, limits: ReadLimits) -> ParsedDocument:
     try:
         rows = [[tidy(cell) for cell in row] for row in csv.reader(io.StringIO(text), delimiter=delimiter)]
     except csv.Error as exc:
-        raise Unprocessable(f"{name} is damaged or incomplete (CSV: {exc}); check its quoting and upload again.", code="damaged_file") from exc
+        raise Unprocessable(
+            f"{name} is damaged or incomplete (CSV: {exc}); check its quoting and upload again.", code="damaged_file"
+        ) from exc
     rows = [row for row in rows if any(row)]
     if not rows:
         return ParsedDocument(blocks=[], content_type=sniff.CSV)

@@ -31,11 +31,16 @@ def read_docx(data: bytes, name: str, limits: ReadLimits) -> ParsedDocument:
         blocks, title = _body_blocks(document)
     except Unprocessable:
         raise
-    except Exception as exc:  # noqa: BLE001  (python-docx/lxml raise many types on malformed parts)
-        raise Unprocessable(f"{name} is damaged or incomplete ({_reason(exc)}); save it again in Word and upload the new copy.", code="damaged_file") from exc
+    except Exception as exc:
+        raise Unprocessable(
+            f"{name} is damaged or incomplete ({_reason(exc)}); save it again in Word and upload the new copy.",
+            code="damaged_file",
+        ) from exc
     if not blocks:
         if any(marker in document_xml for marker in _IMAGE_MARKERS):
-            raise Unprocessable(f"{name} contains only images and no text; run OCR on it or paste its text.", code="no_text")
+            raise Unprocessable(
+                f"{name} contains only images and no text; run OCR on it or paste its text.", code="no_text"
+            )
         raise Unprocessable(f"{name} is blank: it contains no text.", code="no_text")
     return ParsedDocument(blocks=blocks, content_type=sniff.DOCX, title=_core_title(document) or title)
 
@@ -46,22 +51,34 @@ def _check_archive(data: bytes, name: str, limits: ReadLimits) -> bytes:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = archive.infolist()
     except (zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise Unprocessable(f"{name} is damaged or incomplete ({_reason(exc)}); save it again in Word and upload the new copy.", code="damaged_file") from exc
+        raise Unprocessable(
+            f"{name} is damaged or incomplete ({_reason(exc)}); save it again in Word and upload the new copy.",
+            code="damaged_file",
+        ) from exc
     too_big = f"{name} is too large when decompressed"
     if len(infos) > limits.max_zip_entries:
-        raise Unprocessable(f"{too_big}: it holds {len(infos):,} parts (limit {limits.max_zip_entries:,}).", code="zip_bomb")
+        raise Unprocessable(
+            f"{too_big}: it holds {len(infos):,} parts (limit {limits.max_zip_entries:,}).", code="zip_bomb"
+        )
     total = sum(info.file_size for info in infos)
     if total > limits.max_unzipped_bytes:
-        raise Unprocessable(f"{too_big} ({total / 2**20:,.0f} MB; limit {limits.max_unzipped_bytes / 2**20:,.0f} MB).", code="zip_bomb")
+        raise Unprocessable(
+            f"{too_big} ({total / 2**20:,.0f} MB; limit {limits.max_unzipped_bytes / 2**20:,.0f} MB).", code="zip_bomb"
+        )
     for info in infos:
         ratio = info.file_size / max(info.compress_size, 1)
         if info.file_size >= _RATIO_CHECK_MIN_BYTES and ratio > limits.max_zip_ratio:
-            raise Unprocessable(f"{too_big}: part {info.filename} expands {ratio:,.0f} times (a zip bomb?).", code="zip_bomb")
+            raise Unprocessable(
+                f"{too_big}: part {info.filename} expands {ratio:,.0f} times (a zip bomb?).", code="zip_bomb"
+            )
     try:
         # zipfile stops at each part's declared size, so the checks above also bound what is read here.
         return archive.read("word/document.xml")
     except (KeyError, zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise Unprocessable(f"{name} is damaged or incomplete ({_reason(exc)}); save it again in Word and upload the new copy.", code="damaged_file") from exc
+        raise Unprocessable(
+            f"{name} is damaged or incomplete ({_reason(exc)}); save it again in Word and upload the new copy.",
+            code="damaged_file",
+        ) from exc
 
 
 def _body_blocks(document: docx.document.Document) -> tuple[list[Block], str | None]:
@@ -126,7 +143,10 @@ def _unmerged_rows(table: Table) -> list[list[str]]:
 
 
 def _cell_text(cell: _Cell) -> str:
-    parts = [p.text if isinstance(p, Paragraph) else " ".join(_cell_text(c) for r in p.rows for c in r.cells) for p in cell.iter_inner_content()]
+    parts = [
+        p.text if isinstance(p, Paragraph) else " ".join(_cell_text(c) for r in p.rows for c in r.cells)
+        for p in cell.iter_inner_content()
+    ]
     return tidy(" ".join(part for part in parts if part.strip()))
 
 

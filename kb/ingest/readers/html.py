@@ -17,8 +17,25 @@ from kb.ingest.textutil import decode_text, detect_encoding, tidy
 from kb.ingest.types import Block, ParsedDocument, ReadLimits
 
 _JUNK_TAGS = (
-    "script", "style", "noscript", "template", "svg", "canvas", "iframe", "object", "embed",
-    "nav", "aside", "footer", "form", "button", "select", "input", "textarea", "dialog", "menu",
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "svg",
+    "canvas",
+    "iframe",
+    "object",
+    "embed",
+    "nav",
+    "aside",
+    "footer",
+    "form",
+    "button",
+    "select",
+    "input",
+    "textarea",
+    "dialog",
+    "menu",
 )
 _JUNK_ROLES = {"navigation", "banner", "contentinfo", "complementary", "search", "menu", "menubar", "dialog", "alert"}
 _JUNK_NAME = re.compile(
@@ -29,8 +46,29 @@ _JUNK_NAME = re.compile(
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
 _HEADINGS = {f"h{n}": n for n in range(1, 7)}
 _BLOCK_TAGS = {
-    "address", "article", "blockquote", "body", "center", "dd", "details", "div", "dl", "dt", "fieldset", "figcaption",
-    "figure", "header", "hr", "li", "main", "ol", "p", "section", "summary", "ul", "caption",
+    "address",
+    "article",
+    "blockquote",
+    "body",
+    "center",
+    "dd",
+    "details",
+    "div",
+    "dl",
+    "dt",
+    "fieldset",
+    "figcaption",
+    "figure",
+    "header",
+    "hr",
+    "li",
+    "main",
+    "ol",
+    "p",
+    "section",
+    "summary",
+    "ul",
+    "caption",
 }
 _CODE_HINT = re.compile(r"code|highlight|lang-|language-|source|syntax", re.I)
 _EDIT_LINK = re.compile(r"\s*\[\s*(?:edit|编辑|編輯)\s*\]\s*$", re.I)
@@ -113,13 +151,21 @@ def _prune(tree: lxml.html.HtmlElement) -> None:
 
 def _main_content(tree: lxml.html.HtmlElement) -> etree._Element:
     body = tree.body if tree.body is not None else tree
-    marked = tree.xpath("//main | //*[@role='main']") or (tree.xpath("//article") if len(tree.xpath("//article")) == 1 else [])
+    marked = tree.xpath("//main | //*[@role='main']") or (
+        tree.xpath("//article") if len(tree.xpath("//article")) == 1 else []
+    )
     candidate = marked[0] if marked else body
     if _link_density(body) < _LINK_DENSE:
         return candidate  # a plain document: keep all of it, with its structure
     extracted = trafilatura.extract(
-        lxml.html.tostring(tree, encoding="unicode"), output_format="html", include_tables=True,
-        include_formatting=True, include_links=False, include_images=False, include_comments=False, config=_TRAFILATURA,
+        lxml.html.tostring(tree, encoding="unicode"),
+        output_format="html",
+        include_tables=True,
+        include_formatting=True,
+        include_links=False,
+        include_images=False,
+        include_comments=False,
+        config=_TRAFILATURA,
     )
     if extracted:
         return lxml.html.document_fromstring(extracted).body
@@ -191,7 +237,7 @@ class _Walker:
         caption = table.find("caption")
         if caption is not None and _flat_text(caption):
             self.blocks.append(self.headings.block(_flat_text(caption)))
-        rows = [row for row in table.xpath("./tr | ./thead/tr | ./tbody/tr | ./tfoot/tr")]
+        rows = list(table.xpath("./tr | ./thead/tr | ./tbody/tr | ./tfoot/tr"))
         cells = [[(cell.tag, _flat_text(cell)) for cell in row.xpath("./th | ./td")] for row in rows]
         cells = [row for row in cells if any(text for _, text in row)]
         if not cells:

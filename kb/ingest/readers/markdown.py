@@ -46,4 +46,3 @@ def read_markdown(data: bytes, name: str, limits: ReadLimits) -> ParsedDocument:
 
 def _plain_inline(token: Token) -> str:
     return "".join(child.content for child in token.children or [] if child.type in ("text", "code_inline"))
-

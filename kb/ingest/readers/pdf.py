@@ -50,12 +50,12 @@ def read_pdf(data: bytes, name: str, limits: ReadLimits) -> ParsedDocument:
             pages = _recover_damaged(data, name, limits, deadline, str(exc))
     _retry_garbled_pages(data, name, pages, limits, deadline)
     blocks = [
-        Block(text=para, page=number)
-        for number, text in sorted(pages.texts.items())
-        for para in paragraphs(text)
+        Block(text=para, page=number) for number, text in sorted(pages.texts.items()) for para in paragraphs(text)
     ]
     if not blocks and pages.timed_out:
-        raise Unprocessable(f"{name} took longer than {limits.max_seconds:.0f} s to read; split it into smaller files.", code="too_slow")
+        raise Unprocessable(
+            f"{name} took longer than {limits.max_seconds:.0f} s to read; split it into smaller files.", code="too_slow"
+        )
     if not blocks:
         raise Unprocessable(
             f"{name} looks scanned: it has no text layer; run OCR first (for example ocrmypdf) and upload the result.",
@@ -63,7 +63,9 @@ def read_pdf(data: bytes, name: str, limits: ReadLimits) -> ParsedDocument:
         )
     empty = [n for n, text in sorted(pages.texts.items()) if not text.strip()]
     if empty:
-        pages.warnings.insert(0, f"No text found on {_pages_phrase(empty)} (scanned images?); that content is not searchable.")
+        pages.warnings.insert(
+            0, f"No text found on {_pages_phrase(empty)} (scanned images?); that content is not searchable."
+        )
     return ParsedDocument(blocks=blocks, content_type=sniff.PDF, title=pages.title, warnings=pages.warnings)
 
 
@@ -76,7 +78,7 @@ def _read_with_pypdf(data: bytes, name: str, limits: ReadLimits, deadline: float
         raise
     except LimitReachedError as exc:
         raise _too_large(name) from exc
-    except Exception as exc:  # noqa: BLE001  (pypdf raises many types on malformed input)
+    except Exception as exc:
         raise _Damaged(_reason(exc)) from exc
     pages = _Pages(count=count, title=_title(pdf))
     failed: list[int] = []
@@ -84,11 +86,13 @@ def _read_with_pypdf(data: bytes, name: str, limits: ReadLimits, deadline: float
     for index in range(min(count, limits.max_pages)):
         if time.monotonic() > deadline:
             pages.timed_out = True
-            pages.warnings.append(f"Reading stopped after page {index} of {count}: it took longer than {limits.max_seconds:.0f} s.")
+            pages.warnings.append(
+                f"Reading stopped after page {index} of {count}: it took longer than {limits.max_seconds:.0f} s."
+            )
             break
         try:
             pages.texts[index + 1] = _clean(pdf.pages[index].extract_text() or "")
-        except Exception as exc:  # noqa: BLE001  (one bad page must not sink the document)
+        except Exception as exc:
             failed.append(index + 1)
             last_error = exc
     if count > limits.max_pages:
@@ -109,22 +113,31 @@ def _unlock(pdf: PdfReader, name: str) -> None:
     try:
         opened = pdf.decrypt("")
     except DependencyError as exc:
-        raise Unprocessable(f"{name} uses an encryption kb cannot open ({exc}); remove the password and upload again.", code="pdf_encrypted") from exc
+        raise Unprocessable(
+            f"{name} uses an encryption kb cannot open ({exc}); remove the password and upload again.",
+            code="pdf_encrypted",
+        ) from exc
     if opened == PasswordType.NOT_DECRYPTED:
-        raise Unprocessable(f"{name} is password-protected; remove the password and upload again.", code="pdf_encrypted")
+        raise Unprocessable(
+            f"{name} is password-protected; remove the password and upload again.", code="pdf_encrypted"
+        )
 
 
 def _recover_damaged(data: bytes, name: str, limits: ReadLimits, deadline: float, reason: str) -> _Pages:
     result = _run_pdfminer(data, limits, deadline, pages=None)
     if result.error == "password":
-        raise Unprocessable(f"{name} is password-protected; remove the password and upload again.", code="pdf_encrypted")
+        raise Unprocessable(
+            f"{name} is password-protected; remove the password and upload again.", code="pdf_encrypted"
+        )
     if result.error or not result.texts:
         raise Unprocessable(
             f"{name} is damaged or incomplete ({reason}); download or export it again and upload the new copy.",
             code="damaged_file",
         )
     pages = _Pages(texts=result.texts, count=len(result.texts))
-    pages.warnings.append(f"{name} is damaged ({reason}); its text was recovered with a second PDF parser, so check it.")
+    pages.warnings.append(
+        f"{name} is damaged ({reason}); its text was recovered with a second PDF parser, so check it."
+    )
     return pages
 
 
@@ -155,7 +168,15 @@ class _ChildResult:
 
 def _run_pdfminer(data: bytes, limits: ReadLimits, deadline: float, pages: list[int] | None) -> _ChildResult:
     """pdfminer in a child process capped in memory and time, so a hostile file cannot take the worker down."""
-    command = [sys.executable, "-I", str(_CHILD), "--max-pages", str(limits.max_pages), "--memory-mb", str(_CHILD_MEMORY_MB)]
+    command = [
+        sys.executable,
+        "-I",
+        str(_CHILD),
+        "--max-pages",
+        str(limits.max_pages),
+        "--memory-mb",
+        str(_CHILD_MEMORY_MB),
+    ]
     if pages:
         command += ["--pages", ",".join(map(str, pages))]
     timeout = max(1.0, deadline - time.monotonic())
@@ -182,13 +203,16 @@ def _clean(text: str) -> str:
 
 
 def _too_large(name: str) -> Unprocessable:
-    return Unprocessable(f"{name} is too large when decompressed (a compression bomb?); kb will not expand it.", code="decompression_bomb")
+    return Unprocessable(
+        f"{name} is too large when decompressed (a compression bomb?); kb will not expand it.",
+        code="decompression_bomb",
+    )
 
 
 def _title(pdf: PdfReader) -> str | None:
     try:
         title = pdf.metadata.title if pdf.metadata else None
-    except Exception:  # noqa: BLE001  (a broken info dictionary only costs the title)
+    except Exception:
         return None
     return title.strip() or None if isinstance(title, str) else None
 

@@ -31,7 +31,9 @@ def main() -> None:
     data = sys.stdin.buffer.read()
     wanted = [int(n) - 1 for n in args.pages.split(",") if n]
     try:
-        pages = extract_pages(io.BytesIO(data), password="", page_numbers=wanted or None, maxpages=args.max_pages, laparams=LAParams())
+        pages = extract_pages(
+            io.BytesIO(data), password="", page_numbers=wanted or None, maxpages=args.max_pages, laparams=LAParams()
+        )
         for index, layout in enumerate(pages):
             text = "".join(el.get_text() for el in layout if isinstance(el, LTTextContainer))
             number = wanted[index] + 1 if wanted else index + 1
@@ -40,7 +42,7 @@ def main() -> None:
         print(json.dumps({"error": "password", "reason": str(exc) or type(exc).__name__}), flush=True)
     except MemoryError:
         print(json.dumps({"error": "memory", "reason": "needs too much memory"}), flush=True)
-    except Exception as exc:  # noqa: BLE001  (any parser failure means the file is damaged)
+    except Exception as exc:
         print(json.dumps({"error": "damaged", "reason": str(exc) or type(exc).__name__}), flush=True)
 
 

@@ -37,7 +37,7 @@ def table_lines(rows: list[list[str]], header: list[str] | None) -> list[str]:
     for row in rows:
         if header:
             pairs = [f"{name}: {value}" if name else value for name, value in zip(header, row, strict=False) if value]
-            extra = [value for value in row[len(header):] if value]
+            extra = [value for value in row[len(header) :] if value]
             line = "; ".join(pairs + extra)
         else:
             line = " | ".join(value for value in row if value)

@@ -1,0 +1,160 @@
+"""Chats and their messages: the conversation history of each app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from kb.db.tables import Chat, Message
+
+
+@dataclass(frozen=True)
+class ChatRecord:
+    id: str
+    app_id: int
+    api_key_id: int | None
+    title: str
+    source: str
+    created_at: datetime
+    updated_at: datetime
+    message_count: int = 0
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    id: int
+    chat_id: str
+    role: str
+    content: str
+    quotes: list[dict[str, Any]]
+    usage: dict[str, Any]
+    timings: dict[str, Any]
+    feedback: int | None
+    feedback_comment: str | None
+    created_at: datetime
+
+
+def _chat(row: Chat, message_count: int = 0) -> ChatRecord:
+    return ChatRecord(
+        id=row.id,
+        app_id=row.app_id,
+        api_key_id=row.api_key_id,
+        title=row.title,
+        source=row.source,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        message_count=message_count,
+    )
+
+
+def _message(row: Message) -> MessageRecord:
+    return MessageRecord(
+        id=row.id,
+        chat_id=row.chat_id,
+        role=row.role,
+        content=row.content,
+        quotes=list(row.quotes or []),
+        usage=dict(row.usage or {}),
+        timings=dict(row.timings or {}),
+        feedback=row.feedback,
+        feedback_comment=row.feedback_comment,
+        created_at=row.created_at,
+    )
+
+
+def _counts():
+    return select(Message.chat_id, func.count().label("n")).group_by(Message.chat_id).subquery()
+
+
+def get_chat(session: Session, chat_id: str) -> ChatRecord | None:
+    counts = _counts()
+    found = session.execute(
+        select(Chat, func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.chat_id == Chat.id)
+        .where(Chat.id == chat_id)
+    ).first()
+    return _chat(*found) if found else None
+
+
+def ensure_chat(
+    session: Session, chat_id: str, *, app_id: int, api_key_id: int | None, title: str, source: str
+) -> None:
+    """Create the chat unless it exists (two first requests with one chatId both succeed)."""
+    session.execute(
+        insert(Chat)
+        .values(id=chat_id, app_id=app_id, api_key_id=api_key_id, title=title, source=source)
+        .on_conflict_do_nothing(index_elements=[Chat.id])
+    )
+
+
+def list_chats(
+    session: Session, *, app_id: int | None = None, offset: int = 0, limit: int = 50
+) -> tuple[list[ChatRecord], int]:
+    """Chats newest-first (optionally of one app) with message counts, and the total."""
+    counts = _counts()
+    query = select(Chat, func.coalesce(counts.c.n, 0)).outerjoin(counts, counts.c.chat_id == Chat.id)
+    total_query = select(func.count()).select_from(Chat)
+    if app_id is not None:
+        query = query.where(Chat.app_id == app_id)
+        total_query = total_query.where(Chat.app_id == app_id)
+    rows = session.execute(query.order_by(Chat.updated_at.desc(), Chat.id).offset(offset).limit(limit)).all()
+    return [_chat(row, n) for row, n in rows], int(session.scalar(total_query) or 0)
+
+
+def rename_chat(session: Session, chat_id: str, title: str) -> bool:
+    return (
+        session.execute(update(Chat).where(Chat.id == chat_id).values(title=title, updated_at=func.now())).rowcount > 0
+    )
+
+
+def touch_chat(session: Session, chat_id: str) -> None:
+    session.execute(update(Chat).where(Chat.id == chat_id).values(updated_at=func.now()))
+
+
+def delete_chat(session: Session, chat_id: str) -> bool:
+    return session.execute(delete(Chat).where(Chat.id == chat_id)).rowcount > 0
+
+
+def add_message(
+    session: Session,
+    chat_id: str,
+    *,
+    role: str,
+    content: str,
+    quotes: list[dict[str, Any]] | None = None,
+    usage: dict[str, Any] | None = None,
+    timings: dict[str, Any] | None = None,
+) -> MessageRecord:
+    row = Message(
+        chat_id=chat_id, role=role, content=content, quotes=quotes or [], usage=usage or {}, timings=timings or {}
+    )
+    session.add(row)
+    session.flush()
+    session.refresh(row)
+    return _message(row)
+
+
+def list_messages(session: Session, chat_id: str) -> list[MessageRecord]:
+    """A chat's messages in the order they were written."""
+    return [
+        _message(r) for r in session.scalars(select(Message).where(Message.chat_id == chat_id).order_by(Message.id))
+    ]
+
+
+def get_message(session: Session, message_id: int) -> MessageRecord | None:
+    row = session.get(Message, message_id)
+    return _message(row) if row else None
+
+
+def set_feedback(session: Session, message_id: int, rating: int | None, comment: str | None) -> MessageRecord | None:
+    row = session.get(Message, message_id)
+    if row is None:
+        return None
+    row.feedback, row.feedback_comment = rating, comment
+    session.flush()
+    return _message(row)

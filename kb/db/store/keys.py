@@ -1,0 +1,180 @@
+"""API keys and their usage log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from kb.db.tables import ApiKey, App, UsageLog
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    id: int
+    name: str
+    prefix: str
+    app_id: int | None
+    expires_at: datetime | None
+    token_quota: int | None
+    tokens_used: int
+    request_count: int
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+    created_at: datetime
+
+
+def _record(row: ApiKey) -> KeyRecord:
+    return KeyRecord(
+        id=row.id,
+        name=row.name,
+        prefix=row.prefix,
+        app_id=row.app_id,
+        expires_at=row.expires_at,
+        token_quota=row.token_quota,
+        tokens_used=row.tokens_used,
+        request_count=row.request_count,
+        revoked_at=row.revoked_at,
+        last_used_at=row.last_used_at,
+        created_at=row.created_at,
+    )
+
+
+def add_key(
+    session: Session,
+    *,
+    name: str,
+    prefix: str,
+    key_hash: str,
+    app_id: int | None = None,
+    expires_at: datetime | None = None,
+    token_quota: int | None = None,
+) -> KeyRecord:
+    row = ApiKey(
+        name=name, prefix=prefix, key_hash=key_hash, app_id=app_id, expires_at=expires_at, token_quota=token_quota
+    )
+    session.add(row)
+    session.flush()
+    session.refresh(row)
+    return _record(row)
+
+
+def find_key_by_hash(session: Session, key_hash: str) -> KeyRecord | None:
+    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
+    return _record(row) if row else None
+
+
+def get_key(session: Session, key_id: int) -> KeyRecord | None:
+    row = session.get(ApiKey, key_id)
+    return _record(row) if row else None
+
+
+def list_keys(session: Session) -> list[KeyRecord]:
+    return [_record(r) for r in session.scalars(select(ApiKey).order_by(ApiKey.id))]
+
+
+def revoke_key(session: Session, key_id: int) -> bool:
+    result = session.execute(
+        update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)).values(revoked_at=func.now())
+    )
+    return result.rowcount > 0
+
+
+def record_usage(
+    session: Session,
+    *,
+    key_id: int | None,
+    endpoint: str,
+    model: str | None,
+    prompt_tokens: int,
+    completion_tokens: int,
+    latency_ms: int,
+    status: int,
+) -> None:
+    """Log one request and add its tokens to the key's running totals."""
+    session.add(
+        UsageLog(
+            api_key_id=key_id,
+            endpoint=endpoint,
+            model=model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            latency_ms=latency_ms,
+            status=status,
+        )
+    )
+    if key_id is not None:
+        session.execute(
+            update(ApiKey)
+            .where(ApiKey.id == key_id)
+            .values(
+                tokens_used=ApiKey.tokens_used + prompt_tokens + completion_tokens,
+                request_count=ApiKey.request_count + 1,
+                last_used_at=func.now(),
+            )
+        )
+    session.flush()
+
+
+def app_exists(session: Session, app_id: int) -> bool:
+    """Whether an app with this id exists (a key scoped to it may be created)."""
+    return session.scalar(select(App.id).where(App.id == app_id)) is not None
+
+
+@dataclass(frozen=True)
+class UsageSummary:
+    """One key's use of one model over a period."""
+
+    key_id: int | None
+    key_name: str | None
+    key_prefix: str | None
+    model: str | None
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    mean_latency_ms: float
+    p95_latency_ms: float
+    errors: int
+
+
+def summarise_usage(
+    session: Session, *, since: datetime, until: datetime, key_id: int | None = None
+) -> list[UsageSummary]:
+    """Usage log rows in [since, until) grouped per key and model, busiest first."""
+    query = (
+        select(
+            UsageLog.api_key_id,
+            ApiKey.name,
+            ApiKey.prefix,
+            UsageLog.model,
+            func.count(),
+            func.coalesce(func.sum(UsageLog.prompt_tokens), 0),
+            func.coalesce(func.sum(UsageLog.completion_tokens), 0),
+            func.avg(UsageLog.latency_ms),
+            func.percentile_cont(0.95).within_group(UsageLog.latency_ms),
+            func.count().filter(UsageLog.status >= 400),
+        )
+        .outerjoin(ApiKey, ApiKey.id == UsageLog.api_key_id)
+        .where(UsageLog.created_at >= since, UsageLog.created_at < until)
+        .group_by(UsageLog.api_key_id, ApiKey.name, ApiKey.prefix, UsageLog.model)
+        .order_by(func.count().desc(), UsageLog.api_key_id, UsageLog.model)
+    )
+    if key_id is not None:
+        query = query.where(UsageLog.api_key_id == key_id)
+    return [
+        UsageSummary(
+            key_id=row[0],
+            key_name=row[1],
+            key_prefix=row[2],
+            model=row[3],
+            requests=int(row[4]),
+            prompt_tokens=int(row[5]),
+            completion_tokens=int(row[6]),
+            mean_latency_ms=float(row[7] or 0),
+            p95_latency_ms=float(row[8] or 0),
+            errors=int(row[9]),
+        )
+        for row in session.execute(query)
+    ]

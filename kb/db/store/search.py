@@ -1,0 +1,305 @@
+"""Search SQL: vector search on a dataset's own HNSW index and BM25 full-text search, one dataset per call.
+
+Only chunks that may be quoted are searched: those of `ready` collections, and manual chunks.
+
+Vector search must match the partial index built by `kb.db.store.datasets.ensure_vector_index`
+exactly: the expression `embedding::vector(<dim>)` and the predicate `dataset_id = <id>` are
+written into the SQL as literals (validated integers), because the planner only uses a partial
+index whose predicate it can prove from the query text, not from a bind parameter.
+
+Full-text search ranks with BM25 computed in SQL from the tsvector column: the query's lexemes are
+OR-ed (recall: a question rarely shares every word with its answer), the GIN index finds the chunks
+holding any of them, and document frequencies come from those same chunks, which is exact because
+every chunk holding a query term matches the OR query.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from kb.db.ranking import BM25_B, BM25_K1, fulltext_score
+from kb.db.store.chunks import vector_literal
+from kb.db.textsearch import TS_CONFIG
+
+DEFAULT_EF_SEARCH = 100
+
+
+@dataclass(frozen=True)
+class ChunkHit:
+    """One chunk found by one list: `score` is the list's raw score, `scaled` the same on a 0..1 scale."""
+
+    chunk_id: int
+    collection_id: int
+    dataset_id: int
+    source: str
+    q: str
+    a: str
+    page: int | None
+    heading: str
+    token_count: int
+    score: float
+    scaled: float
+    rank: int
+
+
+@dataclass(frozen=True)
+class ListResult:
+    """A ranked list (`hits`, best first) and the same list's scaled scores of chunks asked for by id."""
+
+    hits: list[ChunkHit]
+    scores_of: dict[int, float]
+
+
+def _int(value: int, name: str) -> int:
+    if isinstance(value, bool) or int(value) != value or int(value) < 1:
+        raise ValueError(f"{name} must be a positive integer, not {value!r}")
+    return int(value)
+
+
+_SEARCHABLE = (
+    "(c.kind = 'manual' OR EXISTS "
+    "(SELECT 1 FROM collection col WHERE col.id = c.collection_id AND col.status = 'ready'))"
+)
+_HIT_COLUMNS = (
+    "c.id, c.collection_id, c.dataset_id, (SELECT name FROM collection WHERE id = c.collection_id) AS source, "
+    "c.q, c.a, c.page, c.heading, c.token_count"
+)
+
+
+def _hit(row, score: float, scaled: float, rank: int) -> ChunkHit:
+    return ChunkHit(
+        chunk_id=row.id,
+        collection_id=row.collection_id,
+        dataset_id=row.dataset_id,
+        source=row.source,
+        q=row.q,
+        a=row.a,
+        page=row.page,
+        heading=row.heading,
+        token_count=row.token_count,
+        score=score,
+        scaled=scaled,
+        rank=rank,
+    )
+
+
+def set_ef_search(session: Session, ef_search: int) -> None:
+    """HNSW candidate list size for the rest of this transaction (higher: better recall, slower)."""
+    session.execute(text("SELECT set_config('hnsw.ef_search', :v, true)"), {"v": str(_int(ef_search, "ef_search"))})
+    # Keep walking the graph when filtered-out rows (non-ready collections) leave fewer than `limit` hits.
+    session.execute(text("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)"))
+
+
+def vector_search_sql(dataset_id: int, dim: int, limit: int) -> str:
+    """The nearest-neighbour query for one dataset, written so the planner can use its partial HNSW index."""
+    dataset_id, limit = _int(dataset_id, "dataset_id"), _int(limit, "limit")
+    distance = _distance(dim)
+    return (
+        f"SELECT * FROM (SELECT {_HIT_COLUMNS}, 1 - ({distance}) AS similarity FROM chunk c "
+        f"WHERE c.dataset_id = {dataset_id} AND c.embedding IS NOT NULL AND {_SEARCHABLE} "
+        f"ORDER BY {distance} LIMIT {limit}) v ORDER BY similarity DESC, id"
+    )
+
+
+def vector_search(
+    session: Session, dataset_id: int, query_vector: Sequence[float], *, limit: int, ef_search: int = DEFAULT_EF_SEARCH
+) -> ListResult:
+    """The `limit` chunks nearest the query by cosine, walked on the dataset's HNSW index."""
+    set_ef_search(session, ef_search)
+    rows = session.execute(
+        text(vector_search_sql(dataset_id, len(query_vector), limit)), {"q": vector_literal(query_vector)}
+    ).all()
+    hits = [_hit(row, float(row.similarity), _unit(row.similarity), rank) for rank, row in enumerate(rows, 1)]
+    return ListResult(hits, {hit.chunk_id: hit.scaled for hit in hits})
+
+
+def vector_scores(
+    session: Session, dataset_id: int, query_vector: Sequence[float], chunk_ids: Sequence[int]
+) -> dict[int, float]:
+    """The 0..1 cosine score of each given chunk of the dataset (exact, looked up by id)."""
+    dataset_id = _int(dataset_id, "dataset_id")
+    if not chunk_ids:
+        return {}
+    rows = session.execute(
+        text(
+            f"SELECT c.id, 1 - ({_distance(len(query_vector))}) AS similarity FROM chunk c "
+            f"WHERE c.dataset_id = {dataset_id} AND c.id = ANY(CAST(:ids AS bigint[]))"
+        ),
+        {"q": vector_literal(query_vector), "ids": sorted({int(i) for i in chunk_ids})},
+    ).all()
+    return {row.id: _unit(row.similarity) for row in rows}
+
+
+def _distance(dim: int) -> str:
+    """Cosine distance to `:q` in the exact form of the partial index's expression."""
+    dim = _int(dim, "dimension")
+    return f"c.embedding::vector({dim}) <=> CAST(:q AS vector({dim}))"
+
+
+def _unit(similarity: float) -> float:
+    """Cosine similarity as a 0..1 score: opposite or unrelated directions count as no similarity."""
+    return min(1.0, max(0.0, float(similarity)))
+
+
+# BM25 over the tsvector column, in two statements: one ranks every chunk holding a query term (and
+# measures each term's document frequency on the way, exact because the query is an OR of its terms),
+# one scores given chunks with those frequencies and returns where the query's terms sit in them,
+# for the proximity part of the score (kb.db.ranking). Document length is the number of distinct
+# lexemes (`length(fts)`). A chunk's query terms are picked out of its tsvector by marking them with
+# weight A and keeping only A (kb never sets weights, so everything else is D).
+_QUERY_TERMS = "unnest(ts_filter(setweight(c.fts, 'A', CAST(:lexemes AS text[])), '{{a}}')) p"  # braces: str.format
+_TERM_BM25 = f"i.w * p.tf * {BM25_K1 + 1} / (p.tf + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * p.dl / :avgdl))"
+_POSTINGS = f"SELECT c.id, length(c.fts) AS dl, p.lexeme, p.positions, cardinality(p.positions) AS tf FROM chunk c, {_QUERY_TERMS}"
+
+_RANK = f"""
+WITH postings AS (
+    {_POSTINGS}
+    WHERE c.dataset_id = {{dataset_id}} AND c.fts @@ CAST(:tsquery AS tsquery) AND {_SEARCHABLE}
+), idf AS (
+    SELECT lexeme, ln(1 + (greatest(:n, count(*)) - count(*) + 0.5) / (count(*) + 0.5)) AS w
+    FROM postings GROUP BY lexeme
+)
+SELECT p.id, sum({_TERM_BM25}) AS bm25,
+       (SELECT array_agg(lexeme ORDER BY lexeme) FROM idf) AS idf_terms,
+       (SELECT array_agg(w ORDER BY lexeme) FROM idf) AS idf_weights
+FROM postings p JOIN idf i USING (lexeme)
+GROUP BY p.id ORDER BY bm25 DESC, p.id LIMIT :limit
+"""
+
+_SCORE = f"""
+SELECT {_HIT_COLUMNS}, s.bm25, s.lexemes, s.positions FROM (
+    SELECT p.id, sum({_TERM_BM25}) AS bm25, array_agg(p.lexeme) AS lexemes,
+           array_agg(array_to_string(p.positions, ',')) AS positions
+    FROM ({_POSTINGS} WHERE c.dataset_id = {{dataset_id}} AND c.id = ANY(CAST(:ids AS bigint[]))) p
+    JOIN unnest(CAST(:idf_terms AS text[]), CAST(:idf_weights AS float8[])) AS i(lexeme, w) USING (lexeme)
+    GROUP BY p.id
+) s JOIN chunk c ON c.id = s.id
+"""
+
+
+@dataclass(frozen=True)
+class TextStats:
+    """What BM25 needs of the whole dataset: how many chunks are searchable and their mean length."""
+
+    chunks: int
+    mean_length: float
+
+
+STATS_SECONDS = 60.0
+_stats: dict[tuple[str, int], tuple[float, TextStats]] = {}
+_stats_lock = threading.Lock()
+
+
+def text_stats(session: Session, dataset_id: int) -> TextStats:
+    """The dataset's BM25 statistics, recomputed at most every STATS_SECONDS per process.
+
+    Counting costs a pass over the dataset (~100 ms at 200k chunks) while BM25 barely moves when a
+    few chunks come or go, so a minute-old count is a good trade.
+    """
+    dataset_id = _int(dataset_id, "dataset_id")
+    key = (str(session.get_bind().url), dataset_id)
+    now = time.monotonic()
+    with _stats_lock:
+        cached = _stats.get(key)
+    if cached is not None and now - cached[0] < STATS_SECONDS:
+        return cached[1]
+    row = session.execute(
+        text(
+            "SELECT count(*) AS n, coalesce(avg(length(c.fts)), 1) AS avgdl FROM chunk c "
+            f"WHERE c.dataset_id = {dataset_id} AND c.fts IS NOT NULL AND {_SEARCHABLE}"
+        )
+    ).one()
+    stats = TextStats(int(row.n), max(1.0, float(row.avgdl)))
+    with _stats_lock:
+        _stats[key] = (now, stats)
+    return stats
+
+
+def query_lexemes(session: Session, query_text: str) -> list[str]:
+    """The query's distinct lexemes as the index holds them (stemmed, stop words dropped)."""
+    return list(
+        session.execute(text(f"SELECT tsvector_to_array(to_tsvector('{TS_CONFIG}', :q))"), {"q": query_text}).scalar()
+    )
+
+
+def or_query(lexemes: Sequence[str]) -> str:
+    """A tsquery matching any of the lexemes, each quoted so that none is parsed or normalised again."""
+    return " | ".join("'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'" for lexeme in lexemes)
+
+
+@dataclass(frozen=True)
+class FulltextQuery:
+    """A query as one dataset's full text sees it: its terms, their IDF there, and the dataset's statistics."""
+
+    dataset_id: int
+    lexemes: list[str]
+    idf: dict[str, float]
+    stats: TextStats
+
+
+def fulltext_search(
+    session: Session, dataset_id: int, query_text: str, *, limit: int
+) -> tuple[ListResult, FulltextQuery]:
+    """The best chunks for an already segmented query (`kb.db.textsearch.segment_query`), and the prepared query.
+
+    Candidates are the `limit` best by BM25 with the query's terms OR-ed (a question rarely shares every
+    word with its answer); they come back ordered and ranked by the 0..1 `kb.db.ranking.fulltext_score`.
+    Pass the prepared query to `fulltext_scores` to score other chunks the same way.
+    """
+    dataset_id, limit = _int(dataset_id, "dataset_id"), _int(limit, "limit")
+    lexemes = query_lexemes(session, query_text)
+    stats = text_stats(session, dataset_id)
+    prepared = FulltextQuery(dataset_id, lexemes, {}, stats)
+    if not lexemes:
+        return ListResult([], {}), prepared
+    ranked = session.execute(
+        text(_RANK.format(dataset_id=dataset_id)),
+        {
+            "tsquery": or_query(lexemes),
+            "lexemes": lexemes,
+            "n": stats.chunks,
+            "avgdl": stats.mean_length,
+            "limit": limit,
+        },
+    ).all()
+    if not ranked:
+        return ListResult([], {}), prepared
+    prepared = FulltextQuery(
+        dataset_id, lexemes, dict(zip(ranked[0].idf_terms, map(float, ranked[0].idf_weights))), stats
+    )
+    by_bm25 = {row.id: rank for rank, row in enumerate(ranked, 1)}
+    scored = _scored_rows(session, prepared, list(by_bm25))
+    scored.sort(key=lambda item: (-item[0], by_bm25[item[1].id]))
+    hits = [_hit(row, float(row.bm25), score, rank) for rank, (score, row) in enumerate(scored, 1)]
+    return ListResult(hits, {hit.chunk_id: hit.scaled for hit in hits}), prepared
+
+
+def fulltext_scores(session: Session, prepared: FulltextQuery, chunk_ids: Sequence[int]) -> dict[int, float]:
+    """The 0..1 full-text score of given chunks (0 for those holding no query term)."""
+    return {row.id: score for score, row in _scored_rows(session, prepared, chunk_ids)}
+
+
+def _scored_rows(session: Session, prepared: FulltextQuery, chunk_ids: Sequence[int]) -> list[tuple[float, object]]:
+    if not chunk_ids or not prepared.idf:
+        return []
+    rows = session.execute(
+        text(_SCORE.format(dataset_id=_int(prepared.dataset_id, "dataset_id"))),
+        {
+            "lexemes": prepared.lexemes,
+            "ids": sorted({int(i) for i in chunk_ids}),
+            "idf_terms": list(prepared.idf),
+            "idf_weights": list(prepared.idf.values()),
+            "avgdl": prepared.stats.mean_length,
+        },
+    ).all()
+    scored = []
+    for row in rows:
+        positions = {term: [int(p) for p in places.split(",")] for term, places in zip(row.lexemes, row.positions)}
+        scored.append((fulltext_score(float(row.bm25), prepared.idf, positions), row))
+    return scored

@@ -1,0 +1,243 @@
+"""Tables. The schema itself is created by the Alembic migrations in `migrations/`.
+
+Vectors of several dimensions share one `chunk.embedding` column of the untyped `vector`
+type. Every dataset gets its own partial HNSW index on `(embedding::vector(dim))`
+restricted to `WHERE dataset_id = <id>` (see `kb.db.store.ensure_vector_index`): each index is
+typed with the dataset's dimension, no vector is ever padded, and a search inside one dataset
+walks a graph holding only that dataset's vectors, so filtering never costs recall.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSONB, list[Any]: JSONB}
+
+
+def _now() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class Dataset(Base):
+    __tablename__ = "dataset"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    embed_model: Mapped[str] = mapped_column(String(200))
+    embed_dim: Mapped[int] = mapped_column(Integer)
+    embed_variant: Mapped[str] = mapped_column(String(50), server_default="default")
+    chunk_settings: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    search_settings: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    user_dictionary: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class Collection(Base):
+    __tablename__ = "collection"
+    __table_args__ = (
+        Index("ix_collection_dataset", "dataset_id"),
+        # Re-uploading the same bytes into the same dataset is recognised, not redone.
+        UniqueConstraint("dataset_id", "content_hash", name="uq_collection_dataset_hash"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(500))
+    source_type: Mapped[str] = mapped_column(String(20))  # file | text | link
+    source_uri: Mapped[str | None] = mapped_column(Text)
+    file_path: Mapped[str | None] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    content_type: Mapped[str | None] = mapped_column(String(100))
+    size_bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    mode: Mapped[str] = mapped_column(String(20), server_default="chunk")  # chunk | qa
+    status: Mapped[str] = mapped_column(String(20), server_default="queued")
+    progress: Mapped[int] = mapped_column(Integer, server_default="0")
+    error: Mapped[str | None] = mapped_column(Text)
+    chunk_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    stats: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    warnings: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Chunk(Base):
+    __tablename__ = "chunk"
+    __table_args__ = (
+        Index("ix_chunk_collection_position", "collection_id", "position"),
+        Index("ix_chunk_dataset", "dataset_id"),
+        Index("ix_chunk_fts", "fts", postgresql_using="gin"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset.id", ondelete="CASCADE"))
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collection.id", ondelete="CASCADE"))
+    source_chunk_id: Mapped[int | None] = mapped_column(ForeignKey("chunk.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(20), server_default="chunk")  # chunk | qa | manual
+    q: Mapped[str] = mapped_column(Text)
+    a: Mapped[str] = mapped_column(Text, server_default="")
+    page: Mapped[int | None] = mapped_column(Integer)
+    heading: Mapped[str] = mapped_column(Text, server_default="")
+    token_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    embedding = mapped_column(Vector(), nullable=True)
+    fts = mapped_column(TSVECTOR, nullable=True)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class App(Base):
+    __tablename__ = "app"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    system_prompt: Mapped[str] = mapped_column(Text, server_default="")
+    chat_model: Mapped[str | None] = mapped_column(String(200))
+    search_settings: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    not_found_reply: Mapped[str | None] = mapped_column(Text)
+    allow_general_knowledge: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class AppDataset(Base):
+    __tablename__ = "app_dataset"
+
+    app_id: Mapped[int] = mapped_column(ForeignKey("app.id", ondelete="CASCADE"), primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset.id", ondelete="CASCADE"), primary_key=True)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_key"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(20))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    app_id: Mapped[int | None] = mapped_column(ForeignKey("app.id", ondelete="CASCADE"))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    token_quota: Mapped[int | None] = mapped_column(BigInteger)
+    tokens_used: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    request_count: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _now()
+
+
+class Chat(Base):
+    __tablename__ = "chat"
+    __table_args__ = (Index("ix_chat_app_updated", "app_id", "updated_at"),)
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)  # client-chosen chatId, or generated
+    app_id: Mapped[int] = mapped_column(ForeignKey("app.id", ondelete="CASCADE"))
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_key.id", ondelete="SET NULL"))
+    title: Mapped[str] = mapped_column(String(300), server_default="")
+    source: Mapped[str] = mapped_column(String(20), server_default="api")  # web | api
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class Message(Base):
+    __tablename__ = "message"
+    __table_args__ = (Index("ix_message_chat", "chat_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    chat_id: Mapped[str] = mapped_column(ForeignKey("chat.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(20))
+    content: Mapped[str] = mapped_column(Text)
+    quotes: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))
+    usage: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    timings: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    feedback: Mapped[int | None] = mapped_column(Integer)  # 1 up, -1 down
+    feedback_comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+
+
+class UsageLog(Base):
+    __tablename__ = "usage_log"
+    __table_args__ = (Index("ix_usage_created", "created_at"), Index("ix_usage_key", "api_key_id"))
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_key.id", ondelete="SET NULL"))
+    endpoint: Mapped[str] = mapped_column(String(100))
+    model: Mapped[str | None] = mapped_column(String(200))
+    prompt_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
+    completion_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
+    latency_ms: Mapped[int] = mapped_column(Integer, server_default="0")
+    status: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _now()
+
+
+class Job(Base):
+    __tablename__ = "job"
+    __table_args__ = (
+        Index("ix_job_claim", "status", "run_after"),
+        # At most one live job per (kind, collection): enqueueing twice is a no-op.
+        Index(
+            "uq_job_live",
+            "kind",
+            "collection_id",
+            unique=True,
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(50))
+    collection_id: Mapped[int | None] = mapped_column(ForeignKey("collection.id", ondelete="CASCADE"))
+    payload: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    status: Mapped[str] = mapped_column(String(20), server_default="queued")  # queued | running | done | failed
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    max_attempts: Mapped[int] = mapped_column(Integer, server_default="3")
+    run_after: Mapped[datetime] = _now()
+    locked_by: Mapped[str | None] = mapped_column(String(200))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Setting(Base):
+    """Instance-wide values that every process must agree on (admin password hash, session secret)."""
+
+    __tablename__ = "setting"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column()
+    updated_at: Mapped[datetime] = _now()
+
+
+class LoginAttempt(Base):
+    """Failed admin logins per client address, for lockout with backoff."""
+
+    __tablename__ = "login_attempt"
+
+    client: Mapped[str] = mapped_column(String(100), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = _now()

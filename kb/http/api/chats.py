@@ -1,0 +1,125 @@
+"""`/api/chats`: list, read, rename and delete conversations, and give feedback on answers.
+
+App-scoped keys may use these routes for their own app's chats only.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from kb.db.store.chats import ChatRecord, MessageRecord
+from kb.http.deps import PrincipalDep, runtime
+from kb.services import chats as chat_service
+
+router = APIRouter(prefix="/api/chats", tags=["chats"])
+
+
+class ChatPublic(BaseModel):
+    id: str
+    app_id: int
+    title: str
+    source: str
+    message_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class ChatList(BaseModel):
+    data: list[ChatPublic]
+    total: int
+
+
+class MessagePublic(BaseModel):
+    id: int
+    role: str
+    content: str
+    quotes: list[dict[str, Any]]
+    usage: dict[str, Any]
+    timings: dict[str, Any]
+    feedback: Literal["up", "down"] | None
+    feedback_comment: str | None
+    created_at: datetime
+
+
+class ChatDetail(ChatPublic):
+    messages: list[MessagePublic]
+
+
+class ChatRename(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=300)
+
+
+class Feedback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rating: Literal["up", "down"] | None = Field(description="Thumbs up or down; null clears it.")
+    comment: str | None = Field(default=None, max_length=5000)
+
+
+def chat_public(chat: ChatRecord) -> ChatPublic:
+    return ChatPublic(
+        id=chat.id,
+        app_id=chat.app_id,
+        title=chat.title,
+        source=chat.source,
+        message_count=chat.message_count,
+        created_at=chat.created_at,
+        updated_at=chat.updated_at,
+    )
+
+
+def message_public(message: MessageRecord) -> MessagePublic:
+    return MessagePublic(
+        id=message.id,
+        role=message.role,
+        content=message.content,
+        quotes=message.quotes,
+        usage=message.usage,
+        timings=message.timings,
+        feedback={1: "up", -1: "down"}.get(message.feedback),
+        feedback_comment=message.feedback_comment,
+        created_at=message.created_at,
+    )
+
+
+@router.get("", response_model=ChatList)
+def list_chats(
+    request: Request,
+    principal: PrincipalDep,
+    app_id: int | None = Query(default=None, description="Only this app's chats (implied for app keys)."),
+    offset: int = Query(default=0, ge=0),
+    limit: int = Query(default=50, ge=1, le=200),
+) -> ChatList:
+    chats, total = chat_service.list_chats(runtime(request).db, principal, app_id=app_id, offset=offset, limit=limit)
+    return ChatList(data=[chat_public(c) for c in chats], total=total)
+
+
+@router.get("/{chat_id}", response_model=ChatDetail)
+def get_chat(chat_id: str, request: Request, principal: PrincipalDep) -> ChatDetail:
+    chat, messages = chat_service.get_chat(runtime(request).db, principal, chat_id)
+    return ChatDetail(**chat_public(chat).model_dump(), messages=[message_public(m) for m in messages])
+
+
+@router.patch("/{chat_id}", response_model=ChatPublic)
+def rename_chat(chat_id: str, body: ChatRename, request: Request, principal: PrincipalDep) -> ChatPublic:
+    return chat_public(chat_service.rename_chat(runtime(request).db, principal, chat_id, body.title))
+
+
+@router.delete("/{chat_id}", status_code=204)
+def delete_chat(chat_id: str, request: Request, principal: PrincipalDep) -> Response:
+    chat_service.delete_chat(runtime(request).db, principal, chat_id)
+    return Response(status_code=204)
+
+
+@router.post("/{chat_id}/messages/{message_id}/feedback", response_model=MessagePublic)
+def give_feedback(
+    chat_id: str, message_id: int, body: Feedback, request: Request, principal: PrincipalDep
+) -> MessagePublic:
+    message = chat_service.set_feedback(runtime(request).db, principal, chat_id, message_id, body.rating, body.comment)
+    return message_public(message)

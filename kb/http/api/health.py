@@ -1,0 +1,24 @@
+"""`GET /healthz`: 200 when the database answers, 503 otherwise. No key needed."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+
+from kb.http.api.errors import error_body
+
+router = APIRouter()
+
+
+@router.get("/healthz", tags=["health"])
+def healthz(request: Request) -> JSONResponse:
+    try:
+        request.app.state.db.ping()
+    except SQLAlchemyError:
+        return JSONResponse(
+            error_body("The database is not answering.", "server_error", "database_unavailable"),
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+    return JSONResponse({"status": "ok"})

@@ -1,0 +1,162 @@
+"""The chat page `/`: pick an app, ask, watch the answer stream in, open the quotes it cites.
+
+Who may chat: the admin (the session cookie), like every other page that shows the knowledge bases'
+contents; logged out, `/` redirects to the login page. kb has no per-user accounts, so a public chat
+would need its own access model (share links, rate limits): left for when someone needs it.
+
+How an answer arrives: chat.js posts to `/v1/chat/completions` (`stream`, `detail`, `chatId`) with the
+session cookie and the CSRF header, the same route and service programs use, and shows the streamed
+text as plain text. Once it is complete, the browser sends the text and quotes to `/chat/render`,
+which returns the answer rendered here, on the server: Markdown, sanitised, citations as buttons.
+Stored conversations are rendered the same way when the page loads.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from markupsafe import Markup
+from pydantic import BaseModel, ConfigDict, Field
+
+from kb.db.store.apps import AppRecord
+from kb.db.store.chats import MessageRecord
+from kb.http.deps import AdminDep, RuntimeDep
+from kb.http.pages.markdown import render_answer
+from kb.http.pages.templating import render
+from kb.services import apps as app_service
+from kb.services import chats as chat_service
+
+router = APIRouter(tags=["pages"], include_in_schema=False)
+
+HISTORY_SIZE = 50
+NO_STORE = {"Cache-Control": "no-store"}  # conversations are private to the admin's browser
+
+
+@dataclass(frozen=True)
+class QuoteView:
+    number: int
+    source: str
+    page: int | None
+    text: str
+    cited: bool
+    score: float | None
+
+
+@dataclass(frozen=True)
+class AnswerView:
+    """An answer ready for `chat/_answer.html`: safe HTML, its quotes, and where feedback goes."""
+
+    html: Markup
+    quotes: list[QuoteView]
+    chat_id: str | None = None
+    message_id: int | None = None
+    feedback: str | None = None
+
+
+@dataclass(frozen=True)
+class ChatLine:
+    role: str
+    text: str
+    answer: AnswerView | None = None
+
+
+class QuoteIn(BaseModel):
+    """A quote as the stream's last chunk lists it (`detail: true`); other fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    number: int = Field(ge=1, le=1000)
+    source: str = Field(default="", max_length=2000)
+    page: int | None = None
+    text: str = Field(default="", max_length=100_000)
+    cited: bool = False
+    score: float | None = None
+
+
+class RenderRequest(BaseModel):
+    """A finished answer to render: its text and quotes, and the stored message it became (if kept)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(max_length=200_000)
+    quotes: list[QuoteIn] = Field(default_factory=list, max_length=200)
+    chat_id: str | None = Field(default=None, max_length=100)
+    message_id: int | None = None
+
+
+def answer_view(
+    text: str,
+    quotes: Sequence[dict],
+    *,
+    chat_id: str | None = None,
+    message_id: int | None = None,
+    feedback: str | None = None,
+) -> AnswerView:
+    """Render an answer's Markdown safely; its `[n]` become buttons for the quotes it was given."""
+    views = [
+        QuoteView(
+            q["number"], q.get("source") or "", q.get("page"), q.get("text") or "", bool(q.get("cited")), q.get("score")
+        )
+        for q in quotes
+    ]
+    html = render_answer(text, {view.number for view in views})
+    return AnswerView(html, views, chat_id, message_id, feedback)
+
+
+def chat_lines(chat_id: str, messages: Sequence[MessageRecord]) -> list[ChatLine]:
+    """A stored conversation as the page shows it."""
+    lines = []
+    for message in messages:
+        if message.role != "assistant":
+            lines.append(ChatLine(message.role, message.content))
+            continue
+        feedback = {1: "up", -1: "down"}.get(message.feedback)
+        view = answer_view(message.content, message.quotes, chat_id=chat_id, message_id=message.id, feedback=feedback)
+        lines.append(ChatLine("assistant", message.content, view))
+    return lines
+
+
+def _chosen_app(apps: list[AppRecord], app_id: int | None) -> AppRecord | None:
+    return next((app for app in apps if app.id == app_id), apps[0] if apps else None)
+
+
+@router.get("/", name="chat")
+def chat_page(
+    request: Request,
+    principal: AdminDep,
+    rt: RuntimeDep,
+    app: int | None = None,
+    chat: str | None = None,
+) -> HTMLResponse:
+    """The chat: an app's conversations in the sidebar, one conversation (stored or new) in the middle."""
+    apps = app_service.list_apps(rt)
+    lines: list[ChatLine] = []
+    if chat is not None:
+        stored, messages = chat_service.get_chat(rt.db, principal, chat)
+        app = stored.app_id  # a chat link opens its own app
+        lines = chat_lines(stored.id, messages)
+    chosen = _chosen_app(apps, app)
+    chats = []
+    if chosen is not None:
+        chats, _ = chat_service.list_chats(rt.db, principal, app_id=chosen.id, limit=HISTORY_SIZE)
+    context = {
+        "apps": apps,
+        "app": chosen,
+        "chats": chats,
+        "chat_id": chat or secrets.token_urlsafe(12),  # a new conversation's id, used once its first answer is kept
+        "messages": lines,
+    }
+    return render(request, "chat.html", context, headers=NO_STORE)
+
+
+@router.post("/chat/render", name="chat_render")
+def render_finished_answer(body: RenderRequest, request: Request, _: AdminDep) -> HTMLResponse:
+    """The server-side rendering of an answer that just finished streaming (an HTML fragment)."""
+    view = answer_view(
+        body.text, [quote.model_dump() for quote in body.quotes], chat_id=body.chat_id, message_id=body.message_id
+    )
+    return render(request, "chat/_answer.html", {"view": view}, headers=NO_STORE)

@@ -1,0 +1,1 @@
+"""The answering pipeline: retrieval, fusion, rerank, focus, prompts, citations, rewriting, answers."""

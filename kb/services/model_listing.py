@@ -1,0 +1,35 @@
+"""What models and apps a caller can address by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from kb.db.tables import App
+from kb.principal import Principal
+from kb.runtime import Runtime
+from kb.services.gateway import APP_MODEL_PREFIX
+
+
+@dataclass(frozen=True)
+class ModelEntryInfo:
+    id: str
+    owned_by: str
+
+
+def list_model_entries(rt: Runtime, principal: Principal) -> list[ModelEntryInfo]:
+    """Configured chat and embedding models (for full-access callers) and apps (an app key sees only its own)."""
+    entries: list[ModelEntryInfo] = []
+    if principal.is_full:
+        registry = rt.registry
+        names = [*registry.chat_names(), *registry.embedding_names()]
+        entries.extend(ModelEntryInfo(id=name, owned_by="kb") for name in dict.fromkeys(names))
+    with rt.db.session() as session:
+        query = select(App.name).order_by(App.id)
+        if principal.app_id is not None:
+            query = query.where(App.id == principal.app_id)
+        entries.extend(
+            ModelEntryInfo(id=f"{APP_MODEL_PREFIX}{name}", owned_by="kb-app") for name in session.scalars(query)
+        )
+    return entries

@@ -1,0 +1,116 @@
+"""Ingestion jobs: run one for the worker, retry it per policy, give it back on shutdown, recover stalled ones.
+
+The collection always tells the user where its job stands: `queued` while a retry waits, `error`
+with a sentence once the attempts are used up. Nothing is left "processing" with nobody working on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from kb.db import queue
+from kb.db.store import collections as collection_store
+from kb.errors import Cancelled, KBError
+from kb.runtime import Runtime
+from kb.services.ingest import Progress, ingest_collection
+
+log = logging.getLogger(__name__)
+
+INTERNAL_ERROR = (
+    "kb hit an internal error while processing this source (the details are in the server log). "
+    "Retry it; if it fails again, please report the problem."
+)
+STALLED = (
+    "Processing stopped responding {attempts} times: the worker may have crashed or run out of memory on this "
+    "source. Retry it, or split the file into smaller parts."
+)
+
+
+def failure_message(exc: BaseException) -> str:
+    """What the user reads about an exception: a passing trouble's own sentence, or a safe general one."""
+    return exc.message if isinstance(exc, KBError) else INTERNAL_ERROR
+
+
+def run_ingest_job(
+    rt: Runtime, job: queue.Job, *, cancel: threading.Event | None = None, progress: Progress | None = None
+) -> None:
+    """Process a claimed ingestion job; failures are recorded and retried with backoff, never raised.
+
+    `kb.errors.Cancelled` (shutdown) and `queue.JobLost` (someone else owns the job now) are raised
+    for the worker to handle.
+    """
+
+    def settle(session) -> None:
+        queue.assert_owned(session, job)
+        queue.complete(session, job)
+
+    try:
+        ingest_collection(rt, job.collection_id, settle=settle, cancel=cancel, progress=progress)
+    except (queue.JobLost, Cancelled):
+        raise
+    except Exception as exc:
+        _retry_or_fail(rt, job, exc)
+
+
+def _retry_or_fail(rt: Runtime, job: queue.Job, exc: Exception) -> None:
+    message = failure_message(exc)
+    if message is INTERNAL_ERROR:
+        log.exception(
+            "Unexpected error on collection %s (job %d, attempt %d)",
+            job.collection_id,
+            job.id,
+            job.attempts,
+            exc_info=exc,
+        )
+    with rt.db.session() as session:
+        after = queue.fail(session, job, message, backoff_seconds=rt.settings.job_backoff_seconds)
+        if after is None:
+            return
+        if after.status == "failed":
+            collection_store.mark_error(session, job.collection_id, message)
+        else:
+            collection_store.mark_queued(session, job.collection_id)
+        session.commit()
+    if after.status == "failed":
+        log.warning("Gave up on collection %s after %d attempts: %s", job.collection_id, after.attempts, message)
+    else:
+        log.warning(
+            "Collection %s failed (attempt %d of %d): %s; trying again after %s",
+            job.collection_id,
+            after.attempts,
+            after.max_attempts,
+            message,
+            after.run_after.strftime("%H:%M:%S"),
+        )
+
+
+def release_ingest_job(rt: Runtime, job: queue.Job) -> bool:
+    """Put an interrupted job back in the queue untouched (its attempt not counted); False if it was not ours."""
+    with rt.db.session() as session:
+        released = queue.release(session, job)
+        if released:
+            collection_store.mark_queued(session, job.collection_id)
+        session.commit()
+    return released
+
+
+def recover_stale_jobs(rt: Runtime) -> list[queue.Job]:
+    """Requeue jobs whose worker went silent; those out of attempts end their collection in `error`."""
+    with rt.db.session() as session:
+        jobs = queue.requeue_stale(session, rt.settings.job_stale_seconds)
+        for job in jobs:
+            if job.collection_id is None:
+                continue
+            if job.status == "failed":
+                collection_store.mark_error(session, job.collection_id, STALLED.format(attempts=job.attempts))
+            else:
+                collection_store.mark_queued(session, job.collection_id)
+        session.commit()
+    for job in jobs:
+        log.warning(
+            "The worker processing collection %s stopped responding; %s",
+            job.collection_id,
+            "gave up" if job.status == "failed" else "it is queued again",
+        )
+    return jobs
