@@ -20,7 +20,8 @@ def _differences(database_url: str, metadata: MetaData) -> list:
 
 def test_the_migrated_schema_is_the_one_the_tables_describe(database_url):
     differences = _differences(database_url, Base.metadata)
-    assert differences == [], "write a migration for these (or fix kb/db/tables.py):\n" + "\n".join(map(repr, differences))
+    listed = "\n".join(map(repr, differences))
+    assert differences == [], f"write a migration for these (or fix kb/db/tables.py):\n{listed}"
 
 
 def test_a_column_the_migrations_lack_is_noticed(database_url):
