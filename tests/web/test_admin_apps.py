@@ -11,7 +11,7 @@ from selectolax.lexbor import LexborHTMLParser as HTMLParser
 from kb.http.i18n import catalogue
 from kb.http.pages import apps as app_pages
 from kb.http.pages import keys as key_pages
-from kb.http.pages.formkit import NOTICES
+from kb.http.pages.forms import NOTICES
 from kb.services import apps as app_service
 from tests.answer_data import add_knowledge, make_app
 from tests.helpers import csrf_token_of

@@ -13,7 +13,7 @@ from kb.errors import KBError
 from kb.http.deps import RuntimeDep
 from kb.http.i18n import request_language
 from kb.http.pages.admin import render_admin
-from kb.http.pages.formkit import notice_text, refusal_message, see_other
+from kb.http.pages.forms import notice_text, path_for, refusal_message, see_other
 from kb.http.security.auth import require_admin
 from kb.runtime import Runtime
 from kb.services import apps as app_service
@@ -148,7 +148,7 @@ def create_app(request: Request, form: Annotated[AppForm, Form()], rt: RuntimeDe
         record = app_service.create_app_record(rt, form.to_app())
     except (ValidationError, KBError) as exc:
         return _refused(request, rt, form, None, exc)
-    return see_other(str(request.app.url_path_for("admin_app", app_id=str(record.id))), "app_created")
+    return see_other(path_for(request, "admin_app", app_id=record.id), notice="app_created")
 
 
 @router.get("/admin/apps/{app_id}", name="admin_app")
@@ -170,10 +170,10 @@ def save_app(
         app_service.update_app(rt, app_id, changes)
     except (ValidationError, KBError) as exc:
         return _refused(request, rt, form, app, exc)
-    return see_other(str(request.app.url_path_for("admin_app", app_id=str(app_id))), "app_saved")
+    return see_other(path_for(request, "admin_app", app_id=app_id), notice="app_saved")
 
 
 @router.post("/admin/apps/{app_id}/delete", name="admin_app_delete")
 def delete_app(app_id: int, request: Request, rt: RuntimeDep) -> Response:
     app_service.delete_app(rt, app_id)
-    return see_other(str(request.app.url_path_for("admin_apps")), "app_deleted")
+    return see_other(path_for(request, "admin_apps"), notice="app_deleted")

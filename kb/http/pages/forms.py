@@ -1,4 +1,4 @@
-"""What the knowledge-base admin pages share: reading HTML forms into the API's shapes, and notices.
+"""What the admin pages share: reading HTML forms into the API's shapes, refused-form messages, and notices.
 
 A page that changed something redirects (303) with `?notice=<key>`; the next page shows the fixed,
 translated sentence for that key. Only keys travel in the URL, never text, so a crafted link cannot
@@ -8,6 +8,7 @@ put words of its own on an admin page.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from fastapi import Request
@@ -15,6 +16,7 @@ from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ValidationError
 
 from kb.errors import BadRequest, KBError
+from kb.http.i18n import translate
 
 NOTICES = {
     "dataset_created": "Dataset created. Add documents to it below.",
@@ -27,6 +29,10 @@ NOTICES = {
     "chunk_saved": "Chunk saved and re-embedded.",
     "chunk_deleted": "Chunk deleted.",
     "pair_added": "Q/A pair added; it is searchable now.",
+    "app_created": "App created. Try it below, or open it in the chat.",
+    "app_saved": "App saved.",
+    "app_deleted": "The app, its chats and its API keys were deleted.",
+    "key_revoked": "The key was revoked; it is refused from now on.",
 }
 
 
@@ -65,15 +71,28 @@ def see_other(path: str, **query: object) -> RedirectResponse:
     return RedirectResponse(f"{path}?{urlencode(params)}" if params else path, status_code=303)
 
 
-def validation_message(error: ValidationError, labels: dict[str, str] | None = None) -> str:
-    """One readable sentence from a pydantic error, naming fields as the form labels them."""
+def validation_message(error: ValidationError, labels: dict[str, str] | None = None, lang: str | None = None) -> str:
+    """One readable sentence from a pydantic error, naming fields as the form labels them (in `lang`, if given)."""
     labels = labels or {}
     parts = []
     for detail in error.errors():
         field = ".".join(str(p) for p in detail.get("loc", ()))
-        name = labels.get(field, field.rsplit(".", 1)[-1].replace("_", " "))
+        if field in labels:
+            name = translate(lang, labels[field]) if lang else labels[field]
+        else:
+            name = field.rsplit(".", 1)[-1].replace("_", " ")
         parts.append(f"{name}: {detail.get('msg', 'invalid')}")
     return "; ".join(parts)
+
+
+def refusal_message(exc: KBError | ValidationError, labels: dict[str, str], lang: str) -> str:
+    """One readable sentence for a refused form: the service's message, or each invalid field by its label."""
+    return exc.message if isinstance(exc, KBError) else validation_message(exc, labels, lang)
+
+
+def format_time(moment: datetime | None) -> str:
+    """A stored time as the admin pages show it: to the minute, in UTC."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment is not None else ""
 
 
 def form_int(value: str | None, field: str, default: int | None = None) -> int | None:

@@ -13,7 +13,7 @@ from kb.errors import BadRequest, KBError
 from kb.http.deps import RuntimeDep
 from kb.http.i18n import request_language
 from kb.http.pages.admin import render_admin
-from kb.http.pages.formkit import format_time, notice_text, refusal_message, see_other
+from kb.http.pages.forms import format_time, notice_text, path_for, refusal_message, see_other
 from kb.http.security.auth import require_admin
 from kb.runtime import Runtime
 from kb.schemas import KeyCreate
@@ -93,7 +93,7 @@ def create_key(request: Request, form: Annotated[KeyForm, Form()], rt: RuntimeDe
 @router.post("/admin/keys/{key_id}/revoke", name="admin_key_revoke")
 def revoke_key(key_id: int, request: Request, rt: RuntimeDep) -> Response:
     key_service.revoke_key(rt.db, key_id)
-    return see_other(str(request.app.url_path_for("admin_keys")), "key_revoked")
+    return see_other(path_for(request, "admin_keys"), notice="key_revoked")
 
 
 def usage_period(since: str | None, until: str | None, days: int | None) -> tuple[datetime | None, datetime | None]:
