@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+T = TypeVar("T")
+
 
 class KBError(Exception):
     """Base of every error kb reports to a user."""
@@ -47,6 +51,20 @@ class NotFound(KBError):
     status_code = 404
     error_type = "not_found_error"
     code = "not_found"
+
+
+def not_found(entity: str, key: object, *, named: bool = False, code: str | None = None) -> NotFound:
+    """The one wording for something that does not exist: `There is no dataset with id 3.`"""
+    shown = f"'{key}'" if isinstance(key, str) else key
+    where = f"named {shown}" if named else f"with id {shown}"
+    return NotFound(f"There is no {entity} {where}.", code=code or f"{entity.replace(' ', '_')}_not_found")
+
+
+def found(value: T | None, entity: str, key: object, *, named: bool = False, code: str | None = None) -> T:
+    """`value`, or the NotFound error for it when the lookup came back empty."""
+    if value is None:
+        raise not_found(entity, key, named=named, code=code)
+    return value
 
 
 class Conflict(KBError):

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from kb.config import Settings
 from kb.db.store import datasets as dataset_store
-from kb.errors import KBError, NotFound
+from kb.errors import KBError, not_found
 from kb.schemas import SearchResponse
 from kb.services.search import SearchResult, search_datasets
 
@@ -60,7 +60,7 @@ def run_search(
         with db.session() as session:
             dataset = dataset_store.get_dataset_by_name(session, dataset_name)
         if dataset is None:
-            raise NotFound(f"no dataset named '{dataset_name}' (see the admin pages or GET /api/datasets)")
+            raise not_found("dataset", dataset_name, named=True)
         deps = SimpleNamespace(settings=settings, db=db, registry=registry)
         result = search_datasets(deps, [dataset.id], query, mode=mode, limit=limit, min_score=min_score)
     except KBError as exc:

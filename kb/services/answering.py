@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from kb.db.store import datasets as dataset_store
 from kb.db.store.apps import AppRecord
-from kb.errors import BadRequest, NotFound
+from kb.errors import BadRequest, not_found
 from kb.ml.messages import normalise_messages
 from kb.ml.types import GenerationParams, StreamDelta
 from kb.rag.answer import Answer, AnswerConfig, RetrievedQuote, Retriever, answer_question
@@ -162,7 +162,7 @@ def ask_datasets(
         found = {name: dataset_store.get_dataset_by_name(session, name) for name in dataset_names}
     missing = [name for name, record in found.items() if record is None]
     if missing:
-        raise NotFound(f"no dataset named {', '.join(repr(m) for m in missing)}", code="dataset_not_found")
+        raise not_found("dataset", ", ".join(missing), named=True)
     now = datetime.now(UTC)
     unsaved = AppRecord(
         id=0,

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from kb.db.store import apps as app_store
 from kb.db.store.apps import AppRecord
-from kb.errors import BadRequest, Conflict, NotFound
+from kb.errors import BadRequest, Conflict, found, not_found
 from kb.ml.registry import ModelRegistry
 from kb.runtime import Runtime
 
@@ -110,19 +110,13 @@ def create_app_record(rt: Runtime, data: AppCreate) -> AppRecord:
 def get_app(rt: Runtime, app_id: int) -> AppRecord:
     """The app, or NotFound."""
     with rt.db.session() as session:
-        record = app_store.get_app(session, app_id)
-    if record is None:
-        raise NotFound(f"no app with id {app_id}", code="app_not_found")
-    return record
+        return found(app_store.get_app(session, app_id), "app", app_id)
 
 
 def find_app(rt: Runtime, name: str) -> AppRecord:
     """The app by name, or NotFound."""
     with rt.db.session() as session:
-        record = app_store.get_app_by_name(session, name)
-    if record is None:
-        raise NotFound(f"no app named '{name}'", code="app_not_found")
-    return record
+        return found(app_store.get_app_by_name(session, name), "app", name, named=True)
 
 
 def list_apps(rt: Runtime) -> list[AppRecord]:
@@ -157,7 +151,7 @@ def update_app(rt: Runtime, app_id: int, data: AppUpdate) -> AppRecord:
         except IntegrityError as exc:
             raise _name_taken(changes.get("name", "")) from exc
     if record is None:
-        raise NotFound(f"no app with id {app_id}", code="app_not_found")
+        raise not_found("app", app_id)
     return record
 
 
@@ -167,4 +161,4 @@ def delete_app(rt: Runtime, app_id: int) -> None:
         deleted = app_store.delete_app(session, app_id)
         session.commit()
     if not deleted:
-        raise NotFound(f"no app with id {app_id}", code="app_not_found")
+        raise not_found("app", app_id)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from kb.db.engine import Database
 from kb.db.store import chats as chat_store
 from kb.db.store.chats import ChatRecord, MessageRecord
-from kb.errors import BadRequest, Forbidden, NotFound
+from kb.errors import BadRequest, Forbidden, not_found
 from kb.principal import Principal
 from kb.rag.answer import Answer
 
@@ -41,7 +41,7 @@ def _visible_chat(db: Database, principal: Principal, chat_id: str) -> ChatRecor
     with db.session() as session:
         chat = chat_store.get_chat(session, chat_id)
     if chat is None or (principal.app_id is not None and chat.app_id != principal.app_id):
-        raise NotFound(f"no chat with id '{chat_id}'", code="chat_not_found")
+        raise not_found("chat", chat_id)
     return chat
 
 
@@ -139,7 +139,7 @@ def set_feedback(
     with db.session() as session:
         message = chat_store.get_message(session, message_id)
         if message is None or message.chat_id != chat_id:
-            raise NotFound(f"no message {message_id} in chat '{chat_id}'", code="message_not_found")
+            raise not_found("message", message_id)
         if message.role != "assistant":
             raise BadRequest("feedback goes on an answer (an assistant message), not on a question")
         updated = chat_store.set_feedback(session, message_id, RATINGS[rating], (comment or "").strip() or None)

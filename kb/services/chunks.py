@@ -4,33 +4,20 @@ from __future__ import annotations
 
 from kb.db.store import chunks as chunk_store
 from kb.db.store import collections as collection_store
-from kb.db.store import datasets as dataset_store
 from kb.db.store.chunks import ChunkRecord
-from kb.db.store.datasets import DatasetRecord
-from kb.errors import BadRequest, NotFound
+from kb.errors import BadRequest, found, not_found
 from kb.ml.types import Embedder
 from kb.runtime import Runtime
 from kb.schemas import ChunkCreate, ChunkUpdate
-from kb.services.datasets import assert_embedder_current, dataset_embedder, token_cap
+from kb.services.datasets import assert_embedder_current, dataset_embedder, dataset_record, token_cap
 
 MANUAL_NAME = "Manual entries"
 MANUAL_HASH = "manual"  # one manual collection per dataset: the (dataset, content hash) pair is unique
 
 
-def _dataset(rt: Runtime, dataset_id: int) -> DatasetRecord:
-    with rt.db.session() as session:
-        record = dataset_store.get_dataset(session, dataset_id)
-    if record is None:
-        raise NotFound(f"There is no dataset with id {dataset_id}.", code="dataset_not_found")
-    return record
-
-
 def _chunk(rt: Runtime, chunk_id: int) -> ChunkRecord:
     with rt.db.session() as session:
-        record = chunk_store.get_chunk(session, chunk_id)
-    if record is None:
-        raise NotFound(f"There is no chunk with id {chunk_id}.", code="chunk_not_found")
-    return record
+        return found(chunk_store.get_chunk(session, chunk_id), "chunk", chunk_id)
 
 
 def _embed_question(embedder: Embedder, q: str) -> tuple[list[float], int]:
@@ -51,13 +38,13 @@ def list_chunks(
     """One page of a collection's chunks in document order (optionally only those containing `contains`)."""
     with rt.db.session() as session:
         if collection_store.get_collection(session, collection_id) is None:
-            raise NotFound(f"There is no collection with id {collection_id}.", code="collection_not_found")
+            raise not_found("collection", collection_id)
         return chunk_store.list_chunks(session, collection_id, offset=offset, limit=limit, contains=contains or None)
 
 
 def add_manual_chunk(rt: Runtime, dataset_id: int, data: ChunkCreate) -> ChunkRecord:
     """Add a hand-written Q/A pair to the dataset's "Manual entries" collection; searchable at once."""
-    dataset = _dataset(rt, dataset_id)
+    dataset = dataset_record(rt, dataset_id)
     embedder = dataset_embedder(rt, dataset)
     vector, tokens = _embed_question(embedder, data.q)
     with rt.db.session() as session:
@@ -105,13 +92,15 @@ def update_chunk(rt: Runtime, chunk_id: int, data: ChunkUpdate) -> ChunkRecord:
         )
     q = data.q if data.q is not None else current.q
     a = data.a if data.a is not None else current.a
-    embedder = dataset_embedder(rt, _dataset(rt, current.dataset_id))
+    embedder = dataset_embedder(rt, dataset_record(rt, current.dataset_id))
     vector, tokens = _embed_question(embedder, q)
     with rt.db.session() as session:
         assert_embedder_current(session, current.dataset_id, embedder)
-        record = chunk_store.update_chunk(session, chunk_id, q=q, a=a, embedding=vector, token_count=tokens)
-        if record is None:
-            raise NotFound(f"There is no chunk with id {chunk_id}.", code="chunk_not_found")
+        record = found(
+            chunk_store.update_chunk(session, chunk_id, q=q, a=a, embedding=vector, token_count=tokens),
+            "chunk",
+            chunk_id,
+        )
         session.commit()
     return record
 

@@ -16,12 +16,12 @@ from typing import BinaryIO
 from kb.db import queue
 from kb.db.files import StagedFile, safe_name
 from kb.db.store import collections as collection_store
-from kb.db.store import datasets as dataset_store
 from kb.db.store.collections import CollectionRecord
 from kb.db.store.datasets import DatasetRecord
-from kb.errors import Conflict, KBError, NotFound, Unprocessable, UnsupportedMedia
+from kb.errors import Conflict, KBError, Unprocessable, UnsupportedMedia, found
 from kb.ingest.fetch import check_link
 from kb.runtime import Runtime
+from kb.services.datasets import dataset_record
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +50,6 @@ class AddOutcome:
 class CollectionDetail:
     collection: CollectionRecord
     job: queue.Job | None
-
-
-def _dataset(rt: Runtime, dataset_id: int) -> DatasetRecord:
-    with rt.db.session() as session:
-        record = dataset_store.get_dataset(session, dataset_id)
-    if record is None:
-        raise NotFound(f"There is no dataset with id {dataset_id}.", code="dataset_not_found")
-    return record
 
 
 def _mode(dataset: DatasetRecord, mode: str | None) -> str:
@@ -140,7 +132,7 @@ def _add_staged(
 
 def add_file(rt: Runtime, dataset_id: int, upload: Upload, *, mode: str | None = None) -> AddOutcome:
     """Store one uploaded file by content hash and queue it; raises KBError for an empty, too large or unreadable file."""
-    dataset = _dataset(rt, dataset_id)
+    dataset = dataset_record(rt, dataset_id)
     name = safe_name(upload.filename)
     staged = rt.files.stage(upload.file, max_bytes=rt.settings.max_upload_bytes, name=f'"{name}"')
     return _add_staged(rt, dataset, staged, name=name, source_type="file", mode=_mode(dataset, mode))
@@ -148,7 +140,7 @@ def add_file(rt: Runtime, dataset_id: int, upload: Upload, *, mode: str | None =
 
 def add_files(rt: Runtime, dataset_id: int, uploads: Sequence[Upload], *, mode: str | None = None) -> list[AddOutcome]:
     """Add several files; each gets its own outcome, and one bad file never stops the others."""
-    _dataset(rt, dataset_id)
+    dataset_record(rt, dataset_id)
     outcomes = []
     for upload in uploads:
         try:
@@ -160,7 +152,7 @@ def add_files(rt: Runtime, dataset_id: int, uploads: Sequence[Upload], *, mode: 
 
 def add_text(rt: Runtime, dataset_id: int, *, name: str, text: str, mode: str | None = None) -> AddOutcome:
     """Add pasted text as a source (kept like a file, so retries read the same bytes)."""
-    dataset = _dataset(rt, dataset_id)
+    dataset = dataset_record(rt, dataset_id)
     label = safe_name(name, "pasted text")
     if not text.strip():
         raise Unprocessable("The pasted text is empty; paste some text to index.", code="empty_file")
@@ -170,7 +162,7 @@ def add_text(rt: Runtime, dataset_id: int, *, name: str, text: str, mode: str | 
 
 def add_link(rt: Runtime, dataset_id: int, *, url: str, name: str | None = None, mode: str | None = None) -> AddOutcome:
     """Queue a link; the worker fetches it (the same link twice in one dataset is one collection)."""
-    dataset = _dataset(rt, dataset_id)
+    dataset = dataset_record(rt, dataset_id)
     url = check_link(url, allow_private=rt.settings.link_allow_private)
     content_hash = hashlib.sha256(f"link:{url}".encode()).hexdigest()
     label = (name or "").strip()[:500] or url[:500]
@@ -196,15 +188,9 @@ def list_collections(
     rt: Runtime, dataset_id: int, *, offset: int = 0, limit: int = 50, status: str | None = None
 ) -> tuple[list[CollectionRecord], int]:
     """One page of a dataset's collections, newest first, and the total."""
-    _dataset(rt, dataset_id)
+    dataset_record(rt, dataset_id)
     with rt.db.session() as session:
         return collection_store.list_collections(session, dataset_id, offset=offset, limit=limit, status=status)
-
-
-def _require(record: CollectionRecord | None, collection_id: int) -> CollectionRecord:
-    if record is None:
-        raise NotFound(f"There is no collection with id {collection_id}.", code="collection_not_found")
-    return record
 
 
 def get_collection(rt: Runtime, collection_id: int) -> CollectionDetail:
@@ -214,14 +200,14 @@ def get_collection(rt: Runtime, collection_id: int) -> CollectionDetail:
         # guarantees the collection read next is too (read the other way round, a commit in between pairs
         # a finished job with a collection still "embedding").
         job = queue.latest_job(session, collection_id)
-        record = _require(collection_store.get_collection(session, collection_id), collection_id)
+        record = found(collection_store.get_collection(session, collection_id), "collection", collection_id)
         return CollectionDetail(record, job)
 
 
 def delete_collection(rt: Runtime, collection_id: int) -> None:
     """Delete a collection, its chunks and jobs, and its stored file unless another collection uses it."""
     with rt.db.session() as session:
-        record = _require(collection_store.get_collection(session, collection_id), collection_id)
+        record = found(collection_store.get_collection(session, collection_id), "collection", collection_id)
         collection_store.delete_collection(session, collection_id)
         if record.file_path:
             collection_store.lock_file(session, record.file_path)
@@ -234,7 +220,9 @@ def delete_collection(rt: Runtime, collection_id: int) -> None:
 def retry_collection(rt: Runtime, collection_id: int) -> CollectionRecord:
     """Queue a collection that ended in error again."""
     with rt.db.session() as session:
-        record = _require(collection_store.get_collection(session, collection_id, for_update=True), collection_id)
+        record = found(
+            collection_store.get_collection(session, collection_id, for_update=True), "collection", collection_id
+        )
         if record.status != "error":
             raise Conflict(
                 f"Only a collection that ended in error can be retried; '{record.name}' is {record.status}.",

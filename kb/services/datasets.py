@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from kb.db.store import collections as collection_store
 from kb.db.store import datasets as dataset_store
 from kb.db.store.datasets import DatasetRecord
-from kb.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, Unprocessable
+from kb.errors import BadRequest, Conflict, ServiceUnavailable, Unprocessable, found
 from kb.ml.types import Embedder
 from kb.runtime import Runtime
 from kb.schemas import ChunkSettings, DatasetCreate, DatasetUpdate
@@ -68,12 +68,6 @@ def assert_embedder_current(session, dataset_id: int, embedder: Embedder) -> Non
         )
 
 
-def _require(record: DatasetRecord | None, dataset_id: int) -> DatasetRecord:
-    if record is None:
-        raise NotFound(f"There is no dataset with id {dataset_id}.", code="dataset_not_found")
-    return record
-
-
 def _name_taken(name: str) -> Conflict:
     return Conflict(f"A dataset named '{name}' already exists; choose another name.", code="dataset_exists")
 
@@ -107,10 +101,16 @@ def list_datasets(rt: Runtime) -> list[DatasetRecord]:
         return dataset_store.list_datasets(session)
 
 
+def dataset_record(rt: Runtime, dataset_id: int) -> DatasetRecord:
+    """The dataset's own row (no counts), or NotFound."""
+    with rt.db.session() as session:
+        return found(dataset_store.get_dataset(session, dataset_id), "dataset", dataset_id)
+
+
 def get_dataset(rt: Runtime, dataset_id: int) -> DatasetRecord:
     """One dataset with its counts and how many collections are in each status."""
     with rt.db.session() as session:
-        record = _require(dataset_store.get_dataset(session, dataset_id), dataset_id)
+        record = found(dataset_store.get_dataset(session, dataset_id), "dataset", dataset_id)
         counts = collection_store.status_counts(session, dataset_id)
         chunk_count = dataset_store.chunk_count(session, dataset_id)
     return replace(record, status_counts=counts, collection_count=sum(counts.values()), chunk_count=chunk_count)
@@ -155,7 +155,7 @@ def update_dataset(rt: Runtime, dataset_id: int, data: DatasetUpdate) -> Dataset
 def delete_dataset(rt: Runtime, dataset_id: int) -> None:
     """Delete a dataset with its collections, chunks, jobs, vector index and stored files no other dataset uses."""
     with rt.db.session() as session:
-        record = _require(dataset_store.get_dataset(session, dataset_id), dataset_id)
+        record = found(dataset_store.get_dataset(session, dataset_id), "dataset", dataset_id)
         paths = collection_store.file_paths(session, dataset_id)
         dataset_store.delete_dataset(session, dataset_id)
         for path in paths:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from kb.db.engine import Database
 from kb.db.store import keys as key_store
 from kb.db.store.keys import KeyRecord, UsageSummary
-from kb.errors import BadRequest, NotFound
+from kb.errors import BadRequest, not_found
 from kb.security import display_prefix, generate_api_key, hash_api_key
 
 DEFAULT_USAGE_DAYS = 30
@@ -85,7 +85,7 @@ def revoke_key(db: Database, key_id: int) -> KeyRecord:
     """Revoke a key; revoking it again is harmless."""
     with db.session() as session:
         if key_store.get_key(session, key_id) is None:
-            raise NotFound(f"there is no API key with id {key_id}", code="key_not_found")
+            raise not_found("API key", key_id, code="key_not_found")
         key_store.revoke_key(session, key_id)
         session.commit()
         record = key_store.get_key(session, key_id)

@@ -15,7 +15,7 @@ from kb.db.store import search as search_store
 from kb.db.store.datasets import DatasetRecord
 from kb.db.store.search import ListResult
 from kb.db.textsearch import segment_query
-from kb.errors import BadRequest, Conflict, KBError, NotFound
+from kb.errors import BadRequest, Conflict, KBError, not_found
 from kb.rag.rerank import RerankerFailed, rerank
 from kb.rag.retrieval import (
     MODES,
@@ -98,7 +98,7 @@ def _load_datasets(session, dataset_ids: Sequence[int]) -> list[DatasetRecord]:
     for dataset_id in dict.fromkeys(dataset_ids):
         record = dataset_store.get_dataset(session, dataset_id)
         if record is None:
-            raise NotFound(f"dataset {dataset_id} does not exist", code="dataset_not_found")
+            raise not_found("dataset", dataset_id)
         datasets.append(record)
     return datasets
 

@@ -59,8 +59,8 @@ def test_kb_ask_answers_as_an_app(tmp_path, database_url, db):
 def test_kb_ask_names_what_is_missing(tmp_path, database_url, db):
     rt, _ = knowledge(tmp_path, database_url, db, "unused")
     result = invoke(tmp_path, database_url, rt.registry, "ask", "--dataset", "nowhere", "Why?")
-    assert result.exit_code == 1 and "no dataset named 'nowhere'" in result.output
+    assert result.exit_code == 1 and "There is no dataset named 'nowhere'" in result.output
     result = invoke(tmp_path, database_url, rt.registry, "ask", "--app", "ghost", "Why?")
-    assert result.exit_code == 1 and "no app named 'ghost'" in result.output
+    assert result.exit_code == 1 and "There is no app named 'ghost'" in result.output
     result = invoke(tmp_path, database_url, rt.registry, "ask", "Why?")
     assert result.exit_code == 2 and "--app or --dataset" in result.output

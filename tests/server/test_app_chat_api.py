@@ -106,7 +106,7 @@ def test_an_app_key_reaches_only_its_own_app(live_server, rt, paris, client_for)
 
 
 def test_an_unknown_app_is_a_clear_404(live_server, paris, client_for):
-    with pytest.raises(openai.NotFoundError, match="no app named 'nope'"):
+    with pytest.raises(openai.NotFoundError, match="There is no app named 'nope'"):
         client_for().chat.completions.create(model="app:nope", messages=QUESTION)
 
 

@@ -101,4 +101,4 @@ def test_cli_prints_a_table_and_json(settings, dataset_id, models):
     body = json.loads(as_json.stdout)
     assert body["mode"] == "vector" and len(body["results"]) == 1
     missing = runner.invoke(cli, ["search", "--dataset", "nope", "x"], env=env, obj=obj)
-    assert missing.exit_code == 1 and "no dataset named 'nope'" in missing.output
+    assert missing.exit_code == 1 and "There is no dataset named 'nope'" in missing.output

@@ -127,7 +127,7 @@ def test_a_kept_conversation_reopens_rendered_with_its_quotes_and_feedback(admin
 
 def test_an_unknown_conversation_is_a_404_page(admin_client, lakes_app):
     page = admin_client.get("/", params={"chat": "nobody-had-this"})
-    assert page.status_code == 404 and "no chat with id" in page.text
+    assert page.status_code == 404 and "There is no chat with id" in page.text
 
 
 def test_feedback_goes_through_the_session_with_the_csrf_header(admin_client, lakes_app):

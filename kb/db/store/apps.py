@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from kb.db.store.records import record_of
 from kb.db.tables import App, AppDataset, Dataset
 
 
@@ -36,19 +37,7 @@ def _dataset_ids(session: Session, app_id: int) -> list[int]:
 
 
 def _record(session: Session, row: App) -> AppRecord:
-    return AppRecord(
-        id=row.id,
-        name=row.name,
-        description=row.description,
-        system_prompt=row.system_prompt,
-        chat_model=row.chat_model,
-        search_settings=dict(row.search_settings or {}),
-        not_found_reply=row.not_found_reply,
-        allow_general_knowledge=row.allow_general_knowledge,
-        dataset_ids=_dataset_ids(session, row.id),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+    return record_of(AppRecord, row, dataset_ids=_dataset_ids(session, row.id))
 
 
 def existing_dataset_ids(session: Session, dataset_ids: list[int]) -> set[int]:

@@ -10,6 +10,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from kb.db.store.records import record_of
 from kb.db.tables import Chat, Message
 
 
@@ -40,31 +41,11 @@ class MessageRecord:
 
 
 def _chat(row: Chat, message_count: int = 0) -> ChatRecord:
-    return ChatRecord(
-        id=row.id,
-        app_id=row.app_id,
-        api_key_id=row.api_key_id,
-        title=row.title,
-        source=row.source,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        message_count=message_count,
-    )
+    return record_of(ChatRecord, row, message_count=message_count)
 
 
 def _message(row: Message) -> MessageRecord:
-    return MessageRecord(
-        id=row.id,
-        chat_id=row.chat_id,
-        role=row.role,
-        content=row.content,
-        quotes=list(row.quotes or []),
-        usage=dict(row.usage or {}),
-        timings=dict(row.timings or {}),
-        feedback=row.feedback,
-        feedback_comment=row.feedback_comment,
-        created_at=row.created_at,
-    )
+    return record_of(MessageRecord, row)
 
 
 def _counts():

@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
+from kb.db.store.records import record_of
 from kb.db.tables import Chunk, Dataset
 from kb.db.textsearch import TS_CONFIG, segment
 
@@ -50,21 +51,7 @@ class ChunkRecord:
 
 
 def _record(row: Chunk) -> ChunkRecord:
-    return ChunkRecord(
-        id=row.id,
-        dataset_id=row.dataset_id,
-        collection_id=row.collection_id,
-        position=row.position,
-        kind=row.kind,
-        q=row.q,
-        a=row.a,
-        page=row.page,
-        heading=row.heading,
-        token_count=row.token_count,
-        source_chunk_id=row.source_chunk_id,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+    return record_of(ChunkRecord, row)
 
 
 def fts_source(q: str, a: str, heading: str, dictionary: Sequence[str] = ()) -> str:

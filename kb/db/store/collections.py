@@ -10,6 +10,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from kb.db.store.records import record_of
 from kb.db.tables import Chunk, Collection
 
 STATUSES = ("queued", "parsing", "chunking", "embedding", "ready", "error")
@@ -41,28 +42,7 @@ class CollectionRecord:
 
 
 def _record(row: Collection) -> CollectionRecord:
-    return CollectionRecord(
-        id=row.id,
-        dataset_id=row.dataset_id,
-        name=row.name,
-        source_type=row.source_type,
-        source_uri=row.source_uri,
-        file_path=row.file_path,
-        content_hash=row.content_hash,
-        content_type=row.content_type,
-        size_bytes=row.size_bytes,
-        mode=row.mode,
-        status=row.status,
-        progress=row.progress,
-        error=row.error,
-        chunk_count=row.chunk_count,
-        stats=dict(row.stats or {}),
-        warnings=list(row.warnings or []),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-    )
+    return record_of(CollectionRecord, row)
 
 
 def add_collection(

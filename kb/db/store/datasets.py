@@ -10,6 +10,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from kb.db.store.chunks import reindex_fulltext
+from kb.db.store.records import record_of
 from kb.db.tables import Chunk, Collection, Dataset
 
 
@@ -32,20 +33,7 @@ class DatasetRecord:
 
 
 def _record(row: Dataset, **counts: Any) -> DatasetRecord:
-    return DatasetRecord(
-        id=row.id,
-        name=row.name,
-        description=row.description,
-        embed_model=row.embed_model,
-        embed_dim=row.embed_dim,
-        embed_variant=row.embed_variant,
-        chunk_settings=dict(row.chunk_settings or {}),
-        search_settings=dict(row.search_settings or {}),
-        user_dictionary=list(row.user_dictionary or []),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        **counts,
-    )
+    return record_of(DatasetRecord, row, **counts)
 
 
 def vector_index_name(dataset_id: int) -> str:

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from kb.db.store.records import record_of
 from kb.db.tables import ApiKey, App, UsageLog
 
 
@@ -27,19 +28,7 @@ class KeyRecord:
 
 
 def _record(row: ApiKey) -> KeyRecord:
-    return KeyRecord(
-        id=row.id,
-        name=row.name,
-        prefix=row.prefix,
-        app_id=row.app_id,
-        expires_at=row.expires_at,
-        token_quota=row.token_quota,
-        tokens_used=row.tokens_used,
-        request_count=row.request_count,
-        revoked_at=row.revoked_at,
-        last_used_at=row.last_used_at,
-        created_at=row.created_at,
-    )
+    return record_of(KeyRecord, row)
 
 
 def add_key(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 
 from fastapi import APIRouter, Depends, Response
@@ -35,19 +36,7 @@ class AppList(BaseModel):
 
 
 def app_public(record: AppRecord) -> AppPublic:
-    return AppPublic(
-        id=record.id,
-        name=record.name,
-        description=record.description,
-        system_prompt=record.system_prompt,
-        chat_model=record.chat_model,
-        dataset_ids=record.dataset_ids,
-        search=app_service.search_settings_of(record),
-        not_found_reply=record.not_found_reply,
-        allow_general_knowledge=record.allow_general_knowledge,
-        created_at=record.created_at,
-        updated_at=record.updated_at,
-    )
+    return AppPublic.model_validate({**asdict(record), "search": app_service.search_settings_of(record)})
 
 
 @router.post("", status_code=201, response_model=AppPublic)

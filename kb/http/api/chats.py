@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kb.db.store.chats import ChatRecord, MessageRecord
 from kb.http.deps import PrincipalDep, runtime
@@ -19,6 +19,8 @@ router = APIRouter(prefix="/api/chats", tags=["chats"])
 
 
 class ChatPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     app_id: int
     title: str
@@ -34,6 +36,8 @@ class ChatList(BaseModel):
 
 
 class MessagePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     role: str
     content: str
@@ -43,6 +47,12 @@ class MessagePublic(BaseModel):
     feedback: Literal["up", "down"] | None
     feedback_comment: str | None
     created_at: datetime
+
+    @field_validator("feedback", mode="before")
+    @classmethod
+    def _rating(cls, value: object) -> object:
+        """Stored as 1 / -1; shown as the words the API takes."""
+        return {1: "up", -1: "down"}.get(value, value) if isinstance(value, int) else value
 
 
 class ChatDetail(ChatPublic):
@@ -63,29 +73,11 @@ class Feedback(BaseModel):
 
 
 def chat_public(chat: ChatRecord) -> ChatPublic:
-    return ChatPublic(
-        id=chat.id,
-        app_id=chat.app_id,
-        title=chat.title,
-        source=chat.source,
-        message_count=chat.message_count,
-        created_at=chat.created_at,
-        updated_at=chat.updated_at,
-    )
+    return ChatPublic.model_validate(chat)
 
 
 def message_public(message: MessageRecord) -> MessagePublic:
-    return MessagePublic(
-        id=message.id,
-        role=message.role,
-        content=message.content,
-        quotes=message.quotes,
-        usage=message.usage,
-        timings=message.timings,
-        feedback={1: "up", -1: "down"}.get(message.feedback),
-        feedback_comment=message.feedback_comment,
-        created_at=message.created_at,
-    )
+    return MessagePublic.model_validate(message)
 
 
 @router.get("", response_model=ChatList)

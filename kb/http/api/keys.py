@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -32,20 +33,7 @@ class KeyPublic(BaseModel):
 
     @classmethod
     def of(cls, record: KeyRecord) -> KeyPublic:
-        return cls(
-            id=record.id,
-            name=record.name,
-            prefix=record.prefix,
-            scope="all" if record.app_id is None else "app",
-            app_id=record.app_id,
-            expires_at=record.expires_at,
-            token_quota=record.token_quota,
-            tokens_used=record.tokens_used,
-            request_count=record.request_count,
-            last_used_at=record.last_used_at,
-            revoked_at=record.revoked_at,
-            created_at=record.created_at,
-        )
+        return cls.model_validate({**asdict(record), "scope": "all" if record.app_id is None else "app"})
 
 
 class KeyCreated(KeyPublic):
