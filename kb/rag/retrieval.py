@@ -29,25 +29,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from kb.db.store.search import ChunkHit, ListResult
+from kb.db.store.search import ChunkHit, FoundChunk, ListResult
 
 MODES = ("vector", "fulltext", "hybrid")
 DENSE_WEIGHT = 0.5
 
 
 @dataclass(frozen=True)
-class Quote:
+class Quote(FoundChunk):
     """A chunk chosen for an answer, with its score and the lists (and ranks there) that found it."""
 
-    chunk_id: int
-    collection_id: int
-    dataset_id: int
-    source: str
-    q: str
-    a: str
-    page: int | None
-    heading: str
-    token_count: int
     score: float
     sources: tuple[str, ...]
     ranks: dict[str, int] = field(default_factory=dict)
@@ -71,21 +62,7 @@ def merge_datasets(results: Sequence[ListResult], limit: int) -> ListResult:
 def _quote(
     hit: ChunkHit, score: float, sources: tuple[str, ...], ranks: dict[str, int], scores: dict[str, float]
 ) -> Quote:
-    return Quote(
-        chunk_id=hit.chunk_id,
-        collection_id=hit.collection_id,
-        dataset_id=hit.dataset_id,
-        source=hit.source,
-        q=hit.q,
-        a=hit.a,
-        page=hit.page,
-        heading=hit.heading,
-        token_count=hit.token_count,
-        score=score,
-        sources=sources,
-        ranks=ranks,
-        scores=scores,
-    )
+    return Quote(**hit.chunk_fields(), score=score, sources=sources, ranks=ranks, scores=scores)
 
 
 def single_list(name: str, result: ListResult) -> list[Quote]:

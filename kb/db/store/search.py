@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -31,8 +31,8 @@ DEFAULT_EF_SEARCH = 100
 
 
 @dataclass(frozen=True)
-class ChunkHit:
-    """One chunk found by one list: `score` is the list's raw score, `scaled` the same on a 0..1 scale."""
+class FoundChunk:
+    """What every search result says about its chunk: where it is from, and its text."""
 
     chunk_id: int
     collection_id: int
@@ -43,6 +43,16 @@ class ChunkHit:
     page: int | None
     heading: str
     token_count: int
+
+    def chunk_fields(self) -> dict:
+        """These fields alone, to build another kind of result about the same chunk."""
+        return {f.name: getattr(self, f.name) for f in fields(FoundChunk)}
+
+
+@dataclass(frozen=True)
+class ChunkHit(FoundChunk):
+    """One chunk found by one list: `score` is the list's raw score, `scaled` the same on a 0..1 scale."""
+
     score: float
     scaled: float
     rank: int
@@ -74,15 +84,15 @@ _HIT_COLUMNS = (
 
 def _hit(row, score: float, scaled: float, rank: int) -> ChunkHit:
     return ChunkHit(
-        chunk_id=row.id,
-        collection_id=row.collection_id,
-        dataset_id=row.dataset_id,
-        source=row.source,
-        q=row.q,
-        a=row.a,
-        page=row.page,
-        heading=row.heading,
-        token_count=row.token_count,
+        row.id,
+        row.collection_id,
+        row.dataset_id,
+        row.source,
+        row.q,
+        row.a,
+        row.page,
+        row.heading,
+        row.token_count,
         score=score,
         scaled=scaled,
         rank=rank,
