@@ -44,9 +44,9 @@ from sqlalchemy import make_url  # noqa: E402
 
 from bench.retrieval import CACHE, load_questions, shared_data  # noqa: E402
 from kb.config import Settings  # noqa: E402
-from kb.db import Database, libpq_url, sqlalchemy_url, start_embedded_server  # noqa: E402
+from kb.db.engine import Database, libpq_url, sqlalchemy_url, start_embedded_server  # noqa: E402
+from kb.db.migrate import upgrade  # noqa: E402
 from kb.errors import KBError  # noqa: E402
-from kb.migrate import upgrade  # noqa: E402
 from kb.ml.registry import get_registry  # noqa: E402
 from kb.ml.types import GenerationParams  # noqa: E402
 from kb.runtime import Runtime  # noqa: E402
@@ -55,8 +55,8 @@ from kb.services.answering import AppQuestion, FinishedAnswer, ask_app, dataset_
 from kb.services.apps import AppCreate, AppUpdate, create_app_record, find_app, search_settings_of, update_app  # noqa: E402
 from kb.services.collections import add_text  # noqa: E402
 from kb.services.datasets import create_dataset, find_dataset  # noqa: E402
-from kb.services.jobs import recover_stale_jobs  # noqa: E402
-from kb.worker import Worker  # noqa: E402
+from kb.worker.jobs import recover_stale_jobs  # noqa: E402
+from kb.worker.loop import Worker  # noqa: E402
 
 KITS = ("squad_dev_kit", "cmrc_dev_kit")
 DATABASE = "kb_bench_answer"

@@ -6,7 +6,10 @@ chunked with the bundled all-MiniLM-L6-v2 tokenizer counting through kb's own `c
 chunks, tokenizer calls per chunk, millions of characters tokenized and a SHA-256 over every draft (q, page, heading, token_count), so
 two versions of the chunker can be compared: same hash, same chunks.
 
-    PYTHONPATH=. HF_HUB_OFFLINE=1 /work/main/.venv/bin/python bench/chunking.py [--settings 254:0.15,128:0]
+    PYTHONPATH=. HF_HUB_OFFLINE=1 /work/main/.venv/bin/python bench/chunking.py [--settings 254:0.15,128:0] [--smoke]
+
+`--smoke` chunks a few documents of each folder once, in seconds, so the test suite can tell that the
+script still runs.
 
 Point PYTHONPATH at another checkout to measure its chunker with this script.
 """
@@ -48,11 +51,12 @@ def shared_data() -> Path:
     raise SystemExit("shared data not found: set KB_SHARED_DATA")
 
 
-def documents(root: Path) -> list[tuple[str, ParsedDocument]]:
-    """Every readable document, by name; the messy ones a reader refuses are skipped as ingestion would."""
+def documents(root: Path, per_folder: int | None = None) -> list[tuple[str, ParsedDocument]]:
+    """Every readable document (or the first few of each folder), by name; the messy ones a reader refuses are
+    skipped as ingestion would."""
     docs = []
     for folder in FOLDERS:
-        for path in sorted((root / folder).iterdir()):
+        for path in sorted((root / folder).iterdir())[:per_folder]:
             if not path.is_file() or path.name == "MANIFEST.md":  # the messy set's description, not a test document
                 continue
             try:
@@ -103,9 +107,12 @@ def run(docs, count_tokens, max_tokens: int, overlap: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", default=DEFAULT_SETTINGS, help="max_tokens:overlap pairs, comma separated")
+    parser.add_argument("--smoke", action="store_true", help="a few documents, one setting, in seconds")
     args = parser.parse_args()
     logging.getLogger("pypdf").setLevel(logging.ERROR)  # broken PDFs of the messy set warn as they are read
-    docs = documents(shared_data())
+    docs = documents(shared_data(), per_folder=3 if args.smoke else None)
+    if args.smoke:
+        args.settings = args.settings.split(",")[0]
     embedder = minilm_counter()
     print(f"{len(docs)} documents; chunker from {Path(chunk_document.__code__.co_filename).resolve()}")
     print(

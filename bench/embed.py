@@ -42,14 +42,14 @@ import numpy as np  # noqa: E402
 
 from bench.retrieval import CACHE, KITS, fresh_database, load_questions, run_modes, shared_data  # noqa: E402
 from kb.config import Settings  # noqa: E402
-from kb.db import Database  # noqa: E402
+from kb.db.engine import Database  # noqa: E402
 from kb.ml.registry import ModelRegistry  # noqa: E402
 from kb.runtime import Runtime  # noqa: E402
 from kb.schemas import DatasetCreate  # noqa: E402
 from kb.services import collections as collection_service  # noqa: E402
 from kb.services import datasets as dataset_service  # noqa: E402
 from kb.services.collections import Upload  # noqa: E402
-from kb.worker import Worker  # noqa: E402
+from kb.worker.loop import Worker  # noqa: E402
 
 BASELINE = "st-fp32"
 ROWS = (BASELINE, "bf16", "onnx-fp32", "onnx-int8")

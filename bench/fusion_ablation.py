@@ -1,6 +1,9 @@
 """Fusion ablation: the same candidate lists, fused different ways, on both kits.
 
-    PYTHONPATH=. python bench/fusion_ablation.py
+    PYTHONPATH=. python bench/fusion_ablation.py [--smoke]
+
+`--smoke` runs a few documents and questions of one kit in seconds, so the test suite can tell that the
+script still runs (figures from it mean nothing).
 
 Each question is searched once with kb's own SQL (vector and full-text pools of 50, every candidate
 scored in both lists, as the search service does); the variants below only differ in how the two
@@ -9,6 +12,7 @@ lists become one ranking, so the differences are the fusion's alone.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -18,12 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import retrieval as bench
 
 from kb.config import Settings
-from kb.db import Database
+from kb.db.engine import Database
+from kb.db.store import search as search_store
+from kb.db.textsearch import segment_query
 from kb.ml.registry import get_registry
-from kb.retrieval import fuse
+from kb.rag.retrieval import fuse
 from kb.services.search import vocabulary_coverage
-from kb.store import search as search_store
-from kb.textsearch import segment_query
 
 POOL = 50
 
@@ -75,18 +79,25 @@ VARIANTS = {
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="a few documents and questions of one kit, in seconds")
+    args = parser.parse_args()
+    kits, max_docs = (bench.KITS[:1], 3) if args.smoke else (bench.KITS, None)
     url = bench.fresh_database()
     settings = Settings(_env_file=None, database_url=url, data_dir=bench.CACHE / "data")
     db = Database(url)
     embedder = get_registry(settings).embedder()
     data = bench.shared_data()
-    for kit_name in bench.KITS:
+    for kit_name in kits:
         kit = data / kit_name
-        pieces, chunking = bench.chunk_kit(kit, embedder.count_tokens)
+        pieces, chunking = bench.chunk_kit(kit, embedder.count_tokens, max_docs)
         dataset_id = bench.store_pieces(
             db, kit_name, embedder, pieces, bench.embed_cached(embedder, [p.text for p in pieces])
         )
         questions = bench.load_questions(kit)
+        if max_docs is not None:
+            kept = {doc.name for doc in sorted((kit / "docs").glob("*.md"))[:max_docs]}
+            questions = [q for q in questions if q.doc in kept][:10]
         scores = {name: bench.Score() for name in VARIANTS}
         for question in questions:
             lists = candidate_lists(db, dataset_id, embedder, question.question)

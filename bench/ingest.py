@@ -28,8 +28,8 @@ sys.path.insert(0, str(REPO))
 from sqlalchemy import text  # noqa: E402
 
 from kb.config import Settings  # noqa: E402
-from kb.db import Database, start_embedded_server  # noqa: E402
-from kb.migrate import upgrade  # noqa: E402
+from kb.db.engine import Database, start_embedded_server  # noqa: E402
+from kb.db.migrate import upgrade  # noqa: E402
 from kb.runtime import Runtime  # noqa: E402
 from kb.schemas import DatasetCreate  # noqa: E402
 from kb.services import collections as collection_service  # noqa: E402

@@ -52,7 +52,7 @@ import psycopg  # noqa: E402
 from bench.answer import bench_database, kit_app, kit_dataset  # noqa: E402
 from bench.retrieval import CACHE, load_questions, percentile, shared_data  # noqa: E402
 from kb.config import Settings  # noqa: E402
-from kb.db import Database  # noqa: E402
+from kb.db.engine import Database  # noqa: E402
 from kb.ml.registry import get_registry  # noqa: E402
 from kb.runtime import Runtime  # noqa: E402
 from kb.services import keys as key_service  # noqa: E402

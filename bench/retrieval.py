@@ -44,14 +44,14 @@ import psycopg  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from kb.config import Settings  # noqa: E402
-from kb.db import Database, libpq_url, sqlalchemy_url, start_embedded_server  # noqa: E402
-from kb.migrate import upgrade  # noqa: E402
+from kb.db.engine import Database, libpq_url, sqlalchemy_url, start_embedded_server  # noqa: E402
+from kb.db.migrate import upgrade  # noqa: E402
+from kb.db.store import chunks as chunk_store  # noqa: E402
+from kb.db.store import datasets as dataset_store  # noqa: E402
+from kb.db.tables import Collection  # noqa: E402
+from kb.db.textsearch import segment  # noqa: E402
 from kb.ml.registry import get_registry  # noqa: E402
-from kb.models import Collection  # noqa: E402
 from kb.services.search import search_datasets  # noqa: E402
-from kb.store import chunks as chunk_store  # noqa: E402
-from kb.store import datasets as dataset_store  # noqa: E402
-from kb.textsearch import segment  # noqa: E402
 
 CACHE = REPO / "bench" / ".cache"
 KITS = ("squad_dev_kit", "cmrc_dev_kit")
@@ -95,21 +95,14 @@ def paragraphs(doc: Path) -> tuple[str, list[str]]:
     return blocks[0].lstrip("# ").strip(), blocks[1:]
 
 
-def chunk_kit(kit: Path, count_tokens) -> tuple[list[Piece], str]:
-    """The kit's documents as chunks: kb's chunker when available, else one chunk per paragraph."""
-    docs = sorted((kit / "docs").glob("*.md"))
-    try:
-        from kb.ingest import read_document
-        from kb.ingest.chunking import chunk_document
-    except ImportError:
-        pieces = []
-        for doc in docs:
-            title, paras = paragraphs(doc)
-            pieces.extend(Piece(doc.name, p, title, i) for i, p in enumerate(paras))
-        return pieces, "one chunk per paragraph"
+def chunk_kit(kit: Path, count_tokens, max_docs: int | None = None) -> tuple[list[Piece], str]:
+    """The kit's documents (the first `max_docs` of them) as kb's reader and chunker cut them on upload."""
+    from kb.ingest.chunking import chunk_document
+    from kb.ingest.reading import read_document
+
     pieces = []
-    for doc in docs:
-        drafts = chunk_document(read_document(doc), count_tokens=count_tokens)
+    for doc in sorted((kit / "docs").glob("*.md"))[:max_docs]:
+        drafts = chunk_document(read_document(doc.read_bytes(), doc.name), count_tokens=count_tokens)
         pieces.extend(Piece(doc.name, d.q, d.heading, i) for i, d in enumerate(drafts))
     return pieces, "kb.ingest.chunking.chunk_document (256 tokens, 15% overlap)"
 
