@@ -88,7 +88,7 @@ def worker(
     migrate: bool = typer.Option(True, help="Apply pending migrations first."),
 ) -> None:
     """Process uploaded sources: read, chunk, embed and store them. Several workers may share one database."""
-    from kb.worker.jobs import recover_stale_jobs
+    from kb.worker.kinds import recover_stale_jobs
     from kb.worker.loop import Worker
 
     settings = load_settings()
