@@ -176,6 +176,11 @@ def _require_item(session, item_id: int) -> EvalItemRecord:
     return record
 
 
+def get_item(rt: Runtime, item_id: int) -> EvalItemRecord:
+    with rt.db.session() as session:
+        return _require_item(session, item_id)
+
+
 def approve_candidate(rt: Runtime, item_id: int, answers: list[str], source: str | None = None) -> EvalItemRecord:
     """A reviewed candidate joins the set once it has an expected answer."""
     with rt.db.session() as session:

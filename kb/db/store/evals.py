@@ -78,11 +78,11 @@ def _counted():
     active = func.count().filter(EvalItem.status == "active")
     candidate = func.count().filter(EvalItem.status == "candidate")
     counts = (
-        select(EvalItem.set_id, active.label("items"), candidate.label("candidates"))
+        select(EvalItem.set_id, active.label("active_items"), candidate.label("candidates"))
         .group_by(EvalItem.set_id)
         .subquery()
     )
-    query = select(EvalSet, func.coalesce(counts.c.items, 0), func.coalesce(counts.c.candidates, 0))
+    query = select(EvalSet, func.coalesce(counts.c.active_items, 0), func.coalesce(counts.c.candidates, 0))
     return query.outerjoin(counts, counts.c.set_id == EvalSet.id)
 
 
