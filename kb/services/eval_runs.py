@@ -13,6 +13,7 @@ from kb.rag.retrieval import MODES
 from kb.rag.scoring import TOP, Difference, paired_bootstrap, reciprocal_rank
 from kb.runtime import Runtime
 from kb.services.apps import get_app
+from kb.services.evals import create_set, get_set, import_items
 from kb.services.search import MAX_LIMIT
 
 EVAL_RUN = "eval_run"  # the job kind
@@ -61,6 +62,23 @@ def start_run(rt: Runtime, set_id: int, config: RunConfig) -> EvalRunRecord:
         queue.enqueue(session, EVAL_RUN, collection_id=None, payload={"run_id": run.id}, max_attempts=EVAL_ATTEMPTS)
         session.commit()
         return run_store.get_run(session, run.id)
+
+
+def run_job_id(rt: Runtime, run_id: int) -> int | None:
+    """The queue job of a run (a command line that carries out its own run claims exactly that job)."""
+    with rt.db.session() as session:
+        return run_store.job_of_run(session, run_id)
+
+
+def find_or_import_set(rt: Runtime, dataset_id: int, name: str, filename: str, content: bytes):
+    """The set of this name, or a new one filled from the file (with its report); for `kb eval run --set FILE`."""
+    with rt.db.session() as session:
+        found = eval_store.find_set(session, dataset_id, name)
+    if found is not None:
+        return found, None
+    created = create_set(rt, dataset_id, name)
+    report = import_items(rt, created.id, filename, content)
+    return get_set(rt, created.id), report
 
 
 def get_run(rt: Runtime, run_id: int) -> EvalRunRecord:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -110,6 +110,14 @@ def latest_finished_run(session: Session, dataset_id: int) -> EvalRunRecord | No
     query = _named().where(EvalRun.dataset_id == dataset_id, EvalRun.status == "done")
     found = session.execute(query.order_by(EvalRun.id.desc()).limit(1)).first()
     return _run(*found) if found else None
+
+
+def job_of_run(session: Session, run_id: int) -> int | None:
+    """The id of the queue job carrying the run out."""
+    return session.scalar(
+        text("SELECT id FROM job WHERE kind = 'eval_run' AND payload->>'run_id' = :run ORDER BY id DESC LIMIT 1"),
+        {"run": str(run_id)},
+    )
 
 
 def start_run(session: Session, run_id: int, coverage: dict[str, Any]) -> None:
