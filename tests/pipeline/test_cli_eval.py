@@ -24,7 +24,11 @@ def set_file(api, rt, shared_data, tmp_path):
 
 
 def _eval(rt, *args: str):
-    env = {"KB_DATABASE_URL": rt.settings.database_url, "KB_DATA_DIR": str(rt.settings.data_dir), "KB_LOG_LEVEL": "WARNING"}
+    env = {
+        "KB_DATABASE_URL": rt.settings.database_url,
+        "KB_DATA_DIR": str(rt.settings.data_dir),
+        "KB_LOG_LEVEL": "WARNING",
+    }
     runner = CliRunner(env={**env, "KB_EMBED_MODEL": "hash", "KB_CHAT_MODEL": "echo"})
     return runner.invoke(cli, ["eval", "run", *args], obj={"registry": fake_registry(rt.settings)}, terminal_width=200)
 

@@ -65,9 +65,7 @@ def test_bad_lines_are_refused_by_number_and_good_ones_kept(api, squad):
             '{"question": "Who founded the moon colony?", "answers": ["Zorblax the Great"]}',
         ]
     )
-    response = api.post(
-        f"/api/evals/{created['id']}/items", files={"file": ("set.jsonl", body.encode())}, headers=ROOT
-    )
+    response = api.post(f"/api/evals/{created['id']}/items", files={"file": ("set.jsonl", body.encode())}, headers=ROOT)
     assert response.status_code == 200, response.text
     report = response.json()
     assert report["added"] == 2
