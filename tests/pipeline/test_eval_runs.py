@@ -4,6 +4,8 @@ cancelled and compared."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from bench.retrieval import Question, run_modes
@@ -59,7 +61,7 @@ def test_bad_lines_are_refused_by_number_and_good_ones_kept(api, squad):
     created = _new_set(api, dataset_id, [], name="uploaded")
     body = "\n".join(
         [
-            '{"question": "%s", "answers": ["%s"]}' % (good["question"], good["answers"][0]),
+            json.dumps({"question": good["question"], "answers": good["answers"][:1]}),
             '{"question": "What colour is the sky over Bern?"}',
             "not json",
             '{"question": "Who founded the moon colony?", "answers": ["Zorblax the Great"]}',

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from kb.ingest.eval_file import MAX_ITEMS, parse_eval_file
 
 
@@ -45,7 +47,7 @@ def test_a_csv_without_the_needed_columns_and_a_file_that_is_not_utf8_are_refuse
 
 
 def test_a_set_stops_at_its_size_limit_saying_which_lines_were_skipped():
-    content = "\n".join('{"question": "q%d", "answers": ["a"]}' % n for n in range(MAX_ITEMS + 2)).encode()
+    content = "\n".join(json.dumps({"question": f"q{n}", "answers": ["a"]}) for n in range(MAX_ITEMS + 2)).encode()
     parsed = parse_eval_file("big.jsonl", content)
     assert len(parsed.items) == MAX_ITEMS
     assert [e.line for e in parsed.errors] == [MAX_ITEMS + 1, MAX_ITEMS + 2]
