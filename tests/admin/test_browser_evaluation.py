@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 
 from bench.retrieval import Question, run_modes
 from kb.runtime import Runtime
-from tests.browser_support import log_in, screenshot
+from tests.browser_support import ARTIFACTS, log_in, screenshot
 from tests.helpers import ROOT
 from tests.pipeline.eval_support import kit_slice, wait_for_collections
 
@@ -88,3 +88,5 @@ def test_the_comparison_page_shows_differences_and_the_questions_that_changed(pa
     expect(first.locator(".eval-quotes li").first).to_be_visible()
     expect(page.locator("figure.eval-chart svg polyline")).to_have_count(2)
     screenshot(page, "eval-compare")
+    page.set_viewport_size({"width": 1280, "height": 1150})
+    page.screenshot(path=str(ARTIFACTS / "eval-compare-top.png"))  # the README's picture
