@@ -35,11 +35,13 @@ def _carry_out(rt, run_id: int, console: Console):
     )
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("queued", total=100)
-        while worker.is_alive():
-            run = run_service.get_run(rt, run_id)
+        run = run_service.get_run(rt, run_id)
+        while not run.finished:  # a `kb serve` worker may have claimed the job first; then follow it there
             bar.update(task, completed=run.progress, description=run.stage)
             time.sleep(0.2)
-    return run_service.get_run(rt, run_id)
+            run = run_service.get_run(rt, run_id)
+    worker.join()
+    return run
 
 
 def _table(run, set_name: str) -> Table:

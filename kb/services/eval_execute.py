@@ -108,15 +108,15 @@ def _outcome(row: dict[str, Any], item: EvalItemRecord) -> Outcome:
 class _Progress:
     """Writes stage and percentage at most every PROGRESS_SECONDS; says whether the user asked to cancel."""
 
-    def __init__(self, rt: Runtime, run_id: int):
-        self.rt, self.run_id, self.last = rt, run_id, 0.0
+    def __init__(self, rt: Runtime, run_id: int, stage: str):
+        self.rt, self.run_id, self.stage, self.last = rt, run_id, stage, 0.0
 
     def report(self, done: int, total: int, *, force: bool = False) -> bool:
         if not force and time.monotonic() - self.last < PROGRESS_SECONDS:
             return False
         self.last = time.monotonic()
         with self.rt.db.session() as session:
-            asked = run_store.set_progress(session, self.run_id, "searching", int(100 * done / max(total, 1)))
+            asked = run_store.set_progress(session, self.run_id, self.stage, int(100 * done / max(total, 1)))
             session.commit()
         return asked
 
@@ -149,7 +149,8 @@ def execute_run(rt: Runtime, run_id: int, *, settle: Settle, cancel: threading.E
 def _evaluate(rt: Runtime, run: EvalRunRecord, settle: Settle, cancel: threading.Event | None) -> str:
     items, present = _begin(rt, run)
     app = get_app(rt, run.config["app_id"]) if run.config.get("app_id") else None
-    progress, pending, outcomes, status = _Progress(rt, run.id), [], [], "done"
+    progress = _Progress(rt, run.id, "answering" if app else "searching")
+    pending, outcomes, status = [], [], "done"
     for done, item in enumerate(items):
         if cancel is not None and cancel.is_set():
             raise Cancelled()

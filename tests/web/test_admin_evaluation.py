@@ -9,7 +9,7 @@ from kb.db.store import chats as chat_store
 from kb.db.store import collections as collection_store
 from kb.services import eval_runs
 from kb.worker.loop import Worker
-from tests.answer_data import PARIS, add_knowledge, make_app
+from tests.answer_data import PARIS, add_knowledge, make_app, use_models
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -108,3 +108,21 @@ def test_every_evaluation_form_posted_without_the_csrf_token_is_refused(admin_cl
         response = admin_client.post(path, data={"name": "forged", "question": "q", "answers": "a"})
         assert response.status_code == 403, path
     assert eval_runs.list_runs(rt, set_id=set_id) == []
+
+
+def test_an_app_run_checks_the_reply_and_its_cited_quote(admin_client, rt):
+    use_models(rt, ["It was built from 1887 to 1889 [1].", "I do not know."])
+    dataset_id = add_knowledge(rt, "paris", PARIS)
+    app = make_app(rt, "guide", [dataset_id], search={"mode": "hybrid", "limit": 2})
+    set_id = new_set(admin_client, dataset_id)
+    for question in ("When was the Eiffel Tower built?", "Which museum is the most visited?"):
+        answers = "1889" if "built" in question else "Louvre"
+        admin_client.post(f"/admin/evals/{set_id}/items", data=form(admin_client, question=question, answers=answers))
+    started = admin_client.post(f"/api/evals/{set_id}/runs", json={"app_id": app.id})
+    assert started.status_code == 202, started.text
+    Worker(rt).run_until_idle()
+    run = admin_client.get(f"/api/eval-runs/{started.json()['id']}?results=true").json()
+    assert run["status"] == "done" and run["totals"]["answer_hit"] == 0.5 and run["totals"]["citation_hit"] == 0.5
+    built = next(r for r in run["results"] if "built" in r["question"])
+    assert built["reply"].startswith("It was built") and built["answer_hit"] and built["citation_hit"]
+    assert admin_client.post(f"/api/evals/{set_id}/runs", json={"app_id": 999}).status_code == 404
