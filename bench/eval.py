@@ -50,9 +50,12 @@ def build(rt: Runtime, chunks: int) -> int:
     )
     if chunks > len(pieces):
         words = [w for doc in sorted((kit / "docs").glob("*.md")) for w in re.findall(r"\w+", doc.read_text("utf-8"))]
+        with rt.db.session() as session:  # one index build after the insert, not an HNSW insert per row
+            dataset_store.drop_vector_index(session, dataset_id)
+            session.commit()
         add_synthetic(rt.db, dataset_id, embedder.dim, chunks - len(pieces), words)
         with rt.db.session() as session:
-            dataset_store.drop_vector_index(session, dataset_id)
+            session.execute(text("SET maintenance_work_mem = '512MB'"))
             dataset_store.ensure_vector_index(session, dataset_id, embedder.dim)
             session.commit()
     with rt.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
