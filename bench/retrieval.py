@@ -29,7 +29,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # OpenMP threads that spin while waiting fight every other process on a shared machine: one query's
@@ -51,6 +50,7 @@ from kb.db.store import datasets as dataset_store  # noqa: E402
 from kb.db.tables import Collection  # noqa: E402
 from kb.db.textsearch import segment  # noqa: E402
 from kb.ml.registry import get_registry  # noqa: E402
+from kb.runtime import Runtime  # noqa: E402
 from kb.services.search import search_datasets  # noqa: E402
 
 CACHE = REPO / "bench" / ".cache"
@@ -355,7 +355,7 @@ def main() -> None:
     url = fresh_database()
     settings = Settings(_env_file=None, database_url=url, data_dir=CACHE / "data")
     db = Database(url)
-    deps = SimpleNamespace(db=db, settings=settings)
+    deps = Runtime(settings, db, get_registry(settings))
     embedder = get_registry(settings).embedder()
     data = shared_data()
     print(f"embedder: {embedder.name} ({embedder.dim}-d, {embedder.variant}); top {TOP}")

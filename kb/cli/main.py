@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from kb.cli.eval import eval_app
 from kb.config import Settings
 from kb.process import tune_process
 
@@ -17,6 +18,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(eval_app, name="eval")
 
 MODES = ("chunk", "qa")
 
@@ -88,7 +90,7 @@ def worker(
     migrate: bool = typer.Option(True, help="Apply pending migrations first."),
 ) -> None:
     """Process uploaded sources: read, chunk, embed and store them. Several workers may share one database."""
-    from kb.worker.jobs import recover_stale_jobs
+    from kb.worker.kinds import recover_stale_jobs
     from kb.worker.loop import Worker
 
     settings = load_settings()

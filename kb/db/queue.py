@@ -57,9 +57,12 @@ def notify(session: Session, kind: str) -> None:
 
 
 def enqueue(
-    session: Session, kind: str, *, collection_id: int, payload: dict | None = None, max_attempts: int = 3
+    session: Session, kind: str, *, collection_id: int | None, payload: dict | None = None, max_attempts: int = 3
 ) -> tuple[Job, bool]:
-    """Queue a job unless a live one (queued or running) exists for this collection; returns (job, created)."""
+    """Queue a job unless a live one (queued or running) exists for this collection; returns (job, created).
+
+    A job about no collection (an evaluation run, named in its payload) is always queued.
+    """
     row = session.execute(
         text(
             f"""

@@ -17,6 +17,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -241,3 +242,72 @@ class LoginAttempt(Base):
     failures: Mapped[int] = mapped_column(Integer, server_default="0")
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = _now()
+
+
+class EvalSet(Base):
+    """A named list of questions with expected answers, kept per dataset to measure its search and answers."""
+
+    __tablename__ = "eval_set"
+    __table_args__ = (UniqueConstraint("dataset_id", "name", name="uq_eval_set_dataset_name"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    created_at: Mapped[datetime] = _now()
+
+
+class EvalItem(Base):
+    __tablename__ = "eval_item"
+    __table_args__ = (Index("ix_eval_item_set", "set_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    set_id: Mapped[int] = mapped_column(ForeignKey("eval_set.id", ondelete="CASCADE"))
+    question: Mapped[str] = mapped_column(Text)
+    answers: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))
+    source: Mapped[str | None] = mapped_column(Text)  # the expected document's name, when given
+    origin: Mapped[str] = mapped_column(String(20), server_default="manual")  # upload | qa | chat | manual
+    status: Mapped[str] = mapped_column(String(20), server_default="active")  # active | candidate
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("message.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = _now()
+
+
+class EvalRun(Base):
+    """One evaluation of a set under one configuration; kept, so runs can be compared over time."""
+
+    __tablename__ = "eval_run"
+    __table_args__ = (Index("ix_eval_run_set", "set_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    set_id: Mapped[int] = mapped_column(ForeignKey("eval_set.id", ondelete="CASCADE"))
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset.id", ondelete="CASCADE"))
+    config: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    status: Mapped[str] = mapped_column(String(20), server_default="queued")  # queued|running|done|failed|cancelled
+    stage: Mapped[str] = mapped_column(String(50), server_default="queued")
+    progress: Mapped[int] = mapped_column(Integer, server_default="0")
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    totals: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    coverage: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class EvalResult(Base):
+    """What one run found for one item: ranks, the quotes returned, the reply, and how long it took."""
+
+    __tablename__ = "eval_result"
+    __table_args__ = (UniqueConstraint("run_id", "item_id", name="uq_eval_result_run_item"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("eval_run.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("eval_item.id", ondelete="CASCADE"))
+    answer_rank: Mapped[int | None] = mapped_column(Integer)
+    source_rank: Mapped[int | None] = mapped_column(Integer)
+    in_corpus: Mapped[bool] = mapped_column(Boolean, server_default="true")
+    quotes: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))
+    reply: Mapped[str | None] = mapped_column(Text)
+    answer_hit: Mapped[bool | None] = mapped_column(Boolean)
+    citation_hit: Mapped[bool | None] = mapped_column(Boolean)
+    latency_ms: Mapped[float] = mapped_column(Float, server_default="0")

@@ -20,6 +20,7 @@ from kb.http.api import (
     chunks,
     collections,
     datasets,
+    evals,
     health,
     keys,
     openai_chat,
@@ -37,6 +38,7 @@ from kb.http.pages import chat as chat_pages
 from kb.http.pages import chunks as chunk_pages
 from kb.http.pages import collections as collection_pages
 from kb.http.pages import datasets as dataset_pages
+from kb.http.pages import evals as eval_pages
 from kb.http.pages import keys as key_pages
 from kb.http.pages import learn
 from kb.http.pages import model_status as model_pages
@@ -73,10 +75,12 @@ ROUTERS = (
     collections,
     chunks,
     search,
+    evals,
     dataset_pages,  # before collection_pages: /admin/datasets/new is not a dataset id
     collection_pages,
     chunk_pages,
     search_pages,
+    eval_pages,
     apps,
     chats,
 )

@@ -1,4 +1,4 @@
-"""Ingestion jobs: run one for the worker, retry it per policy, give it back on shutdown, recover stalled ones.
+"""Ingestion jobs: run one for the worker, retry it per policy, give it back on shutdown, settle stalled ones.
 
 The collection always tells the user where its job stands: `queued` while a retry waits, `error`
 with a sentence once the attempts are used up. Nothing is left "processing" with nobody working on it.
@@ -95,22 +95,11 @@ def release_ingest_job(rt: Runtime, job: queue.Job) -> bool:
     return released
 
 
-def recover_stale_jobs(rt: Runtime) -> list[queue.Job]:
-    """Requeue jobs whose worker went silent; those out of attempts end their collection in `error`."""
-    with rt.db.session() as session:
-        jobs = queue.requeue_stale(session, rt.settings.job_stale_seconds)
-        for job in jobs:
-            if job.collection_id is None:
-                continue
-            if job.status == "failed":
-                collection_store.mark_error(session, job.collection_id, STALLED.format(attempts=job.attempts))
-            else:
-                collection_store.mark_queued(session, job.collection_id)
-        session.commit()
-    for job in jobs:
-        log.warning(
-            "The worker processing collection %s stopped responding; %s",
-            job.collection_id,
-            "gave up" if job.status == "failed" else "it is queued again",
-        )
-    return jobs
+def ingest_stalled(session, job: queue.Job) -> None:
+    """The collection of a job whose worker went silent: queued again, or in `error` once out of attempts."""
+    if job.collection_id is None:
+        return
+    if job.status == "failed":
+        collection_store.mark_error(session, job.collection_id, STALLED.format(attempts=job.attempts))
+    else:
+        collection_store.mark_queued(session, job.collection_id)

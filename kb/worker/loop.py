@@ -23,7 +23,7 @@ from kb.db import queue
 from kb.errors import Cancelled
 from kb.runtime import Runtime
 from kb.services.ingest import Progress
-from kb.worker.jobs import recover_stale_jobs, release_ingest_job, run_ingest_job
+from kb.worker.kinds import recover_stale_jobs, release_job, run_job
 
 log = logging.getLogger(__name__)
 
@@ -134,16 +134,17 @@ class Worker:
         heartbeat = _Heartbeat(self.rt, job, cancel)
         heartbeat.start()
         log.info(
-            "Processing collection %s (job %d, attempt %d of %d)",
-            job.collection_id,
+            "Processing %s job %d (collection %s, attempt %d of %d)",
+            job.kind,
             job.id,
+            job.collection_id,
             job.attempts,
             job.max_attempts,
         )
         try:
-            run_ingest_job(self.rt, job, cancel=cancel, progress=progress)
+            run_job(self.rt, job, cancel=cancel, progress=progress)
         except Cancelled:
-            if release_ingest_job(self.rt, job):
+            if release_job(self.rt, job):
                 log.info("Stopped work on collection %s; it is back in the queue", job.collection_id)
         except queue.JobLost:
             log.warning("Collection %s is now handled elsewhere; this worker's result was dropped", job.collection_id)
@@ -248,5 +249,5 @@ class Worker:
         self.thread.join(CANCEL_MARGIN)
         if self.thread.is_alive():
             for job, _ in current:
-                if release_ingest_job(self.rt, job):
+                if release_job(self.rt, job):
                     log.info("Collection %s is back in the queue for the next worker", job.collection_id)

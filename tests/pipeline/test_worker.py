@@ -17,7 +17,7 @@ from kb.schemas import DatasetCreate
 from kb.services import collections as collection_service
 from kb.services import datasets as dataset_service
 from kb.testing import HashEmbedder
-from kb.worker import jobs as job_service
+from kb.worker import kinds as job_service
 from kb.worker.loop import Worker
 from tests.pipeline.support import fake_registry, make_settings
 

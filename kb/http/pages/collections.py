@@ -23,6 +23,7 @@ from kb.runtime import Runtime
 from kb.schemas import LinkSource, TextSource
 from kb.services import collections as service
 from kb.services import datasets as dataset_service
+from kb.services.eval_runs import latest_run
 
 router = APIRouter(tags=["pages"], include_in_schema=False, dependencies=[Depends(require_admin)])
 
@@ -58,6 +59,7 @@ def collections_page(
         "notice": notice_text(request.query_params.get("notice")),
         "refused": refused,
         "tab": "collections",
+        "last_run": latest_run(rt, dataset_id),
     }
     status = refused.status_code if refused else 200
     return render_admin(request, "admin/collections.html", context, section=SECTION, status_code=status)

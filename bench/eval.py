@@ -1,0 +1,110 @@
+"""Evaluation-run benchmark: a search-only run of N questions over a dataset of M chunks, carried out by the
+worker exactly as the admin's "Start run" does, against the same questions asked in a plain loop of
+`search_datasets` (bench/retrieval.py's `run_modes`) in the same process as the baseline.
+
+    PYTHONPATH=. python bench/eval.py                          # 1,000 questions, 10,000 chunks, hybrid
+    PYTHONPATH=. python bench/eval.py --questions 400 --chunks 0 --modes hybrid,vector
+
+The dataset is the squad kit (kb's chunker, the bundled embedder, vectors cached under bench/.cache)
+padded with synthetic chunks to `--chunks` (as `bench/retrieval.py --scale` does); the kit's 400
+questions are cycled to reach `--questions`. Prints wall time, questions per second, the run's
+overhead over the plain loop, and hit@1/hit@5 of both (they must agree).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+
+from sqlalchemy import text
+
+from bench.retrieval import (
+    CACHE,
+    add_synthetic,
+    chunk_kit,
+    embed_cached,
+    fresh_database,
+    load_questions,
+    run_modes,
+    shared_data,
+    store_pieces,
+)
+from kb.config import Settings
+from kb.db.engine import Database
+from kb.db.store import datasets as dataset_store
+from kb.ml.registry import get_registry
+from kb.runtime import Runtime
+from kb.services import eval_runs, evals
+from kb.worker.loop import Worker
+
+
+def build(rt: Runtime, chunks: int) -> int:
+    """The squad kit's dataset, padded with synthetic chunks to `chunks`, its HNSW index rebuilt and analysed."""
+    kit = shared_data() / "squad_dev_kit"
+    embedder = rt.registry.embedder()
+    pieces, _ = chunk_kit(kit, embedder.count_tokens)
+    dataset_id = store_pieces(
+        rt.db, "squad_dev_kit", embedder, pieces, embed_cached(embedder, [p.text for p in pieces])
+    )
+    if chunks > len(pieces):
+        words = [w for doc in sorted((kit / "docs").glob("*.md")) for w in re.findall(r"\w+", doc.read_text("utf-8"))]
+        with rt.db.session() as session:  # one index build after the insert, not an HNSW insert per row
+            dataset_store.drop_vector_index(session, dataset_id)
+            session.commit()
+        add_synthetic(rt.db, dataset_id, embedder.dim, chunks - len(pieces), words)
+        with rt.db.session() as session:
+            session.execute(text("SET maintenance_work_mem = '512MB'"))
+            dataset_store.ensure_vector_index(session, dataset_id, embedder.dim)
+            session.commit()
+    with rt.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE chunk"))
+    return dataset_id
+
+
+def timed_run(rt: Runtime, set_id: int, mode: str) -> tuple[float, dict]:
+    started = time.perf_counter()
+    run = eval_runs.start_run(rt, set_id, eval_runs.RunConfig(mode=mode))
+    Worker(rt, jobs=1).run_until_idle()
+    elapsed = time.perf_counter() - started
+    finished = eval_runs.get_run(rt, run.id)
+    assert finished.status == "done", finished
+    return elapsed, finished.totals
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--questions", type=int, default=1000)
+    parser.add_argument("--chunks", type=int, default=10_000)
+    parser.add_argument("--modes", default="hybrid")
+    args = parser.parse_args()
+
+    url = fresh_database()
+    settings = Settings(_env_file=None, database_url=url, data_dir=CACHE / "data", worker_poll_seconds=0.2)
+    rt = Runtime(settings, Database(url), get_registry(settings))
+    dataset_id = build(rt, args.chunks)
+    kit_questions = load_questions(shared_data() / "squad_dev_kit")
+    questions = [kit_questions[i % len(kit_questions)] for i in range(args.questions)]
+    lines = "\n".join(json.dumps({"question": q.question, "answers": q.answers, "source": q.doc}) for q in questions)
+    eval_set = evals.create_set(rt, dataset_id, "bench")
+    evals.import_items(rt, eval_set.id, "bench.jsonl", lines.encode())
+    with rt.db.session() as session:
+        total_chunks = dataset_store.chunk_count(session, dataset_id)
+    print(f"{len(questions)} questions over {total_chunks} chunks, embedder {rt.registry.embedder().name}\n")
+    print("| mode | plain loop s | eval run s | run q/s | overhead | loop hit@1/hit@5 | run hit@1/hit@5 |")
+    print("| --- | ---: | ---: | ---: | ---: | --- | --- |")
+    for mode in args.modes.split(","):
+        started = time.perf_counter()
+        loop = run_modes(rt, dataset_id, questions, (mode,))[mode]
+        loop_s = time.perf_counter() - started
+        run_s, totals = timed_run(rt, eval_set.id, mode)
+        print(
+            f"| {mode} | {loop_s:.1f} | {run_s:.1f} | {len(questions) / run_s:.1f} | {run_s / loop_s:.2f}x "
+            f"| {loop['hit@1']:.3f}/{loop['hit@5']:.3f} | {totals['hit@1']:.3f}/{totals['hit@5']:.3f} |"
+        )
+    rt.db.dispose()
+
+
+if __name__ == "__main__":
+    main()
