@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     )
 
     max_upload_mb: int = Field(default=100, ge=1, description="Upload size limit, in MB.")
+    max_request_kb: int = Field(
+        default=1024,
+        ge=64,
+        description="Largest request body of every route but uploads (JSON, forms), in kB; a larger one is "
+        "refused with 413 before anything reads it, credentials or not.",
+    )
     link_allow_private: bool = Field(
         default=False,
         description="Let link sources reach private, loopback and link-local addresses (an intranet wiki); "
@@ -129,6 +135,10 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def max_request_bytes(self) -> int:
+        return self.max_request_kb * 1024
 
 
 def settings_table() -> str:
