@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     allow_remote_code: bool = Field(
         default=False, description="Let models from the model list run code shipped with them (trust_remote_code)."
     )
+    max_message_chars: int = Field(
+        default=8000,
+        ge=100,
+        description="Longest message a caller may send in a chat (each message, history included); longer ones are "
+        "refused with 400 before any model reads them. A question to an app must also fit the search limit "
+        "(2000 characters).",
+    )
     answer_max_tokens: int = Field(
         default=512, ge=16, description="Room kept for an app's answer when the request names none."
     )
