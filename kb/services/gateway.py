@@ -47,6 +47,7 @@ class ChatJob:
     model: str
     produce: Callable[[threading.Event], Iterator[StreamItem]]
     extras: dict[str, Any] = field(default_factory=dict)
+    max_completion_tokens: int = 512  # the most the answer may take: reserved against a key's quota beforehand
 
 
 class AppChat(Protocol):
@@ -76,7 +77,9 @@ def prepare_chat(rt: Runtime, principal: Principal, request: ChatRequest, app_ch
         # Nothing reaches the client before the end: a remote model may take the whole answer from another provider.
         return iter([model.generate(request.messages, request.params, cancel)])
 
-    return ChatJob(model=model.name, produce=produce)
+    return ChatJob(
+        model=model.name, produce=produce, max_completion_tokens=request.params.max_tokens or model.context_length
+    )
 
 
 def _message_chars(message: dict[str, Any]) -> int:
