@@ -77,6 +77,9 @@ class Settings(BaseSettings):
         description="Let link sources reach private, loopback and link-local addresses (an intranet wiki); "
         "off by default so a user cannot make the server fetch its own network.",
     )
+    link_timeout_seconds: float = Field(
+        default=120.0, gt=0, description="Longest a link source's whole download may take, redirects included."
+    )
     torch_threads: int = Field(default=2, ge=1, description="CPU threads each model may use.")
     worker_poll_seconds: float = Field(
         default=5.0, gt=0, description="How often an idle worker looks for jobs when no notification arrives."
@@ -91,6 +94,12 @@ class Settings(BaseSettings):
     job_heartbeat_seconds: float = Field(default=10.0, gt=0, description="How often a running job says it is alive.")
     job_stale_seconds: float = Field(
         default=60.0, gt=0, description="A job silent this long is taken back from its worker and queued again."
+    )
+    job_timeout_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Longest one attempt at a source may run; past it the job is stopped, its slot freed, and it "
+        "fails with the reason (retried with back-off while attempts are left).",
     )
     job_max_attempts: int = Field(default=3, ge=1, description="Tries of a failing job before it is given up.")
     job_backoff_seconds: float = Field(default=10.0, ge=0, description="First retry delay; doubles per attempt.")

@@ -23,7 +23,7 @@ from kb.db import queue
 from kb.errors import Cancelled
 from kb.runtime import Runtime
 from kb.services.ingest import Progress
-from kb.worker.kinds import recover_stale_jobs, release_job, run_job
+from kb.worker.kinds import recover_stale_jobs, release_job, run_job, time_out_job
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class Worker:
             job.max_attempts,
         )
         try:
-            run_job(self.rt, job, cancel=cancel, progress=progress)
+            self._run_within_time_limit(job, cancel, progress)
         except Cancelled:
             if release_job(self.rt, job):
                 log.info("Stopped work on collection %s; it is back in the queue", job.collection_id)
@@ -152,6 +152,35 @@ class Worker:
             heartbeat.done.set()
             with self._lock:
                 del self._current[job.id]
+
+    def _run_within_time_limit(self, job: queue.Job, cancel: threading.Event, progress: Progress | None) -> None:
+        """Run the job in a thread of its own for at most `job_timeout_seconds`.
+
+        Past the limit the job is cancelled and recorded as failed with the reason (retried with the usual
+        back-off while attempts are left), and this slot is freed even if the job is stuck where it cannot
+        see the cancel: its late result is then dropped, because the job is no longer its own.
+        """
+        outcome: list[BaseException | None] = []
+
+        def run() -> None:
+            try:
+                run_job(self.rt, job, cancel=cancel, progress=progress)
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=run, name=f"kb-job-run-{job.id}", daemon=True)
+        thread.start()
+        thread.join(self.rt.settings.job_timeout_seconds)
+        if thread.is_alive():
+            log.warning("Collection %s ran past its time limit; stopping it", job.collection_id)
+            cancel.set()
+            thread.join(CANCEL_MARGIN)
+            if thread.is_alive() or isinstance(outcome[0], Cancelled):
+                time_out_job(self.rt, job)
+                return
+        if outcome and outcome[0] is not None:
+            raise outcome[0]
 
     def run_once(self, *, job_ids: Collection[int] | None = None, progress: Progress | None = None) -> bool:
         """Claim and process one due job (optionally only among `job_ids`); False when none was due."""
