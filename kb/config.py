@@ -111,7 +111,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Origins (a JSON list) whose pages may call the API with an API key; closed when empty.",
     )
-    secure_cookies: bool = Field(default=False, description="Mark cookies Secure (set when served over HTTPS).")
+    secure_cookies: bool | None = Field(
+        default=None,
+        description="Mark cookies Secure (sent over HTTPS only). Unset: Secure unless kb listens on loopback only, "
+        "so an exposed server never sends its session over plain HTTP; set false to serve plain HTTP on a network.",
+    )
     session_secret: SecretStr | None = Field(
         default=None, description="Signs session cookies; generated once and kept in the database when unset."
     )
@@ -121,13 +125,22 @@ class Settings(BaseSettings):
         default=30, gt=0, description="First lockout; each further failure doubles it."
     )
     rate_limit_chat_per_minute: int = Field(
-        default=60, ge=0, description="Chat requests per API key (or session) per minute, per process; 0 turns it off."
+        default=60,
+        ge=0,
+        description="Chat requests per API key (or session) per minute, across all processes; 0 turns it off.",
     )
     rate_limit_chat_per_ip_per_minute: int = Field(
-        default=120, ge=0, description="Chat requests per client address per minute, per process; 0 turns it off."
+        default=120,
+        ge=0,
+        description="Chat requests per client address per minute, across all processes; 0 turns it off.",
     )
     rate_limit_login_per_minute: int = Field(
-        default=20, ge=0, description="Login attempts per client address per minute, per process; 0 turns it off."
+        default=20,
+        ge=0,
+        description="Login attempts per client address per minute, across all processes; 0 turns it off.",
+    )
+    usage_retention_days: float = Field(
+        default=90, gt=0, description="Usage log rows older than this are deleted by the worker's housekeeping."
     )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
 
@@ -151,6 +164,13 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def cookies_secure(self) -> bool:
+        """`secure_cookies`, or when unset: True unless `host` is a loopback address."""
+        if self.secure_cookies is not None:
+            return self.secure_cookies
+        return self.host not in ("localhost", "::1") and not self.host.startswith("127.")
 
     @property
     def max_request_bytes(self) -> int:

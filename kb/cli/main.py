@@ -71,6 +71,8 @@ def serve(
     from kb.worker.loop import Worker
 
     settings = load_settings()
+    if host:  # the address actually bound decides whether cookies default to Secure
+        settings = settings.model_copy(update={"host": host})
     db = Database.from_settings(settings)
     if migrate:
         upgrade(db.url)

@@ -10,6 +10,7 @@ carries a `version` that sessions are bound to, so changing the password ends ev
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import secrets
@@ -94,6 +95,7 @@ def store_configured_password(rt: Runtime) -> None:
         stored = admin_store.get_setting(session, PASSWORD_KEY)
         if stored is None or not verify_password(stored["hash"], password):
             admin_store.put_setting(session, PASSWORD_KEY, _password_record(password, source="env"))
+            admin_store.end_sessions(session)
             session.commit()
             log.info("admin password taken from KB_ADMIN_PASSWORD; older sessions are ended")
     cache.configured_password_stored = True
@@ -177,6 +179,30 @@ def log_in(rt: Runtime, client: str, password: str) -> str:
     if lock:
         raise LockedOut(lock)
     raise LoginFailed()
+
+
+def _session_hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def open_session(rt: Runtime, session_id: str) -> None:
+    """Remember a new admin session (its hash) for `session_hours`."""
+    with rt.db.session() as session:
+        admin_store.add_session(session, _session_hash(session_id), rt.settings.session_hours * 3600)
+        session.commit()
+
+
+def session_is_live(rt: Runtime, session_id: str) -> bool:
+    """Whether the session was opened and neither logged out, ended by a password change, nor expired."""
+    with rt.db.session() as session:
+        return admin_store.session_is_live(session, _session_hash(session_id))
+
+
+def close_session(rt: Runtime, session_id: str) -> None:
+    """Log one admin session out, for good: its cookie no longer works even if it was copied."""
+    with rt.db.session() as session:
+        admin_store.end_sessions(session, _session_hash(session_id))
+        session.commit()
 
 
 def session_secret(rt: Runtime) -> str:
