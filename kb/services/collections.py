@@ -204,16 +204,27 @@ def get_collection(rt: Runtime, collection_id: int) -> CollectionDetail:
         return CollectionDetail(record, job)
 
 
+def remove_unreferenced_files(rt: Runtime, paths: Sequence[str]) -> None:
+    """After the deleting transaction committed: remove each stored file no collection refers to any more.
+
+    Never before the commit, which could still fail and leave rows pointing at missing files. Each
+    file's advisory lock makes an upload of the same file wait until its fate is decided.
+    """
+    for path in paths:
+        with rt.db.session() as session:
+            collection_store.lock_file(session, path)
+            if not collection_store.file_is_referenced(session, path):
+                rt.files.remove(path)
+            session.commit()
+
+
 def delete_collection(rt: Runtime, collection_id: int) -> None:
     """Delete a collection, its chunks and jobs, and its stored file unless another collection uses it."""
     with rt.db.session() as session:
         record = found(collection_store.get_collection(session, collection_id), "collection", collection_id)
         collection_store.delete_collection(session, collection_id)
-        if record.file_path:
-            collection_store.lock_file(session, record.file_path)
-            if not collection_store.file_is_referenced(session, record.file_path):
-                rt.files.remove(record.file_path)
         session.commit()
+    remove_unreferenced_files(rt, [record.file_path] if record.file_path else [])
     log.info("Deleted '%s' (collection %d)", record.name, collection_id)
 
 

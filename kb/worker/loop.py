@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from kb.db import queue
 from kb.errors import Cancelled
 from kb.runtime import Runtime
+from kb.services import housekeeping
 from kb.services.ingest import Progress
 from kb.worker.kinds import recover_stale_jobs, release_job, run_job, time_out_job
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 WAIT_SLICE = 0.5  # how often a waiting worker notices a stop request
 CANCEL_MARGIN = 5.0  # after the grace period, how long a cancelled job gets to reach a checkpoint
+HOUSEKEEPING_SECONDS = 3600.0  # how often a worker prunes the usage log and idle rate-limit buckets
 
 
 def default_worker_id() -> str:
@@ -206,7 +208,7 @@ class Worker:
         listener = _Listener(self.rt.db.libpq_url)
         slots = threading.Semaphore(self.jobs)
         running: list[threading.Thread] = []
-        next_recovery = 0.0
+        next_recovery = next_housekeeping = 0.0
         log.info("Worker %s is waiting for sources to process (%d at a time)", self.id, self.jobs)
         try:
             while not self.stopping.is_set():
@@ -217,6 +219,9 @@ class Worker:
                     if time.monotonic() >= next_recovery:
                         recover_stale_jobs(self.rt)
                         next_recovery = time.monotonic() + self.rt.settings.job_stale_seconds / 2
+                    if time.monotonic() >= next_housekeeping:
+                        housekeeping.prune(self.rt)
+                        next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
                     job = self.claim()
                     if job is not None:
                         running = [thread for thread in running if thread.is_alive()]

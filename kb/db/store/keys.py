@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from kb.db.store.records import record_of
@@ -119,6 +119,12 @@ def record_usage(
             )
         )
     session.flush()
+
+
+def prune_usage(session: Session, *, older_than_days: float) -> int:
+    """Delete usage log rows older than `older_than_days`; returns how many went."""
+    cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_days * 86400)
+    return session.execute(delete(UsageLog).where(UsageLog.created_at < cutoff)).rowcount
 
 
 def app_exists(session: Session, app_id: int) -> bool:
