@@ -168,9 +168,12 @@ class Settings(BaseSettings):
     @property
     def cookies_secure(self) -> bool:
         """`secure_cookies`, or when unset: True unless `host` is a loopback address."""
-        if self.secure_cookies is not None:
-            return self.secure_cookies
-        return self.host not in ("localhost", "::1") and not self.host.startswith("127.")
+        return self.secure_cookies if self.secure_cookies is not None else not self.loopback_only
+
+    @property
+    def loopback_only(self) -> bool:
+        """Whether `host` is a loopback address, so only this machine can reach kb."""
+        return self.host in ("localhost", "::1") or self.host.startswith("127.")
 
     @property
     def max_request_bytes(self) -> int:
