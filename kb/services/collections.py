@@ -22,6 +22,7 @@ from kb.errors import Conflict, KBError, Unprocessable, UnsupportedMedia, found
 from kb.ingest.fetch import check_link
 from kb.runtime import Runtime
 from kb.services.datasets import dataset_record
+from kb.services.stored_files import remove_unreferenced_files
 
 log = logging.getLogger(__name__)
 
@@ -202,20 +203,6 @@ def get_collection(rt: Runtime, collection_id: int) -> CollectionDetail:
         job = queue.latest_job(session, collection_id)
         record = found(collection_store.get_collection(session, collection_id), "collection", collection_id)
         return CollectionDetail(record, job)
-
-
-def remove_unreferenced_files(rt: Runtime, paths: Sequence[str]) -> None:
-    """After the deleting transaction committed: remove each stored file no collection refers to any more.
-
-    Never before the commit, which could still fail and leave rows pointing at missing files. Each
-    file's advisory lock makes an upload of the same file wait until its fate is decided.
-    """
-    for path in paths:
-        with rt.db.session() as session:
-            collection_store.lock_file(session, path)
-            if not collection_store.file_is_referenced(session, path):
-                rt.files.remove(path)
-            session.commit()
 
 
 def delete_collection(rt: Runtime, collection_id: int) -> None:

@@ -15,7 +15,7 @@ from kb.errors import BadRequest, Conflict, ServiceUnavailable, Unprocessable, f
 from kb.ml.types import Embedder
 from kb.runtime import Runtime
 from kb.schemas import ChunkSettings, DatasetCreate, DatasetUpdate
-from kb.services.collections import remove_unreferenced_files
+from kb.services.stored_files import remove_unreferenced_files
 
 log = logging.getLogger(__name__)
 

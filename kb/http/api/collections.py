@@ -13,7 +13,7 @@ from starlette.datastructures import UploadFile
 
 from kb.errors import BadRequest, UnsupportedMedia
 from kb.http.api.errors import error_body
-from kb.http.api.uploads import read_json, read_multipart
+from kb.http.api.uploads import check_declared_length, read_json, read_multipart
 from kb.http.deps import RuntimeDep
 from kb.http.security.auth import require_full_access
 from kb.runtime import Runtime
@@ -90,7 +90,7 @@ def _respond(outcomes: list[AddOutcome]) -> JSONResponse:
 
 
 async def _add_files(rt: Runtime, dataset_id: int, request: Request) -> list[AddOutcome]:
-    form = await read_multipart(request)
+    form = await read_multipart(request, rt.settings.max_upload_bytes)
     try:
         files = [value for key, value in form.multi_items() if key == "file" and isinstance(value, UploadFile)]
         mode = form.get("mode") or None
@@ -107,7 +107,7 @@ async def _add_files(rt: Runtime, dataset_id: int, request: Request) -> list[Add
 
 
 async def _add_json(rt: Runtime, dataset_id: int, request: Request) -> AddOutcome:
-    payload = await read_json(request)
+    payload = await read_json(request, rt.settings.max_upload_bytes)
     if not isinstance(payload, dict) or payload.get("type") not in ("text", "link"):
         raise BadRequest(
             'Send {"type": "text", "name": ..., "text": ...} or {"type": "link", "url": ...}, '
@@ -135,6 +135,7 @@ async def _add_json(rt: Runtime, dataset_id: int, request: Request) -> AddOutcom
     summary="Add files (multipart 'file', several allowed), pasted text or a link; processed in the background",
 )
 async def add_collections(dataset_id: int, request: Request, rt: RuntimeDep) -> JSONResponse:
+    check_declared_length(request, rt.settings.max_upload_bytes)
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         outcomes = await _add_files(rt, dataset_id, request)

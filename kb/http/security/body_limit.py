@@ -17,8 +17,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kb.db.files import size_limit_message
 
-# The routes that take files or pasted documents: they get the upload limit, everything else the request limit.
-UPLOAD_ROUTES = (re.compile(r"^/api/datasets/[^/]+/collections/?$"), re.compile(r"^/admin/datasets/[^/]+/text/?$"))
+# The routes that take files or pasted documents: they get the upload limit (the routes may hold a body to a
+# smaller one of their own, as the evaluation sets do), everything else the request limit.
+UPLOAD_ROUTES = (
+    re.compile(r"^/api/datasets/[^/]+/collections/?$"),
+    re.compile(r"^/admin/datasets/[^/]+/text/?$"),
+    re.compile(r"^/api/datasets/[^/]+/evals/?$"),
+    re.compile(r"^/api/evals/[^/]+/items/?$"),
+    re.compile(r"^/admin/evals/[^/]+/upload/?$"),
+)
 # Boundaries, part headers and small fields around the files themselves.
 MULTIPART_ALLOWANCE = 256 * 1024
 
