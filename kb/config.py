@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     allow_remote_code: bool = Field(
         default=False, description="Let models from the model list run code shipped with them (trust_remote_code)."
     )
+    max_message_chars: int = Field(
+        default=8000,
+        ge=100,
+        description="Longest message a caller may send in a chat (each message, history included); longer ones are "
+        "refused with 400 before any model reads them. A question to an app must also fit the search limit "
+        "(2000 characters).",
+    )
     answer_max_tokens: int = Field(
         default=512, ge=16, description="Room kept for an app's answer when the request names none."
     )
@@ -59,10 +66,19 @@ class Settings(BaseSettings):
     )
 
     max_upload_mb: int = Field(default=100, ge=1, description="Upload size limit, in MB.")
+    max_request_kb: int = Field(
+        default=1024,
+        ge=64,
+        description="Largest request body of every route but uploads (JSON, forms), in kB; a larger one is "
+        "refused with 413 before anything reads it, credentials or not.",
+    )
     link_allow_private: bool = Field(
         default=False,
         description="Let link sources reach private, loopback and link-local addresses (an intranet wiki); "
         "off by default so a user cannot make the server fetch its own network.",
+    )
+    link_timeout_seconds: float = Field(
+        default=120.0, gt=0, description="Longest a link source's whole download may take, redirects included."
     )
     torch_threads: int = Field(default=2, ge=1, description="CPU threads each model may use.")
     worker_poll_seconds: float = Field(
@@ -79,6 +95,12 @@ class Settings(BaseSettings):
     job_stale_seconds: float = Field(
         default=60.0, gt=0, description="A job silent this long is taken back from its worker and queued again."
     )
+    job_timeout_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Longest one attempt at a source may run; past it the job is stopped, its slot freed, and it "
+        "fails with the reason (retried with back-off while attempts are left).",
+    )
     job_max_attempts: int = Field(default=3, ge=1, description="Tries of a failing job before it is given up.")
     job_backoff_seconds: float = Field(default=10.0, ge=0, description="First retry delay; doubles per attempt.")
     shutdown_grace_seconds: float = Field(
@@ -89,7 +111,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Origins (a JSON list) whose pages may call the API with an API key; closed when empty.",
     )
-    secure_cookies: bool = Field(default=False, description="Mark cookies Secure (set when served over HTTPS).")
+    secure_cookies: bool | None = Field(
+        default=None,
+        description="Mark cookies Secure (sent over HTTPS only). Unset: Secure unless kb listens on loopback only, "
+        "so an exposed server never sends its session over plain HTTP; set false to serve plain HTTP on a network.",
+    )
     session_secret: SecretStr | None = Field(
         default=None, description="Signs session cookies; generated once and kept in the database when unset."
     )
@@ -99,13 +125,22 @@ class Settings(BaseSettings):
         default=30, gt=0, description="First lockout; each further failure doubles it."
     )
     rate_limit_chat_per_minute: int = Field(
-        default=60, ge=0, description="Chat requests per API key (or session) per minute, per process; 0 turns it off."
+        default=60,
+        ge=0,
+        description="Chat requests per API key (or session) per minute, across all processes; 0 turns it off.",
     )
     rate_limit_chat_per_ip_per_minute: int = Field(
-        default=120, ge=0, description="Chat requests per client address per minute, per process; 0 turns it off."
+        default=120,
+        ge=0,
+        description="Chat requests per client address per minute, across all processes; 0 turns it off.",
     )
     rate_limit_login_per_minute: int = Field(
-        default=20, ge=0, description="Login attempts per client address per minute, per process; 0 turns it off."
+        default=20,
+        ge=0,
+        description="Login attempts per client address per minute, across all processes; 0 turns it off.",
+    )
+    usage_retention_days: float = Field(
+        default=90, gt=0, description="Usage log rows older than this are deleted by the worker's housekeeping."
     )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
 
@@ -129,6 +164,20 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def cookies_secure(self) -> bool:
+        """`secure_cookies`, or when unset: True unless `host` is a loopback address."""
+        return self.secure_cookies if self.secure_cookies is not None else not self.loopback_only
+
+    @property
+    def loopback_only(self) -> bool:
+        """Whether `host` is a loopback address, so only this machine can reach kb."""
+        return self.host in ("localhost", "::1") or self.host.startswith("127.")
+
+    @property
+    def max_request_bytes(self) -> int:
+        return self.max_request_kb * 1024
 
 
 def settings_table() -> str:

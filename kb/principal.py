@@ -20,6 +20,15 @@ class Principal:
         """Root, an all-scope key, or the admin session: may use every route."""
         return self.app_id is None
 
+    def require_key_manager(self) -> None:
+        """Keys are made and revoked by the root key and the admin only: a key must not mint a stronger one."""
+        if self.kind not in ("root", "admin"):
+            raise Forbidden(
+                "API keys are managed with the root key (KB_ROOT_KEY) or in the admin pages; "
+                "another API key cannot create, list or revoke keys.",
+                code="key_management",
+            )
+
     def require_full(self) -> None:
         if not self.is_full:
             raise Forbidden("This API key is limited to one app and cannot use this endpoint.", code="key_scope")

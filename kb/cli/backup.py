@@ -102,6 +102,8 @@ def create_backup(db, files_dir: Path, destination: Path) -> BackupSummary:
             tar.add(dump, arcname=DUMP)
             if files_dir.is_dir():
                 tar.add(files_dir, arcname=FILES)
+        # A backup holds the session-signing secret and every key's hash: readable by its owner only.
+        os.chmod(partial, 0o600)
         os.replace(partial, destination)
     return BackupSummary(path=destination, created_at=created_at, tables=counts, files=file_count)
 
@@ -128,13 +130,25 @@ def read_manifest(source: Path) -> dict:
 
 
 def restore_backup(db, files_dir: Path, source: Path) -> BackupSummary:
-    """Replace the database contents and the file store with those of a backup made by create_backup."""
+    """Replace the database contents and the file store with those of a backup made by create_backup.
+
+    The files are copied beside the file store first; only once they and the database (one transaction)
+    are restored does the copy replace the store, by renaming. A failure before that leaves the old
+    instance whole.
+    """
     source = source.expanduser().resolve()
     manifest = read_manifest(source)
     args, env = _libpq_args(db.libpq_url)
-    with tempfile.TemporaryDirectory() as work:
+    files_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as work, tempfile.TemporaryDirectory(dir=files_dir.parent) as staging:
         with tarfile.open(source) as tar:
             tar.extractall(work, members=_safe_members(tar), filter="data")
+        staged_files = Path(staging) / FILES
+        restored_files = Path(work) / FILES
+        if restored_files.is_dir():
+            shutil.copytree(restored_files, staged_files)
+        else:
+            staged_files.mkdir()
         db.dispose()  # our pooled connections would block --clean
         subprocess.run(
             [
@@ -153,11 +167,14 @@ def restore_backup(db, files_dir: Path, source: Path) -> BackupSummary:
             capture_output=True,
             timeout=3600,
         )
-        restored_files = Path(work) / FILES
-        if files_dir.exists():
-            shutil.rmtree(files_dir)
-        if restored_files.is_dir():
-            shutil.copytree(restored_files, files_dir)
+        _swap_in(staged_files, files_dir, Path(staging) / "replaced")
     return BackupSummary(
         path=source, created_at=manifest["created_at"], tables=_table_counts(db), files=manifest.get("files", 0)
     )
+
+
+def _swap_in(new: Path, target: Path, old_place: Path) -> None:
+    """Put `new` where `target` is with renames on one file system; the old store goes to `old_place`."""
+    if target.exists():
+        os.replace(target, old_place)
+    os.replace(new, target)

@@ -53,6 +53,20 @@ def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")) 
     typer.echo(f"database at revision {revision}")
 
 
+def _refuse_an_open_first_run(settings: Settings, db) -> None:
+    """Stop `kb serve` on a network address while no admin password exists (first-run takeover)."""
+    from kb.errors import KBError
+    from kb.ml.registry import get_registry
+    from kb.runtime import Runtime
+    from kb.services import admin as admin_service
+
+    try:
+        admin_service.check_first_run_is_private(Runtime(settings, db, get_registry(settings)))
+    except KBError as exc:
+        typer.echo(f"Error: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+
+
 @app.command()
 def serve(
     host: str = typer.Option(None, help="Address to bind (default KB_HOST, 127.0.0.1)."),
@@ -71,9 +85,12 @@ def serve(
     from kb.worker.loop import Worker
 
     settings = load_settings()
+    if host:  # the address actually bound decides whether cookies default to Secure
+        settings = settings.model_copy(update={"host": host})
     db = Database.from_settings(settings)
     if migrate:
         upgrade(db.url)
+    _refuse_an_open_first_run(settings, db)
     uvicorn.run(
         create_app(settings, db=db, worker=None if no_worker else Worker),
         host=host or settings.host,

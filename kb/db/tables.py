@@ -311,3 +311,24 @@ class EvalResult(Base):
     answer_hit: Mapped[bool | None] = mapped_column(Boolean)
     citation_hit: Mapped[bool | None] = mapped_column(Boolean)
     latency_ms: Mapped[float] = mapped_column(Float, server_default="0")
+
+
+class AdminSession(Base):
+    """A logged-in admin browser: its cookie names a row here, so logout and a password change end it."""
+
+    __tablename__ = "admin_session"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the id in the cookie
+    created_at: Mapped[datetime] = _now()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class RateBucket(Base):
+    """One token bucket of a rate limit, shared by every process serving the same database."""
+
+    __tablename__ = "rate_bucket"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    allowed: Mapped[bool] = mapped_column(Boolean)  # whether the last request that touched it was let through
+    updated_at: Mapped[datetime] = _now()

@@ -45,6 +45,7 @@ from kb.http.pages import model_status as model_pages
 from kb.http.pages import search as search_pages
 from kb.http.pages.templating import WEB_DIR
 from kb.http.security.auth import LoginRequired, redirect_to_login
+from kb.http.security.body_limit import BodyLimitMiddleware
 from kb.http.security.csrf import csrf_protect
 from kb.http.security.headers import install_security_headers
 from kb.http.security.ratelimit import RateLimits
@@ -135,6 +136,10 @@ def create_app(
     app.add_middleware(UsageLogMiddleware)
     app.add_middleware(SessionMiddleware)
     install_security_headers(app, settings.cors_origins)
+    # Outermost: no part of the app reads a byte of a body over its route's limit.
+    app.add_middleware(
+        BodyLimitMiddleware, request_limit=settings.max_request_bytes, upload_limit=settings.max_upload_bytes
+    )
     app.mount("/static", StaticFiles(directory=str(WEB_DIR / "static")), name="static")
     for module in ROUTERS:
         app.include_router(module.router)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit
@@ -102,14 +103,57 @@ class _PublicOnlyBackend(httpcore.SyncBackend):
         raise failure if failure is not None else httpcore.ConnectError(f"{host} has no address")
 
 
-def _client(allow_private: bool, headers: dict[str, str]) -> httpx.Client:
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read and write must end before one deadline: a server that trickles a
+    byte at a time passes any per-read timeout, but not this."""
+
+    def __init__(self, stream: httpcore.NetworkStream, deadline: float) -> None:
+        self.stream, self.deadline = stream, deadline
+
+    def _left(self, timeout: float | None) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise httpcore.ReadTimeout("the download passed its total deadline")
+        return left if timeout is None else min(timeout, left)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self.stream.read(max_bytes, self._left(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.stream.write(buffer, self._left(timeout))
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def start_tls(self, ssl_context, server_hostname=None, timeout=None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self.stream.start_tls(ssl_context, server_hostname, self._left(timeout)), self.deadline)
+
+    def get_extra_info(self, info: str):
+        return self.stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    def __init__(self, backend: httpcore.NetworkBackend, deadline: float) -> None:
+        self.backend, self.deadline = backend, deadline
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        stream = self.backend.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _DeadlineStream(stream, self.deadline)
+
+    def connect_unix_socket(self, path, timeout=None, socket_options=None):
+        return _DeadlineStream(self.backend.connect_unix_socket(path, timeout, socket_options), self.deadline)
+
+    def sleep(self, seconds: float) -> None:
+        self.backend.sleep(seconds)
+
+
+def _client(allow_private: bool, headers: dict[str, str], deadline: float) -> httpx.Client:
     options = {"timeout": TIMEOUT, "follow_redirects": True, "max_redirects": MAX_REDIRECTS, "headers": headers}
-    if allow_private:
-        return httpx.Client(**options)
+    backend = httpcore.SyncBackend() if allow_private else _PublicOnlyBackend()
     # No proxies from the environment here: a proxy would make the connection, out of this check's sight.
     transport = httpx.HTTPTransport()
     transport._pool = httpcore.ConnectionPool(  # httpx has no public hook for the network backend
-        ssl_context=httpx.create_ssl_context(), network_backend=_PublicOnlyBackend()
+        ssl_context=httpx.create_ssl_context(), network_backend=_DeadlineBackend(backend, deadline)
     )
     return httpx.Client(transport=transport, trust_env=False, **options)
 
@@ -124,15 +168,19 @@ def _filename(url: str, content_type: str) -> str:
     return safe_name(name, "page.html")
 
 
-def fetch_link(url: str, *, max_bytes: int, allow_private: bool = False) -> FetchedDocument:
-    """Download `url` (following a few http(s) redirects), refusing bodies past `max_bytes` or of unreadable types.
+def fetch_link(
+    url: str, *, max_bytes: int, allow_private: bool = False, deadline_seconds: float = 120.0
+) -> FetchedDocument:
+    """Download `url` (following a few http(s) redirects), refusing bodies past `max_bytes` or of unreadable types,
+    and giving up when the whole download (redirects included) takes longer than `deadline_seconds`.
 
     Unless `allow_private`, every connection (redirects included) must go to a public address.
     """
     url = check_link(url, allow_private=allow_private)
     headers = {"User-Agent": f"kb/{__version__} (knowledge-base ingestion)"}
+    deadline = time.monotonic() + deadline_seconds
     try:
-        with _client(allow_private, headers) as client, client.stream("GET", url) as response:
+        with _client(allow_private, headers, deadline) as client, client.stream("GET", url) as response:
             check_link(str(response.url), allow_private=allow_private)
             if response.status_code >= 400:
                 raise Unprocessable(
@@ -157,6 +205,12 @@ def fetch_link(url: str, *, max_bytes: int, allow_private: bool = False) -> Fetc
                     raise PayloadTooLarge(size_limit_message(max_bytes, "The linked document"))
             final_url = str(response.url)
     except httpx.TimeoutException as exc:
+        if time.monotonic() >= deadline:
+            raise Unprocessable(
+                f"The link did not finish downloading within {deadline_seconds:.0f} s (KB_LINK_TIMEOUT_SECONDS); "
+                "the server is too slow. Try again later, or download the file and upload it.",
+                code="link_timeout",
+            ) from exc
         raise Unprocessable("The link did not answer in time; try again later.", code="link_timeout") from exc
     except httpx.TooManyRedirects as exc:
         raise Unprocessable("The link redirects too many times.", code="link_failed") from exc

@@ -50,5 +50,8 @@ class ReadLimits:
     max_seconds: float = 120.0
     max_chars: int = 20_000_000
     max_unzipped_bytes: int = 256 * 1024 * 1024
+    # The XML a DOCX reader parses in the worker's own memory (an lxml tree takes several times its size);
+    # images and other media count only against max_unzipped_bytes. 32 MB of XML is thousands of pages.
+    max_docx_xml_bytes: int = 32 * 1024 * 1024
     max_zip_ratio: float = 200.0
     max_zip_entries: int = 10_000

@@ -10,6 +10,7 @@ carries a `version` that sessions are bound to, so changing the password ends ev
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import secrets
@@ -29,6 +30,12 @@ PASSWORD_KEY = "admin_password"
 SECRET_KEY = "session_secret"
 MIN_PASSWORD_LENGTH = 8
 MAX_LOCKOUT_SECONDS = 3600.0
+# All addresses together: a back-off that bounds guessing spread over many addresses. It starts later
+# and stays short, so that where every client shares one address (a proxy kb does not trust) it slows
+# logins down rather than locking the admin out for an hour.
+EVERYONE = "*"
+EVERYONE_FAILURES_FACTOR = 10
+MAX_EVERYONE_LOCKOUT_SECONDS = 60.0
 # Failures older than this are forgotten; longer than the longest lockout so doubling keeps working.
 FORGET_FAILURES_AFTER_SECONDS = 24 * 3600.0
 
@@ -52,6 +59,12 @@ class LockedOut(RateLimited):
         self.seconds = max(1, math.ceil(seconds))
         self.values = {"seconds": self.seconds}
         super().__init__(self.template.format(**self.values), headers={"Retry-After": str(self.seconds)})
+
+
+class EveryoneLockedOut(LockedOut):
+    """Raised while failed logins from all addresses together passed the global limit."""
+
+    template = "Too many failed logins to this server. Try again in {seconds} seconds."
 
 
 class PasswordRejected(BadRequest):
@@ -94,6 +107,7 @@ def store_configured_password(rt: Runtime) -> None:
         stored = admin_store.get_setting(session, PASSWORD_KEY)
         if stored is None or not verify_password(stored["hash"], password):
             admin_store.put_setting(session, PASSWORD_KEY, _password_record(password, source="env"))
+            admin_store.end_sessions(session)
             session.commit()
             log.info("admin password taken from KB_ADMIN_PASSWORD; older sessions are ended")
     cache.configured_password_stored = True
@@ -121,6 +135,17 @@ def _stored_password(rt: Runtime) -> dict | None:
 def password_is_set(rt: Runtime) -> bool:
     """True once the admin password exists (from the environment or the first-run page)."""
     return rt.settings.admin_password is not None or _stored_password(rt) is not None
+
+
+def check_first_run_is_private(rt: Runtime) -> None:
+    """Refuse to serve the network while no admin password exists: its first visitor would become admin."""
+    if not rt.settings.loopback_only and not password_is_set(rt):
+        raise Conflict(
+            f"kb would listen on {rt.settings.host} with no admin password set, so the first visitor of "
+            "/admin/setup could make themselves admin. Set KB_ADMIN_PASSWORD, or run once with --host 127.0.0.1 "
+            "and set the password at http://127.0.0.1/admin/setup.",
+            code="password_not_set",
+        )
 
 
 def password_version(rt: Runtime) -> str | None:
@@ -151,32 +176,75 @@ def set_first_password(rt: Runtime, password: str, confirmation: str) -> str:
 def log_in(rt: Runtime, client: str, password: str) -> str:
     """Check the password for `client` (an address); returns the password version for the session.
 
-    Raises LockedOut while the client is locked (without checking the password), LoginFailed otherwise.
+    Raises LockedOut while the client (or everyone) is locked (without checking the password), LoginFailed otherwise.
     """
-    settings = rt.settings
     store_configured_password(rt)
     with rt.db.session() as session:
         left = admin_store.lock_seconds_left(session, client)
+        everyone_left = admin_store.lock_seconds_left(session, EVERYONE)
         stored = admin_store.get_setting(session, PASSWORD_KEY)
     if left > 0:
         raise LockedOut(left)
+    if everyone_left > 0:
+        raise EveryoneLockedOut(everyone_left)
     if stored is None:
         raise Conflict("No admin password is set yet. Set one on the first-run page.", code="password_not_set")
     # Verified outside any transaction: argon2 takes tens of milliseconds on purpose.
     if verify_password(stored["hash"], password):
         with rt.db.session() as session:
             admin_store.clear_failures(session, client)
+            admin_store.clear_failures(session, EVERYONE)
             session.commit()
         return stored["version"]
+    lock, everyone_lock = _count_failure(rt, client)
+    if lock:
+        raise LockedOut(lock)
+    if everyone_lock:
+        raise EveryoneLockedOut(everyone_lock)
+    raise LoginFailed()
+
+
+def _count_failure(rt: Runtime, client: str) -> tuple[float, float]:
+    """Count a failed login for the address and for everyone; the lockouts (seconds) that now start."""
+    settings = rt.settings
     with rt.db.session() as session:
         failures = admin_store.record_failure(session, client, forget_after_seconds=FORGET_FAILURES_AFTER_SECONDS)
         lock = lockout_seconds(failures, settings.login_max_failures, settings.login_lockout_seconds)
+        everyone = admin_store.record_failure(session, EVERYONE, forget_after_seconds=FORGET_FAILURES_AFTER_SECONDS)
+        everyone_lock = min(
+            lockout_seconds(everyone, settings.login_max_failures * EVERYONE_FAILURES_FACTOR, 1.0),
+            MAX_EVERYONE_LOCKOUT_SECONDS,
+        )
         if lock:
             admin_store.lock_client(session, client, lock)
+        if everyone_lock:
+            admin_store.lock_client(session, EVERYONE, everyone_lock)
         session.commit()
-    if lock:
-        raise LockedOut(lock)
-    raise LoginFailed()
+    return lock, everyone_lock
+
+
+def _session_hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def open_session(rt: Runtime, session_id: str) -> None:
+    """Remember a new admin session (its hash) for `session_hours`."""
+    with rt.db.session() as session:
+        admin_store.add_session(session, _session_hash(session_id), rt.settings.session_hours * 3600)
+        session.commit()
+
+
+def session_is_live(rt: Runtime, session_id: str) -> bool:
+    """Whether the session was opened and neither logged out, ended by a password change, nor expired."""
+    with rt.db.session() as session:
+        return admin_store.session_is_live(session, _session_hash(session_id))
+
+
+def close_session(rt: Runtime, session_id: str) -> None:
+    """Log one admin session out, for good: its cookie no longer works even if it was copied."""
+    with rt.db.session() as session:
+        admin_store.end_sessions(session, _session_hash(session_id))
+        session.commit()
 
 
 def session_secret(rt: Runtime) -> str:

@@ -17,7 +17,7 @@ from kb.runtime import Runtime
 from kb.services import chats as chat_service
 from kb.services.apps import SearchSettings, search_settings_of
 from kb.services.chats import StoredTurn
-from kb.services.search import search_datasets
+from kb.services.search import check_query_length, search_datasets
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,8 @@ def app_question(rt: Runtime, app: AppRecord, messages: Sequence[dict], chat_id:
         raise BadRequest(
             "the last message must be a non-empty user message: the question to answer", code="invalid_messages"
         )
+    # Before any model work: a follow-up is rewritten by the chat model before it is searched.
+    check_query_length(last["content"].strip(), "the question")
     if chat_id is not None:
         if not isinstance(chat_id, str):
             raise BadRequest("chatId must be a string")

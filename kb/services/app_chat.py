@@ -74,4 +74,5 @@ def app_chat(rt: Runtime, principal: Principal, app_name: str | None, request: C
                 answer.text, answer.usage.prompt_tokens, answer.usage.completion_tokens, answer.finish_reason
             )
 
-    return ChatJob(model=f"{APP_MODEL_PREFIX}{app.name}", produce=produce, extras=extras)
+    answer_tokens = request.params.max_tokens or rt.settings.answer_max_tokens
+    return ChatJob(f"{APP_MODEL_PREFIX}{app.name}", produce, extras, max_completion_tokens=answer_tokens)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from kb.db.engine import Database
 from kb.db.store import chats as chat_store
 from kb.db.store.chats import ChatRecord, MessageRecord
-from kb.errors import BadRequest, Forbidden, not_found
+from kb.errors import BadRequest, not_found
 from kb.principal import Principal
 from kb.rag.answer import Answer
 
@@ -52,7 +52,7 @@ def history_for(db: Database, chat_id: str, app_id: int) -> list[dict]:
         if chat is None:
             return []
         if chat.app_id != app_id:
-            raise Forbidden(f"chatId '{chat_id}' belongs to another app; use another chatId", code="chat_scope")
+            raise not_found("chat", chat_id)  # as if it did not exist: nothing leaks of other apps
         return [{"role": m.role, "content": m.content} for m in chat_store.list_messages(session, chat_id)]
 
 
@@ -61,7 +61,7 @@ def save_turn(
 ) -> StoredTurn:
     """Store the question and its finished answer (with quotes, usage and timings) in one transaction."""
     with db.session() as session:
-        chat_store.ensure_chat(
+        owner = chat_store.ensure_chat(
             session,
             chat_id,
             app_id=app_id,
@@ -69,6 +69,8 @@ def save_turn(
             title=" ".join(question.split())[:TITLE_CHARS],
             source=source,
         )
+        if owner != app_id:  # another app took this chatId while the answer was written
+            raise not_found("chat", chat_id)  # as if it did not exist: nothing leaks of other apps
         asked = chat_store.add_message(session, chat_id, role="user", content=question)
         answered = chat_store.add_message(
             session,

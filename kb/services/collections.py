@@ -22,6 +22,7 @@ from kb.errors import Conflict, KBError, Unprocessable, UnsupportedMedia, found
 from kb.ingest.fetch import check_link
 from kb.runtime import Runtime
 from kb.services.datasets import dataset_record
+from kb.services.stored_files import remove_unreferenced_files
 
 log = logging.getLogger(__name__)
 
@@ -209,11 +210,8 @@ def delete_collection(rt: Runtime, collection_id: int) -> None:
     with rt.db.session() as session:
         record = found(collection_store.get_collection(session, collection_id), "collection", collection_id)
         collection_store.delete_collection(session, collection_id)
-        if record.file_path:
-            collection_store.lock_file(session, record.file_path)
-            if not collection_store.file_is_referenced(session, record.file_path):
-                rt.files.remove(record.file_path)
         session.commit()
+    remove_unreferenced_files(rt, [record.file_path] if record.file_path else [])
     log.info("Deleted '%s' (collection %d)", record.name, collection_id)
 
 

@@ -15,6 +15,7 @@ from kb.errors import BadRequest, Conflict, ServiceUnavailable, Unprocessable, f
 from kb.ml.types import Embedder
 from kb.runtime import Runtime
 from kb.schemas import ChunkSettings, DatasetCreate, DatasetUpdate
+from kb.services.stored_files import remove_unreferenced_files
 
 log = logging.getLogger(__name__)
 
@@ -158,9 +159,6 @@ def delete_dataset(rt: Runtime, dataset_id: int) -> None:
         record = found(dataset_store.get_dataset(session, dataset_id), "dataset", dataset_id)
         paths = collection_store.file_paths(session, dataset_id)
         dataset_store.delete_dataset(session, dataset_id)
-        for path in paths:
-            collection_store.lock_file(session, path)
-            if not collection_store.file_is_referenced(session, path):
-                rt.files.remove(path)
         session.commit()
+    remove_unreferenced_files(rt, paths)
     log.info("Deleted dataset '%s' and its %d stored files", record.name, len(paths))

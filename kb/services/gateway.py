@@ -16,6 +16,7 @@ from kb.runtime import Runtime
 from kb.services.threaded_stream import ThreadedStream
 
 APP_MODEL_PREFIX = "app:"
+MAX_CHAT_MESSAGES = 200  # history included
 MAX_EMBEDDING_INPUTS = 2048
 EMBEDDING_INPUT_TYPES = ("document", "query")
 
@@ -46,6 +47,7 @@ class ChatJob:
     model: str
     produce: Callable[[threading.Event], Iterator[StreamItem]]
     extras: dict[str, Any] = field(default_factory=dict)
+    max_completion_tokens: int = 512  # the most the answer may take: reserved against a key's quota beforehand
 
 
 class AppChat(Protocol):
@@ -64,6 +66,7 @@ def prepare_chat(rt: Runtime, principal: Principal, request: ChatRequest, app_ch
     """Route a chat request to an app (app key or `app:<name>`) or straight to a configured chat model."""
     if not request.messages:
         raise BadRequest("messages must not be empty; send at least one message", code="empty_messages")
+    check_messages(request.messages, rt.settings.max_message_chars)
     if principal.app_id is not None or request.model.startswith(APP_MODEL_PREFIX):
         return _prepare_app_chat(rt, principal, request, app_chat)
     model = rt.registry.chat(request.model)
@@ -74,7 +77,34 @@ def prepare_chat(rt: Runtime, principal: Principal, request: ChatRequest, app_ch
         # Nothing reaches the client before the end: a remote model may take the whole answer from another provider.
         return iter([model.generate(request.messages, request.params, cancel)])
 
-    return ChatJob(model=model.name, produce=produce)
+    return ChatJob(
+        model=model.name, produce=produce, max_completion_tokens=request.params.max_tokens or model.context_length
+    )
+
+
+def _message_chars(message: dict[str, Any]) -> int:
+    content = message.get("content")
+    if isinstance(content, str):
+        return len(content)
+    parts = content if isinstance(content, list) else []
+    return sum(len(part["text"]) if isinstance(part.get("text"), str) else len(str(part)) for part in parts)
+
+
+def check_messages(messages: list[dict[str, Any]], max_chars: int) -> None:
+    """One limit on every message a caller sends, checked before any model reads them."""
+    if len(messages) > MAX_CHAT_MESSAGES:
+        raise BadRequest(
+            f"messages has {len(messages)} entries; the limit is {MAX_CHAT_MESSAGES} (history included): "
+            "send only the recent turns, or keep the history on the server with chatId",
+            code="too_many_messages",
+        )
+    for index, message in enumerate(messages):
+        chars = _message_chars(message)
+        if chars > max_chars:
+            raise BadRequest(
+                f"messages[{index}] is {chars} characters; the limit is {max_chars} (KB_MAX_MESSAGE_CHARS)",
+                code="message_too_long",
+            )
 
 
 def _prepare_app_chat(rt: Runtime, principal: Principal, request: ChatRequest, app_chat: AppChat | None) -> ChatJob:

@@ -91,6 +91,7 @@ def _read(rt: Runtime, collection: CollectionRecord) -> ParsedDocument:
             collection.source_uri or "",
             max_bytes=rt.settings.max_upload_bytes,
             allow_private=rt.settings.link_allow_private,
+            deadline_seconds=rt.settings.link_timeout_seconds,
         )
         with rt.db.session() as session:
             collection_store.set_source_details(

@@ -61,6 +61,12 @@ def vocabulary_coverage(embedder, text: str) -> float:
     return 1.0 - ids.count(unknown) / len(ids) if ids else 1.0
 
 
+def check_query_length(query: str, what: str = "query") -> None:
+    """Refuse a query (or a question that will be searched) longer than the search accepts."""
+    if len(query) > MAX_QUERY_CHARS:
+        raise BadRequest(f"{what} is {len(query)} characters; the limit is {MAX_QUERY_CHARS}", code="query_too_long")
+
+
 def check_request(query: str, mode: str, limit: int, min_score: float, max_tokens: int | None) -> str:
     """The query stripped, or a BadRequest saying what to change."""
     if mode not in MODES:
@@ -68,8 +74,7 @@ def check_request(query: str, mode: str, limit: int, min_score: float, max_token
     query = (query or "").strip()
     if not query:
         raise BadRequest("query is empty: send the question or words to search for", code="empty_query")
-    if len(query) > MAX_QUERY_CHARS:
-        raise BadRequest(f"query is {len(query)} characters; the limit is {MAX_QUERY_CHARS}", code="query_too_long")
+    check_query_length(query)
     if not 1 <= limit <= MAX_LIMIT:
         raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}, not {limit}", code="invalid_limit")
     if not 0.0 <= min_score <= 1.0:

@@ -11,7 +11,7 @@ import threading
 
 from kb.db import queue
 from kb.db.store import collections as collection_store
-from kb.errors import Cancelled, KBError
+from kb.errors import Cancelled, KBError, Unprocessable
 from kb.runtime import Runtime
 from kb.services.ingest import Progress, ingest_collection
 
@@ -24,6 +24,12 @@ INTERNAL_ERROR = (
 STALLED = (
     "Processing stopped responding {attempts} times: the worker may have crashed or run out of memory on this "
     "source. Retry it, or split the file into smaller parts."
+)
+
+
+TIMED_OUT = (
+    "Processing this source took longer than {seconds:.0f} s (KB_JOB_TIMEOUT_SECONDS) and was stopped. "
+    "Retry it, split the file into smaller parts, or ask the administrator to raise the limit."
 )
 
 
@@ -83,6 +89,12 @@ def _retry_or_fail(rt: Runtime, job: queue.Job, exc: Exception) -> None:
             message,
             after.run_after.strftime("%H:%M:%S"),
         )
+
+
+def fail_timed_out_job(rt: Runtime, job: queue.Job) -> None:
+    """Record that the job ran past its time limit: retried after the usual back-off, or failed with the reason."""
+    seconds = rt.settings.job_timeout_seconds
+    _retry_or_fail(rt, job, Unprocessable(TIMED_OUT.format(seconds=seconds), code="job_timeout"))
 
 
 def release_ingest_job(rt: Runtime, job: queue.Job) -> bool:

@@ -21,7 +21,7 @@ from kb.services.collections import INGEST
 from kb.services.eval_runs import EVAL_RUN
 from kb.services.ingest import Progress
 from kb.worker.eval_jobs import eval_stalled, release_eval_job, run_eval_job
-from kb.worker.jobs import ingest_stalled, release_ingest_job, run_ingest_job
+from kb.worker.jobs import fail_timed_out_job, ingest_stalled, release_ingest_job, run_ingest_job
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +34,12 @@ class JobKind:
     run: Callable[..., None]  # (rt, job, *, cancel: threading.Event, progress: Progress | None)
     release: Callable[[Runtime, queue.Job], bool]
     stalled: Callable[[Session, queue.Job], None]
+    # A job past KB_JOB_TIMEOUT_SECONDS; None: failed like any failure, then settled as `stalled` settles it.
+    timed_out: Callable[[Runtime, queue.Job], None] | None = None
 
 
 KINDS: dict[str, JobKind] = {
-    INGEST: JobKind(run_ingest_job, release_ingest_job, ingest_stalled),
+    INGEST: JobKind(run_ingest_job, release_ingest_job, ingest_stalled, fail_timed_out_job),
     EVAL_RUN: JobKind(run_eval_job, release_eval_job, eval_stalled),
 }
 
@@ -58,6 +60,22 @@ def release_job(rt: Runtime, job: queue.Job) -> bool:
     """Give an interrupted job back to the queue untouched; False if it was not ours."""
     kind = KINDS.get(job.kind)
     return kind.release(rt, job) if kind is not None else False
+
+
+def time_out_job(rt: Runtime, job: queue.Job) -> None:
+    """Record that a job ran past its time limit: by its kind's handler, else as a failure with the reason."""
+    kind = KINDS.get(job.kind)
+    if kind is not None and kind.timed_out is not None:
+        kind.timed_out(rt, job)
+        return
+    message = (
+        f"The job took longer than {rt.settings.job_timeout_seconds:.0f} s (KB_JOB_TIMEOUT_SECONDS) and was stopped."
+    )
+    with rt.db.session() as session:
+        after = queue.fail(session, job, message, backoff_seconds=rt.settings.job_backoff_seconds)
+        if after is not None and kind is not None:
+            kind.stalled(session, after)
+        session.commit()
 
 
 def recover_stale_jobs(rt: Runtime) -> list[queue.Job]:

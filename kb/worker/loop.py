@@ -22,13 +22,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from kb.db import queue
 from kb.errors import Cancelled
 from kb.runtime import Runtime
+from kb.services import housekeeping
 from kb.services.ingest import Progress
-from kb.worker.kinds import recover_stale_jobs, release_job, run_job
+from kb.worker.kinds import recover_stale_jobs, release_job, run_job, time_out_job
 
 log = logging.getLogger(__name__)
 
 WAIT_SLICE = 0.5  # how often a waiting worker notices a stop request
 CANCEL_MARGIN = 5.0  # after the grace period, how long a cancelled job gets to reach a checkpoint
+HOUSEKEEPING_SECONDS = 3600.0  # how often a worker prunes the usage log and idle rate-limit buckets
 
 
 def default_worker_id() -> str:
@@ -142,7 +144,7 @@ class Worker:
             job.max_attempts,
         )
         try:
-            run_job(self.rt, job, cancel=cancel, progress=progress)
+            self._run_within_time_limit(job, cancel, progress)
         except Cancelled:
             if release_job(self.rt, job):
                 log.info("Stopped work on collection %s; it is back in the queue", job.collection_id)
@@ -152,6 +154,35 @@ class Worker:
             heartbeat.done.set()
             with self._lock:
                 del self._current[job.id]
+
+    def _run_within_time_limit(self, job: queue.Job, cancel: threading.Event, progress: Progress | None) -> None:
+        """Run the job in a thread of its own for at most `job_timeout_seconds`.
+
+        Past the limit the job is cancelled and recorded as failed with the reason (retried with the usual
+        back-off while attempts are left), and this slot is freed even if the job is stuck where it cannot
+        see the cancel: its late result is then dropped, because the job is no longer its own.
+        """
+        outcome: list[BaseException | None] = []
+
+        def run() -> None:
+            try:
+                run_job(self.rt, job, cancel=cancel, progress=progress)
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=run, name=f"kb-job-run-{job.id}", daemon=True)
+        thread.start()
+        thread.join(self.rt.settings.job_timeout_seconds)
+        if thread.is_alive():
+            log.warning("Collection %s ran past its time limit; stopping it", job.collection_id)
+            cancel.set()
+            thread.join(CANCEL_MARGIN)
+            if thread.is_alive() or isinstance(outcome[0], Cancelled):
+                time_out_job(self.rt, job)
+                return
+        if outcome and outcome[0] is not None:
+            raise outcome[0]
 
     def run_once(self, *, job_ids: Collection[int] | None = None, progress: Progress | None = None) -> bool:
         """Claim and process one due job (optionally only among `job_ids`); False when none was due."""
@@ -177,7 +208,7 @@ class Worker:
         listener = _Listener(self.rt.db.libpq_url)
         slots = threading.Semaphore(self.jobs)
         running: list[threading.Thread] = []
-        next_recovery = 0.0
+        next_recovery = next_housekeeping = 0.0
         log.info("Worker %s is waiting for sources to process (%d at a time)", self.id, self.jobs)
         try:
             while not self.stopping.is_set():
@@ -188,6 +219,9 @@ class Worker:
                     if time.monotonic() >= next_recovery:
                         recover_stale_jobs(self.rt)
                         next_recovery = time.monotonic() + self.rt.settings.job_stale_seconds / 2
+                    if time.monotonic() >= next_housekeeping:
+                        housekeeping.prune(self.rt)
+                        next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
                     job = self.claim()
                     if job is not None:
                         running = [thread for thread in running if thread.is_alive()]

@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from sqlalchemy import text
 
 from kb.http.app import create_app
-from kb.services.admin import lockout_seconds, password_version, session_secret
+from kb.services.admin import lockout_seconds, open_session, password_version, session_secret
 from tests.helpers import ADMIN_PASSWORD, csrf_token_of, log_in
 
 
@@ -139,6 +139,7 @@ def _session_cookie_signed_at(secret: str, payload: dict, when: float) -> str:
 
 def test_an_expired_or_tampered_session_is_refused_and_its_cookie_cleared(client, app):
     secret, version = session_secret(app.state), password_version(app.state)
+    open_session(app.state, "s")  # as a login does: the server knows the session id
     fresh = _session_cookie_signed_at(secret, {"sid": "s", "pv": version}, time.time())
     stale = _session_cookie_signed_at(secret, {"sid": "s", "pv": version}, time.time() - 13 * 3600)
     forged = _session_cookie_signed_at("not-the-secret", {"sid": "s", "pv": version}, time.time())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kb.db.store import chats as chat_store
-from kb.errors import BadRequest, Forbidden, UpstreamError
+from kb.errors import BadRequest, NotFound, UpstreamError
 from kb.ml.registry import get_registry
 from kb.runtime import Runtime
 from kb.services.answering import FinishedAnswer, app_question, ask_app
@@ -109,12 +109,12 @@ def test_a_failed_generation_stores_nothing(rt):
         assert chat_store.get_chat(session, "c-fail") is None
 
 
-def test_a_chat_id_of_another_app_is_refused(rt):
+def test_a_chat_id_of_another_app_is_refused_as_not_found(rt):
     use_models(rt, ["Paris [1]."])
     dataset = add_knowledge(rt, "paris", PARIS)
     first, second = make_app(rt, "first", [dataset]), make_app(rt, "second", [dataset])
     ask(rt, first, "Where is the Louvre?", chat_id="shared")
-    with pytest.raises(Forbidden, match="another app"):
+    with pytest.raises(NotFound, match="There is no chat with id 'shared'"):
         app_question(rt, second, [{"role": "user", "content": "Hi?"}], "shared")
 
 

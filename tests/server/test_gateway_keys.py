@@ -82,12 +82,11 @@ def test_expiry_in_the_past_or_given_twice_is_refused(api):
 
 
 def test_a_key_over_its_token_quota_gets_429(api, live_server):
-    created = create_key(api, token_quota=5)
+    created = create_key(api, token_quota=30)
     client = sdk(live_server.url, created["key"])
-    first = client.chat.completions.create(model="echo", messages=QUESTION)
-    assert first.usage.total_tokens > 5
-    with pytest.raises(openai.RateLimitError) as info:
-        client.chat.completions.create(model="echo", messages=QUESTION)
+    first = client.chat.completions.create(model="echo", messages=QUESTION, max_tokens=10)
+    with pytest.raises(openai.RateLimitError) as info:  # what is left cannot hold the prompt and 20 more tokens
+        client.chat.completions.create(model="echo", messages=QUESTION, max_tokens=20)
     assert info.value.code == "insufficient_quota"
     (listed,) = api.get("/api/keys").json()
     assert listed["tokens_used"] == first.usage.total_tokens

@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from kb.db.tables import ApiKey, App, Chunk, Collection, Dataset, LoginAttempt, Setting
+from kb.db.tables import AdminSession, ApiKey, App, Chunk, Collection, Dataset, LoginAttempt, Setting
 
 
 def get_setting(session: Session, key: str) -> dict[str, Any] | None:
@@ -28,6 +28,23 @@ def add_setting_if_absent(session: Session, key: str, value: dict[str, Any]) -> 
     """Store `value` unless `key` exists; return the stored value (the first writer wins a race)."""
     session.execute(insert(Setting).values(key=key, value=value).on_conflict_do_nothing(index_elements=[Setting.key]))
     return get_setting(session, key)
+
+
+def add_session(session: Session, id_hash: str, seconds: float) -> None:
+    """Keep a new admin session for `seconds`; expired ones are forgotten on the way."""
+    session.execute(delete(AdminSession).where(AdminSession.expires_at < func.now()))
+    session.add(AdminSession(id_hash=id_hash, expires_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, seconds)))
+
+
+def session_is_live(session: Session, id_hash: str) -> bool:
+    found = select(AdminSession.id_hash).where(AdminSession.id_hash == id_hash, AdminSession.expires_at > func.now())
+    return session.scalar(found) is not None
+
+
+def end_sessions(session: Session, id_hash: str | None = None) -> None:
+    """End one admin session, or all of them (a password change)."""
+    statement = delete(AdminSession)
+    session.execute(statement if id_hash is None else statement.where(AdminSession.id_hash == id_hash))
 
 
 def lock_seconds_left(session: Session, client: str) -> float:

@@ -62,15 +62,15 @@ def get_chat(session: Session, chat_id: str) -> ChatRecord | None:
     return _chat(*found) if found else None
 
 
-def ensure_chat(
-    session: Session, chat_id: str, *, app_id: int, api_key_id: int | None, title: str, source: str
-) -> None:
-    """Create the chat unless it exists (two first requests with one chatId both succeed)."""
+def ensure_chat(session: Session, chat_id: str, *, app_id: int, api_key_id: int | None, title: str, source: str) -> int:
+    """Create the chat unless it exists (two first requests with one chatId both succeed); returns the app that
+    owns it, with the row locked until the transaction ends so the owner cannot change before the write."""
     session.execute(
         insert(Chat)
         .values(id=chat_id, app_id=app_id, api_key_id=api_key_id, title=title, source=source)
         .on_conflict_do_nothing(index_elements=[Chat.id])
     )
+    return session.scalar(select(Chat.app_id).where(Chat.id == chat_id).with_for_update())
 
 
 def list_chats(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from kb.db.store.records import record_of
@@ -71,6 +71,19 @@ def revoke_key(session: Session, key_id: int) -> bool:
     return result.rowcount > 0
 
 
+def reserve_tokens(session: Session, key_id: int, tokens: int) -> bool:
+    """Charge `tokens` to the key now, in one statement, unless that would pass its quota (then False)."""
+    result = session.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.id == key_id,
+            (ApiKey.token_quota.is_(None)) | (ApiKey.tokens_used + tokens <= ApiKey.token_quota),
+        )
+        .values(tokens_used=ApiKey.tokens_used + tokens)
+    )
+    return result.rowcount > 0
+
+
 def record_usage(
     session: Session,
     *,
@@ -81,8 +94,9 @@ def record_usage(
     completion_tokens: int,
     latency_ms: int,
     status: int,
+    reserved_tokens: int = 0,
 ) -> None:
-    """Log one request and add its tokens to the key's running totals."""
+    """Log one request and add its tokens, less what `reserve_tokens` already charged, to the key's totals."""
     session.add(
         UsageLog(
             api_key_id=key_id,
@@ -99,12 +113,18 @@ def record_usage(
             update(ApiKey)
             .where(ApiKey.id == key_id)
             .values(
-                tokens_used=ApiKey.tokens_used + prompt_tokens + completion_tokens,
+                tokens_used=ApiKey.tokens_used + prompt_tokens + completion_tokens - reserved_tokens,
                 request_count=ApiKey.request_count + 1,
                 last_used_at=func.now(),
             )
         )
     session.flush()
+
+
+def prune_usage(session: Session, *, older_than_days: float) -> int:
+    """Delete usage log rows older than `older_than_days`; returns how many went."""
+    cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_days * 86400)
+    return session.execute(delete(UsageLog).where(UsageLog.created_at < cutoff)).rowcount
 
 
 def app_exists(session: Session, app_id: int) -> bool:

@@ -1,4 +1,7 @@
-"""`/api/keys` (create, list, revoke) and `/api/usage`: management routes, full access required."""
+"""`/api/keys` (create, list, revoke) and `/api/usage`: for the root key and the admin session only.
+
+A key that could manage keys could mint itself a stronger one (no expiry, no quota) or revoke the
+others, so no API key but the root key may."""
 
 from __future__ import annotations
 
@@ -10,11 +13,11 @@ from pydantic import BaseModel, Field
 
 from kb.db.store.keys import KeyRecord
 from kb.http.deps import runtime
-from kb.http.security.auth import require_full_access
+from kb.http.security.auth import require_key_manager
 from kb.schemas import KeyCreate
 from kb.services import keys as key_service
 
-router = APIRouter(prefix="/api", tags=["keys"], dependencies=[Depends(require_full_access)])
+router = APIRouter(prefix="/api", tags=["keys"], dependencies=[Depends(require_key_manager)])
 
 
 class KeyPublic(BaseModel):

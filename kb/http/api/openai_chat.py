@@ -22,7 +22,7 @@ from kb.http.security.ratelimit import limit_chat
 from kb.ml.types import Completion
 from kb.services.gateway import ChatJob, StreamItem, collect_completion, prepare_chat, start_chat
 from kb.services.threaded_stream import ThreadedStream
-from kb.services.usage import RequestUsage
+from kb.services.usage import RequestUsage, estimate_tokens, reserve_quota
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -87,12 +87,16 @@ async def sse_events(
     stream: ThreadedStream[StreamItem], first: StreamItem, job: ChatJob, writer: ChunkWriter, usage: RequestUsage
 ) -> AsyncIterator[str]:
     """The answer as events; an error midway becomes an error event in OpenAI's shape, then the stream ends."""
+    pieces = 0
+    finished = False
     try:
         yield writer.chunk({"role": "assistant", "content": ""})
         item = first
         while not isinstance(item, Completion):
             yield writer.chunk({"content": item.text})
+            pieces += 1
             item = await stream.next()
+        finished = True
         usage.add_tokens(item.prompt_tokens, item.completion_tokens)
         for event in writer.ending(item, job.extras):
             yield event
@@ -105,6 +109,8 @@ async def sse_events(
         yield sse(error_body("Internal error while generating the answer.", "server_error", "internal_error"))
     finally:
         stream.close()  # also when the client went away: the model stops at its next token
+        if not finished:  # cut short: the prompt and the pieces written so far (about a token each) are charged
+            usage.add_tokens(usage.prompt_tokens, pieces + 1)
     yield sse("[DONE]")
 
 
@@ -113,10 +119,14 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, princi
     """Chat with a configured model (or an app); `stream: true` answers with server-sent events."""
     usage = request_usage(request)
     usage.model = body.model[:200]
-    job = await run_in_threadpool(
-        prepare_chat, runtime(request), principal, body.to_chat_request(), request.app.state.app_chat
-    )
+    chat_request = body.to_chat_request()
+    job = await run_in_threadpool(prepare_chat, runtime(request), principal, chat_request, request.app.state.app_chat)
     usage.model = job.model
+    if principal.key_id is not None:
+        prompt_estimate = estimate_tokens(chat_request.messages)
+        await run_in_threadpool(
+            reserve_quota, runtime(request).db, usage, principal.key_id, prompt_estimate, job.max_completion_tokens
+        )
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     stream = start_chat(job)
     if not body.stream:

@@ -11,6 +11,20 @@ from kb.ml.types import GenerationParams
 from kb.services.gateway import ChatRequest
 
 ROLE_ALIASES = {"developer": "system"}  # OpenAI's newer name for the system message
+# OpenAI's own cap on stop sequences; each is scanned for on every token while the model is held.
+MAX_STOP_SEQUENCES = 4
+MAX_STOP_CHARS = 100
+
+
+def check_stop(stop: str | list[str] | None) -> list[str]:
+    """The stop sequences as a list, within OpenAI's limits (4 of them, each short)."""
+    sequences = [stop] if isinstance(stop, str) else list(stop or [])
+    if len(sequences) > MAX_STOP_SEQUENCES:
+        raise BadRequest(f"stop has {len(sequences)} sequences; the limit is {MAX_STOP_SEQUENCES}", code="invalid_stop")
+    longest = max(map(len, sequences), default=0)
+    if longest > MAX_STOP_CHARS:
+        raise BadRequest(f"a stop sequence is {longest} characters; the limit is {MAX_STOP_CHARS}", code="invalid_stop")
+    return sequences
 
 
 class ChatMessageIn(BaseModel):
@@ -73,7 +87,7 @@ class ChatCompletionRequest(BaseModel):
             "tools": None if self.tool_choice == "none" else self.tools or None,
         }
         params = GenerationParams(**{name: value for name, value in chosen.items() if value is not None})
-        params.stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        params.stop = check_stop(self.stop)
         return ChatRequest(
             model=self.model,
             messages=[message.as_dict() for message in self.messages],

@@ -16,9 +16,8 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from kb.db.files import size_limit_message
 from kb.errors import BadRequest, PayloadTooLarge
+from kb.http.security.body_limit import MULTIPART_ALLOWANCE
 
-# Boundaries, part headers and small fields around the files themselves.
-MULTIPART_ALLOWANCE = 256 * 1024
 MAX_FILES = 100
 
 
@@ -53,6 +52,8 @@ async def _counted(request: Request, limit: int) -> AsyncIterator[bytes]:
 
 async def read_multipart(request: Request, limit: int) -> FormData:
     """Parse a multipart body, stopping as soon as it passes the limit; the caller closes the form."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise BadRequest("Send the file as multipart/form-data.", code="invalid_multipart")
     parser = MultiPartParser(request.headers, _counted(request, limit), max_files=MAX_FILES, max_fields=20)
     try:
         return await parser.parse()

@@ -1,4 +1,8 @@
-"""Logs every `/v1` request (successes, refusals, failures, clients that left) to the usage log."""
+"""Logs every authenticated `/v1` request (successes, refusals, failures, clients that left) to the usage log.
+
+A request that names no known key writes nothing: otherwise anyone could grow the table without
+credentials. Rows older than `KB_USAGE_RETENTION_DAYS` are pruned by the worker's housekeeping.
+"""
 
 from __future__ import annotations
 
@@ -47,6 +51,8 @@ class UsageLogMiddleware:
             logged = True
             principal = state.get("principal")
             key_id = principal.key_id if principal is not None else state.get("api_key_id")
+            if principal is None and key_id is None:
+                return  # no credentials, or wrong ones
             latency_ms = int((time.perf_counter() - started) * 1000)
             db = scope["app"].state.db
             await run_in_threadpool(

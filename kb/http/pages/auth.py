@@ -13,7 +13,7 @@ from kb.http.pages.templating import render
 from kb.http.security.auth import LOGIN_PATH
 from kb.http.security.csrf import require_csrf
 from kb.http.security.ratelimit import client_address, limit_login
-from kb.http.security.session import end_session, start_session
+from kb.http.security.session import SESSION_COOKIE, end_session, start_session
 from kb.services import admin as admin_service
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
@@ -58,7 +58,7 @@ def log_in(request: Request, password: str = Form(""), next: str = Form("/admin"
 @router.post("/admin/logout", name="admin_logout")
 def log_out(request: Request) -> Response:
     response = _see_other(LOGIN_PATH)
-    end_session(response, runtime(request))
+    end_session(response, runtime(request), request.cookies.get(SESSION_COOKIE))
     return response
 
 

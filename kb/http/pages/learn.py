@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from functools import cache
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
@@ -19,20 +20,29 @@ from kb.explain import (
 )
 from kb.http.i18n import request_language
 from kb.http.pages.templating import render
+from kb.http.security.ratelimit import limit_learn
 
 router = APIRouter()
 
 # The page needs no login, so bound what one visitor can ask of the CPU: fewer steps than the
-# CLI allows, and one training run at a time.
+# CLI allows, one training run at a time (others are refused at once, never left holding a server
+# thread), a per-address rate limit, and the default model trained once per process.
 PAGE_MAX_STEPS = 1000
 _training = threading.Semaphore(1)
+
+
+@cache
+def _default_result():
+    return train_tiny_gpt()
 
 
 def _train_for_page(sequence: str, steps: str | int):
     sequence, steps = validate_explain_input(sequence, steps)
     if steps > PAGE_MAX_STEPS:
         raise BadRequest(f"At most {PAGE_MAX_STEPS} training steps on this page (asked for {steps}).", code="bad_steps")
-    if not _training.acquire(timeout=10):
+    if (sequence, steps) == (DEFAULT_SEQUENCE, DEFAULT_STEPS):
+        return _default_result()
+    if not _training.acquire(blocking=False):
         raise RateLimited(
             "Another training run is in progress; try again in a few seconds.", headers={"Retry-After": "5"}
         )
@@ -45,12 +55,13 @@ def _train_for_page(sequence: str, steps: str | int):
 @router.get("/learn", response_class=HTMLResponse, include_in_schema=False)
 def learn(request: Request, sequence: str = DEFAULT_SEQUENCE, steps: str = str(DEFAULT_STEPS)) -> HTMLResponse:
     lang = request_language(request)
-    error, status = None, 200
+    error, status, headers = None, 200, None
     try:
+        limit_learn(request)
         result = _train_for_page(sequence, steps)
     except (BadRequest, RateLimited) as exc:
-        error, status = exc.message, exc.status_code
-        result = train_tiny_gpt()  # show the default model next to the message, so the page still teaches
+        error, status, headers = exc.message, exc.status_code, exc.headers or None
+        result = _default_result()  # show the default model next to the message, so the page still teaches
     figures = explain_figures(result, lang)
     context = {
         "texts": explain_texts(result, lang),
@@ -64,4 +75,4 @@ def learn(request: Request, sequence: str = DEFAULT_SEQUENCE, steps: str = str(D
         "after_svg": Markup(figures.after_svg),
         "training_svg": Markup(figures.training_svg),
     }
-    return render(request, "learn.html", context, status_code=status)
+    return render(request, "learn.html", context, status_code=status, headers=headers)

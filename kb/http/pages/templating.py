@@ -9,9 +9,11 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from kb.http.i18n import LANGUAGES, request_language, translate
+from kb.services.search import MAX_QUERY_CHARS
 
 WEB_DIR = Path(__file__).resolve().parents[3] / "web"
 templates = Jinja2Templates(directory=str(WEB_DIR / "templates"))
+templates.env.globals["max_question_chars"] = MAX_QUERY_CHARS  # the question box says what the server accepts
 
 
 def render(

@@ -63,6 +63,13 @@ def require_full_access(request: Request) -> Principal:
     return principal
 
 
+def require_key_manager(request: Request) -> Principal:
+    """Dependency for key management and usage: the root key or the admin session, never another key."""
+    principal = require_full_access(request)
+    principal.require_key_manager()
+    return principal
+
+
 LOGIN_PATH = "/admin/login"
 
 

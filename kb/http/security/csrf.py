@@ -1,7 +1,7 @@
 """CSRF checks. `csrf_protect` runs before every route (an app-wide dependency): a state-changing
 request sent with one of our cookies must carry the browser's token, as the form field `csrf_token`
-or the `X-CSRF-Token` header. A request with a bearer API key is exempt: browsers never add that
-header on their own, so a forged cross-site request cannot carry it. A request with no cookie at all
+or the `X-CSRF-Token` header. A request to `/api` or `/v1` with a bearer API key is exempt (the key
+authenticates it, and browsers never add that header on their own); a page is not, whatever headers come. A request with no cookie at all
 gains nothing from the browser either, except on the login and first-run forms, which therefore
 use `require_csrf` and always check.
 """
@@ -19,6 +19,7 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+KEY_AUTHENTICATED = ("/api/", "/v1/")  # where a bearer key, when sent, is who the caller is
 CSRF_MESSAGE = "This form's security token is missing or out of date. Reload the page and try again."
 
 
@@ -41,8 +42,14 @@ async def _check(request: Request) -> None:
 
 
 async def csrf_protect(request: Request) -> None:
-    """App-wide dependency: state-changing requests sent with our cookies need the CSRF token."""
-    if request.method not in UNSAFE_METHODS or bearer_token(request) is not None:
+    """App-wide dependency: state-changing requests sent with our cookies need the CSRF token.
+
+    Only `/api` and `/v1` let a bearer key, rather than the cookie, authenticate the request; pages
+    always use the session cookie, so an Authorization header exempts nothing there.
+    """
+    if request.method not in UNSAFE_METHODS:
+        return
+    if bearer_token(request) is not None and request.url.path.startswith(KEY_AUTHENTICATED):
         return
     web = getattr(request.state, "web", None)
     if web is not None and web.has_browser_cookie:

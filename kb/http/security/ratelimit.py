@@ -1,79 +1,53 @@
-"""Token-bucket rate limits per API key and per client address, for chat and login.
+"""Rate limits per API key and per client address, for chat and login: token buckets kept in the database.
 
-The buckets live in this process's memory: with several uvicorn processes each enforces its own
-limit (so the effective limit is the setting times the number of processes). That bounds abuse of
-one process's CPU, which is what the limit is for; a shared budget would need the database.
+Every process serving the same database takes from the same buckets (one upsert per check, see
+`kb.db.store.rate_limits`), so N `kb serve` replicas together allow what one would, not N times as
+much. The search gate (`KB_SEARCH_CONCURRENCY`) stays per process on purpose: it shares out this
+process's cores, and a shared gate would add a database round trip to every search for no gain.
 """
 
 from __future__ import annotations
 
 import math
-import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import Depends, Request
 
+from kb.db.store.rate_limits import take_token
 from kb.errors import RateLimited
 from kb.http.security.auth import require_principal
 from kb.principal import Principal
 
-# Past this many tracked callers, buckets that have refilled completely are forgotten.
-MAX_TRACKED = 10_000
 
-
-@dataclass
-class _Bucket:
-    tokens: float
-    updated: float
-
-
-class TokenBucket:
+@dataclass(frozen=True)
+class Limit:
     """`per_minute` requests per caller, refilled continuously, with bursts up to `per_minute`."""
 
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.capacity = float(per_minute)
-        self.rate = per_minute / 60.0
-        self.clock = clock
-        self._buckets: dict[str, _Bucket] = {}
-        self._lock = threading.Lock()
-
-    def take(self, caller: str) -> float:
-        """Spend one token of `caller`; returns 0 when allowed, else the seconds until a token is back."""
-        now = self.clock()
-        with self._lock:
-            bucket = self._buckets.get(caller)
-            if bucket is None:
-                if len(self._buckets) >= MAX_TRACKED:
-                    self._forget_full(now)
-                bucket = self._buckets[caller] = _Bucket(self.capacity, now)
-            bucket.tokens = min(self.capacity, bucket.tokens + (now - bucket.updated) * self.rate)
-            bucket.updated = now
-            if bucket.tokens >= 1:
-                bucket.tokens -= 1
-                return 0.0
-            return (1 - bucket.tokens) / self.rate
-
-    def _forget_full(self, now: float) -> None:
-        refill_seconds = self.capacity / self.rate
-        self._buckets = {k: b for k, b in self._buckets.items() if now - b.updated < refill_seconds}
+    name: str  # the buckets' key prefix
+    per_minute: int
 
 
+# /learn trains a model for anyone, logged in or not.
+LEARN = Limit("learn-ip", 30)
+
+
+@dataclass(frozen=True)
 class RateLimits:
-    """The buckets of one app: chat per key, chat per address, login per address (0 turns one off)."""
+    """The limits of one app: chat per key, chat per address, login per address (None turns one off)."""
 
-    def __init__(self, chat_per_minute: int, chat_per_ip_per_minute: int, login_per_minute: int) -> None:
-        self.chat_per_key = TokenBucket(chat_per_minute) if chat_per_minute else None
-        self.chat_per_ip = TokenBucket(chat_per_ip_per_minute) if chat_per_ip_per_minute else None
-        self.login_per_ip = TokenBucket(login_per_minute) if login_per_minute else None
+    chat_per_key: Limit | None
+    chat_per_ip: Limit | None
+    login_per_ip: Limit | None
 
     @classmethod
     def from_settings(cls, settings) -> RateLimits:
+        def limit(name: str, per_minute: int) -> Limit | None:
+            return Limit(name, per_minute) if per_minute else None
+
         return cls(
-            settings.rate_limit_chat_per_minute,
-            settings.rate_limit_chat_per_ip_per_minute,
-            settings.rate_limit_login_per_minute,
+            limit("chat-key", settings.rate_limit_chat_per_minute),
+            limit("chat-ip", settings.rate_limit_chat_per_ip_per_minute),
+            limit("login-ip", settings.rate_limit_login_per_minute),
         )
 
 
@@ -82,14 +56,14 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _spend(bucket: TokenBucket | None, caller: str, what: str) -> None:
-    if bucket is None:
+def _spend(request: Request, limit: Limit | None, caller: str, what: str) -> None:
+    if limit is None:
         return
-    wait = bucket.take(caller)
+    wait = take_token(request.app.state.db, f"{limit.name}:{caller}"[:200], limit.per_minute, limit.per_minute / 60)
     if wait > 0:
         seconds = max(1, math.ceil(wait))
         raise RateLimited(
-            f"Too many {what}; the limit is {int(bucket.capacity)} per minute. Try again in {seconds} seconds.",
+            f"Too many {what}; the limit is {limit.per_minute} per minute. Try again in {seconds} seconds.",
             headers={"Retry-After": str(seconds)},
         )
 
@@ -98,10 +72,16 @@ def limit_chat(request: Request, principal: Principal = Depends(require_principa
     """Dependency of chat routes: one token from the caller's key bucket and one from its address's."""
     limits: RateLimits = request.app.state.rate_limits
     caller = f"key:{principal.key_id}" if principal.key_id is not None else principal.kind
-    _spend(limits.chat_per_key, caller, "chat requests with this key")
-    _spend(limits.chat_per_ip, client_address(request), "chat requests from your address")
+    _spend(request, limits.chat_per_key, caller, "chat requests with this key")
+    _spend(request, limits.chat_per_ip, client_address(request), "chat requests from your address")
+
+
+def limit_learn(request: Request) -> None:
+    """Called before /learn trains anything: bounds the CPU one address can ask of a page that needs no login."""
+    _spend(request, LEARN, client_address(request), "training runs from your address")
 
 
 def limit_login(request: Request) -> None:
     """Called before a login attempt is checked: bounds password guesses and argon2 work per address."""
-    _spend(request.app.state.rate_limits.login_per_ip, client_address(request), "login attempts from your address")
+    limits: RateLimits = request.app.state.rate_limits
+    _spend(request, limits.login_per_ip, client_address(request), "login attempts from your address")

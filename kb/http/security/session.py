@@ -5,6 +5,7 @@ The CSRF token is an HMAC of the session id, so it needs no storage and dies wit
 Before login the token is bound the same way to a random pre-session cookie (`kb_csrf`, HttpOnly,
 set on HTML responses), which protects the login and first-run forms (signed double submit).
 The session cookie also carries the password's version: changing the password ends older sessions.
+Each session id is also kept (hashed) in the database, so logging out ends it for good.
 """
 
 from __future__ import annotations
@@ -107,23 +108,35 @@ def _valid_session_id(rt: Runtime, secret: str, signed: str) -> str | None:
     if not isinstance(payload, dict) or payload.get("pv") != admin_service.password_version(rt):
         return None
     session_id = payload.get("sid")
-    return session_id if isinstance(session_id, str) else None
+    if not isinstance(session_id, str) or not admin_service.session_is_live(rt, session_id):
+        return None
+    return session_id
 
 
 def start_session(response: Response, rt: Runtime, password_version: str) -> None:
     """Log the browser in: set a fresh signed session cookie on `response`."""
     secret = admin_service.session_secret(rt)
-    signed = _serializer(secret).dumps({"sid": secrets.token_urlsafe(18), "pv": password_version})
+    session_id = secrets.token_urlsafe(18)
+    admin_service.open_session(rt, session_id)
+    signed = _serializer(secret).dumps({"sid": session_id, "pv": password_version})
     settings = rt.settings
     response.headers.append(
         "set-cookie",
-        cookie_header(SESSION_COOKIE, signed, max_age=_session_seconds(settings), secure=settings.secure_cookies),
+        cookie_header(SESSION_COOKIE, signed, max_age=_session_seconds(settings), secure=settings.cookies_secure),
     )
 
 
-def end_session(response: Response, rt: Runtime) -> None:
+def end_session(response: Response, rt: Runtime, signed: str | None) -> None:
+    """Log out: the session named by the cookie `signed` ends on the server, and the cookie is cleared."""
+    if signed:
+        try:
+            payload = _serializer(admin_service.session_secret(rt)).loads(signed)
+        except BadSignature:
+            payload = None
+        if isinstance(payload, dict) and isinstance(payload.get("sid"), str):
+            admin_service.close_session(rt, payload["sid"])
     response.headers.append(
-        "set-cookie", cookie_header(SESSION_COOKIE, "", max_age=0, secure=rt.settings.secure_cookies)
+        "set-cookie", cookie_header(SESSION_COOKIE, "", max_age=0, secure=rt.settings.cookies_secure)
     )
 
 
@@ -144,7 +157,7 @@ class SessionMiddleware:
         request_state["web"] = web
         request_state["session_principal"] = web.principal
         request_state["csrf_token"] = web.csrf_token
-        cookies = _cookies_to_send(web, request, rt.settings.secure_cookies)
+        cookies = _cookies_to_send(web, request, rt.settings.cookies_secure)
 
         async def send_with_cookies(message: Message) -> None:
             if message["type"] == "http.response.start" and cookies:

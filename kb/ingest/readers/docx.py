@@ -65,6 +65,13 @@ def _check_archive(data: bytes, name: str, limits: ReadLimits) -> bytes:
         raise Unprocessable(
             f"{too_big} ({total / 2**20:,.0f} MB; limit {limits.max_unzipped_bytes / 2**20:,.0f} MB).", code="zip_bomb"
         )
+    xml = sum(info.file_size for info in infos if info.filename.endswith((".xml", ".rels")))
+    if xml > limits.max_docx_xml_bytes:
+        raise Unprocessable(
+            f"{name} holds {xml / 2**20:,.0f} MB of text and layout (limit {limits.max_docx_xml_bytes / 2**20:,.0f} MB); "
+            "split it into smaller documents.",
+            code="document_too_large",
+        )
     for info in infos:
         ratio = info.file_size / max(info.compress_size, 1)
         if info.file_size >= _RATIO_CHECK_MIN_BYTES and ratio > limits.max_zip_ratio:
