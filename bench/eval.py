@@ -4,6 +4,7 @@ worker exactly as the admin's "Start run" does, against the same questions asked
 
     PYTHONPATH=. python bench/eval.py                          # 1,000 questions, 10,000 chunks, hybrid
     PYTHONPATH=. python bench/eval.py --questions 400 --chunks 0 --modes hybrid,vector
+    PYTHONPATH=. python bench/eval.py --smoke                   # seconds: that it still runs
 
 The dataset is the squad kit (kb's chunker, the bundled embedder, vectors cached under bench/.cache)
 padded with synthetic chunks to `--chunks` (as `bench/retrieval.py --scale` does); the kit's 400
@@ -33,6 +34,7 @@ from bench.retrieval import (
 )
 from kb.config import Settings
 from kb.db.engine import Database
+from kb.db.store import collections as collection_store
 from kb.db.store import datasets as dataset_store
 from kb.ml.registry import get_registry
 from kb.runtime import Runtime
@@ -40,11 +42,11 @@ from kb.services import eval_runs, evals
 from kb.worker.loop import Worker
 
 
-def build(rt: Runtime, chunks: int) -> int:
+def build(rt: Runtime, chunks: int, max_docs: int | None = None) -> int:
     """The squad kit's dataset, padded with synthetic chunks to `chunks`, its HNSW index rebuilt and analysed."""
     kit = shared_data() / "squad_dev_kit"
     embedder = rt.registry.embedder()
-    pieces, _ = chunk_kit(kit, embedder.count_tokens)
+    pieces, _ = chunk_kit(kit, embedder.count_tokens, max_docs)
     dataset_id = store_pieces(
         rt.db, "squad_dev_kit", embedder, pieces, embed_cached(embedder, [p.text for p in pieces])
     )
@@ -78,13 +80,22 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=1000)
     parser.add_argument("--chunks", type=int, default=10_000)
     parser.add_argument("--modes", default="hybrid")
+    parser.add_argument("--smoke", action="store_true", help="2 documents, their questions, no padding (seconds)")
     args = parser.parse_args()
+    max_docs = 2 if args.smoke else None
+    if args.smoke:
+        args.chunks = 0
 
     url = fresh_database()
     settings = Settings(_env_file=None, database_url=url, data_dir=CACHE / "data", worker_poll_seconds=0.2)
     rt = Runtime(settings, Database(url), get_registry(settings))
-    dataset_id = build(rt, args.chunks)
+    dataset_id = build(rt, args.chunks, max_docs)
     kit_questions = load_questions(shared_data() / "squad_dev_kit")
+    if args.smoke:
+        with rt.db.session() as session:
+            docs = {c.name for c in collection_store.list_collections(session, dataset_id)[0]}
+        kit_questions = [q for q in kit_questions if q.doc in docs]
+        args.questions = len(kit_questions)
     questions = [kit_questions[i % len(kit_questions)] for i in range(args.questions)]
     lines = "\n".join(json.dumps({"question": q.question, "answers": q.answers, "source": q.doc}) for q in questions)
     eval_set = evals.create_set(rt, dataset_id, "bench")
