@@ -40,6 +40,7 @@ from kb.db.store import datasets as dataset_store
 from kb.ml.registry import get_registry
 from kb.runtime import Runtime
 from kb.services import eval_runs, evals
+from kb.services.datasets import token_cap
 from kb.worker.loop import Worker
 
 
@@ -68,7 +69,7 @@ def build(rt: Runtime, chunks: int, max_docs: int | None = None) -> int:
     """The squad kit's dataset, padded with synthetic chunks to `chunks`, its HNSW index rebuilt and analysed."""
     kit = shared_data() / "squad_dev_kit"
     embedder = rt.registry.embedder()
-    pieces, _ = chunk_kit(kit, embedder.count_tokens, max_docs)
+    pieces, _ = chunk_kit(kit, embedder.count_tokens, max_docs, token_cap(embedder))
     dataset_id = store_pieces(
         rt.db, "squad_dev_kit", embedder, pieces, embed_cached(embedder, [p.text for p in pieces])
     )
