@@ -4,9 +4,10 @@ worker exactly as the admin's "Start run" does, against the same questions asked
 
     PYTHONPATH=. python bench/eval.py                          # 1,000 questions, 10,000 chunks, hybrid
     PYTHONPATH=. python bench/eval.py --questions 400 --chunks 0 --modes hybrid,vector
+    PYTHONPATH=. python bench/eval.py --smoke                   # seconds: that it still runs
 
 The dataset is the squad kit (kb's chunker, the bundled embedder, vectors cached under bench/.cache)
-padded with synthetic chunks to `--chunks` (as `bench/retrieval.py --scale` does); the kit's 400
+padded with synthetic chunks to `--chunks` (80 kit words and a random unit vector each, stored by kb's chunk store); the kit's 400
 questions are cycled to reach `--questions`. Prints wall time, questions per second, the run's
 overhead over the plain loop, and hit@1/hit@5 of both (they must agree).
 """
@@ -18,11 +19,11 @@ import json
 import re
 import time
 
+import numpy as np
 from sqlalchemy import text
 
 from bench.retrieval import (
     CACHE,
-    add_synthetic,
     chunk_kit,
     embed_cached,
     fresh_database,
@@ -33,18 +34,42 @@ from bench.retrieval import (
 )
 from kb.config import Settings
 from kb.db.engine import Database
+from kb.db.store import chunks as chunk_store
+from kb.db.store import collections as collection_store
 from kb.db.store import datasets as dataset_store
 from kb.ml.registry import get_registry
 from kb.runtime import Runtime
 from kb.services import eval_runs, evals
+from kb.services.datasets import token_cap
 from kb.worker.loop import Worker
 
 
-def build(rt: Runtime, chunks: int) -> int:
+def pad_with_synthetic(session, dataset_id: int, dim: int, count: int, words: list[str]) -> None:
+    """`count` chunks of 80 words drawn from the kit and random unit vectors, stored the way ingestion stores
+    chunks (kb's full-text column included); seeded, so every run pads alike."""
+    rng = np.random.default_rng(42)
+    collection, _ = collection_store.add_collection(
+        session, dataset_id=dataset_id, name="synthetic", source_type="text", content_hash="synthetic", status="ready"
+    )
+    vectors = rng.standard_normal((count, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    picks = rng.integers(0, len(words), size=(count, 80))
+    chunk_store.add_chunks(
+        session,
+        dataset_id,
+        collection.id,
+        [
+            chunk_store.NewChunk(q=" ".join(words[i] for i in row), embedding=vector, position=n, token_count=100)
+            for n, (row, vector) in enumerate(zip(picks, vectors))
+        ],
+    )
+
+
+def build(rt: Runtime, chunks: int, max_docs: int | None = None) -> int:
     """The squad kit's dataset, padded with synthetic chunks to `chunks`, its HNSW index rebuilt and analysed."""
     kit = shared_data() / "squad_dev_kit"
     embedder = rt.registry.embedder()
-    pieces, _ = chunk_kit(kit, embedder.count_tokens)
+    pieces, _ = chunk_kit(kit, embedder.count_tokens, max_docs, token_cap(embedder))
     dataset_id = store_pieces(
         rt.db, "squad_dev_kit", embedder, pieces, embed_cached(embedder, [p.text for p in pieces])
     )
@@ -52,9 +77,7 @@ def build(rt: Runtime, chunks: int) -> int:
         words = [w for doc in sorted((kit / "docs").glob("*.md")) for w in re.findall(r"\w+", doc.read_text("utf-8"))]
         with rt.db.session() as session:  # one index build after the insert, not an HNSW insert per row
             dataset_store.drop_vector_index(session, dataset_id)
-            session.commit()
-        add_synthetic(rt.db, dataset_id, embedder.dim, chunks - len(pieces), words)
-        with rt.db.session() as session:
+            pad_with_synthetic(session, dataset_id, embedder.dim, chunks - len(pieces), words)
             session.execute(text("SET maintenance_work_mem = '512MB'"))
             dataset_store.ensure_vector_index(session, dataset_id, embedder.dim)
             session.commit()
@@ -78,13 +101,22 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=1000)
     parser.add_argument("--chunks", type=int, default=10_000)
     parser.add_argument("--modes", default="hybrid")
+    parser.add_argument("--smoke", action="store_true", help="2 documents, their questions, no padding (seconds)")
     args = parser.parse_args()
+    max_docs = 2 if args.smoke else None
+    if args.smoke:
+        args.chunks = 0
 
     url = fresh_database()
     settings = Settings(_env_file=None, database_url=url, data_dir=CACHE / "data", worker_poll_seconds=0.2)
     rt = Runtime(settings, Database(url), get_registry(settings))
-    dataset_id = build(rt, args.chunks)
+    dataset_id = build(rt, args.chunks, max_docs)
     kit_questions = load_questions(shared_data() / "squad_dev_kit")
+    if args.smoke:
+        with rt.db.session() as session:
+            docs = {c.name for c in collection_store.list_collections(session, dataset_id)[0]}
+        kit_questions = [q for q in kit_questions if q.doc in docs]
+        args.questions = len(kit_questions)
     questions = [kit_questions[i % len(kit_questions)] for i in range(args.questions)]
     lines = "\n".join(json.dumps({"question": q.question, "answers": q.answers, "source": q.doc}) for q in questions)
     eval_set = evals.create_set(rt, dataset_id, "bench")

@@ -51,6 +51,7 @@ from kb.db.tables import Collection  # noqa: E402
 from kb.db.textsearch import segment  # noqa: E402
 from kb.ml.registry import get_registry  # noqa: E402
 from kb.runtime import Runtime  # noqa: E402
+from kb.services.datasets import token_cap  # noqa: E402
 from kb.services.search import search_datasets  # noqa: E402
 
 CACHE = REPO / "bench" / ".cache"
@@ -95,16 +96,19 @@ def paragraphs(doc: Path) -> tuple[str, list[str]]:
     return blocks[0].lstrip("# ").strip(), blocks[1:]
 
 
-def chunk_kit(kit: Path, count_tokens, max_docs: int | None = None) -> tuple[list[Piece], str]:
-    """The kit's documents (the first `max_docs` of them) as kb's reader and chunker cut them on upload."""
+def chunk_kit(kit: Path, count_tokens, max_docs: int | None = None, max_tokens: int = 256) -> tuple[list[Piece], str]:
+    """The kit's documents (the first `max_docs` of them) as kb's reader and chunker cut them on upload
+    (pass the embedder's `token_cap` as `max_tokens` to get exactly the chunks an upload gets)."""
     from kb.ingest.chunking import chunk_document
     from kb.ingest.reading import read_document
 
     pieces = []
     for doc in sorted((kit / "docs").glob("*.md"))[:max_docs]:
-        drafts = chunk_document(read_document(doc.read_bytes(), doc.name), count_tokens=count_tokens)
+        drafts = chunk_document(
+            read_document(doc.read_bytes(), doc.name), count_tokens=count_tokens, max_tokens=max_tokens
+        )
         pieces.extend(Piece(doc.name, d.q, d.heading, i) for i, d in enumerate(drafts))
-    return pieces, "kb.ingest.chunking.chunk_document (256 tokens, 15% overlap)"
+    return pieces, f"kb.ingest.chunking.chunk_document ({max_tokens} tokens, 15% overlap)"
 
 
 def embed_cached(embedder, texts: list[str]) -> np.ndarray:
@@ -363,7 +367,7 @@ def main() -> None:
     for kit_name in args.kits.split(","):
         kit = data / kit_name
         questions = load_questions(kit)
-        pieces, chunking = chunk_kit(kit, embedder.count_tokens)
+        pieces, chunking = chunk_kit(kit, embedder.count_tokens, max_tokens=token_cap(embedder))
         vectors = embed_cached(embedder, [p.text for p in pieces])
         dataset_id = store_pieces(db, kit_name, embedder, pieces, vectors)
         search_datasets(deps, [dataset_id], "warm-up", mode="hybrid", limit=TOP)

@@ -8,7 +8,7 @@ from kb.db import queue
 from kb.db.store import eval_runs as run_store
 from kb.db.store import evals as eval_store
 from kb.db.store.eval_runs import EvalResultRecord, EvalRunRecord
-from kb.errors import BadRequest, Conflict, NotFound
+from kb.errors import BadRequest, Conflict, found
 from kb.rag.retrieval import MODES
 from kb.rag.scoring import TOP, Difference, paired_bootstrap, reciprocal_rank
 from kb.runtime import Runtime
@@ -41,10 +41,7 @@ class RunConfig:
 
 
 def _require_run(session, run_id: int) -> EvalRunRecord:
-    record = run_store.get_run(session, run_id)
-    if record is None:
-        raise NotFound(f"There is no evaluation run with id {run_id}.", code="eval_run_not_found")
-    return record
+    return found(run_store.get_run(session, run_id), "evaluation run", run_id, code="eval_run_not_found")
 
 
 def start_run(rt: Runtime, set_id: int, config: RunConfig) -> EvalRunRecord:
@@ -53,9 +50,7 @@ def start_run(rt: Runtime, set_id: int, config: RunConfig) -> EvalRunRecord:
     if config.app_id is not None:
         get_app(rt, config.app_id)
     with rt.db.session() as session:
-        target = eval_store.get_set(session, set_id)
-        if target is None:
-            raise NotFound(f"There is no evaluation set with id {set_id}.", code="eval_set_not_found")
+        target = found(eval_store.get_set(session, set_id), "evaluation set", set_id, code="eval_set_not_found")
         if target.item_count == 0:
             raise Conflict("this set has no questions yet: upload a file or add some first", code="empty_set")
         run = run_store.add_run(session, set_id, target.dataset_id, asdict(config))

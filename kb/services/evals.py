@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from kb.db.store import chats as chat_store
 from kb.db.store import evals as eval_store
 from kb.db.store.evals import EvalItemRecord, EvalSetRecord, NewItem
-from kb.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from kb.errors import BadRequest, Conflict, PayloadTooLarge, found
 from kb.ingest.eval_file import LineError, check_item, parse_eval_file
 from kb.runtime import Runtime
 from kb.services.datasets import get_dataset
@@ -32,10 +32,7 @@ class ImportReport:
 
 
 def _require_set(session, set_id: int) -> EvalSetRecord:
-    record = eval_store.get_set(session, set_id)
-    if record is None:
-        raise NotFound(f"There is no evaluation set with id {set_id}.", code="eval_set_not_found")
-    return record
+    return found(eval_store.get_set(session, set_id), "evaluation set", set_id, code="eval_set_not_found")
 
 
 def get_set(rt: Runtime, set_id: int) -> EvalSetRecord:
@@ -170,10 +167,7 @@ def list_candidates(rt: Runtime, set_id: int, limit: int = 50) -> list[Candidate
 
 
 def _require_item(session, item_id: int) -> EvalItemRecord:
-    record = eval_store.get_item(session, item_id)
-    if record is None:
-        raise NotFound(f"There is no evaluation item with id {item_id}.", code="eval_item_not_found")
-    return record
+    return found(eval_store.get_item(session, item_id), "evaluation item", item_id, code="eval_item_not_found")
 
 
 def get_item(rt: Runtime, item_id: int) -> EvalItemRecord:

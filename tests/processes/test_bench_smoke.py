@@ -18,6 +18,7 @@ from tests.shared_data import require_shared_data
 # script: extra arguments of its smoke run
 SMOKE_RUNS = {
     "chunking.py": ["--smoke"],
+    "eval.py": ["--smoke"],
     "fusion_ablation.py": ["--smoke"],
 }
 

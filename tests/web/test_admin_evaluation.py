@@ -118,10 +118,14 @@ def test_an_app_run_checks_the_reply_and_its_cited_quote(admin_client, rt):
     for question in ("When was the Eiffel Tower built?", "Which museum is the most visited?"):
         answers = "1889" if "built" in question else "Louvre"
         admin_client.post(f"/admin/evals/{set_id}/items", data=form(admin_client, question=question, answers=answers))
-    started = admin_client.post(f"/api/evals/{set_id}/runs", json={"app_id": app.id})
-    assert started.status_code == 202, started.text
+    assert f'<option value="{app.id}">guide</option>' in admin_client.get(f"/admin/evals/{set_id}").text
+    started = admin_client.post(
+        f"/admin/evals/{set_id}/runs", data=form(admin_client, app_id=str(app.id)), follow_redirects=False
+    )
+    run_id = int(started.headers["location"].rsplit("/", 1)[1])
     Worker(rt).run_until_idle()
-    run = admin_client.get(f"/api/eval-runs/{started.json()['id']}?results=true").json()
+    run = admin_client.get(f"/api/eval-runs/{run_id}?results=true").json()
+    assert run["config"]["app_id"] == app.id
     assert run["status"] == "done" and run["totals"]["answer_hit"] == 0.5 and run["totals"]["citation_hit"] == 0.5
     built = next(r for r in run["results"] if "built" in r["question"])
     assert built["reply"].startswith("It was built") and built["answer_hit"] and built["citation_hit"]

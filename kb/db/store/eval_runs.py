@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from kb.db.store.records import record_of
 from kb.db.tables import EvalItem, EvalResult, EvalRun, EvalSet
 
 FINISHED = ("done", "failed", "cancelled")
@@ -58,23 +59,7 @@ class EvalResultRecord:
 
 
 def _run(row: EvalRun, set_name: str = "") -> EvalRunRecord:
-    return EvalRunRecord(
-        id=row.id,
-        set_id=row.set_id,
-        dataset_id=row.dataset_id,
-        config=dict(row.config or {}),
-        status=row.status,
-        stage=row.stage,
-        progress=row.progress,
-        cancel_requested=row.cancel_requested,
-        totals=dict(row.totals or {}),
-        coverage=dict(row.coverage or {}),
-        error=row.error,
-        created_at=row.created_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        set_name=set_name,
-    )
+    return record_of(EvalRunRecord, row, set_name=set_name)
 
 
 def _named():
@@ -186,19 +171,13 @@ def list_results(session: Session, run_id: int) -> list[EvalResultRecord]:
         .order_by(EvalItem.id)
     ).all()
     return [
-        EvalResultRecord(
+        record_of(
+            EvalResultRecord,
+            result,
             item_id=item.id,
             question=item.question,
             answers=list(item.answers or []),
             source=item.source,
-            answer_rank=result.answer_rank,
-            source_rank=result.source_rank,
-            in_corpus=result.in_corpus,
-            quotes=list(result.quotes or []),
-            reply=result.reply,
-            answer_hit=result.answer_hit,
-            citation_hit=result.citation_hit,
-            latency_ms=result.latency_ms,
         )
         for result, item in rows
     ]

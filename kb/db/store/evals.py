@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
+from kb.db.store.records import record_of
 from kb.db.tables import EvalItem, EvalSet
 
 
@@ -57,21 +58,11 @@ class RatedAnswer:
 
 
 def _set(row: EvalSet, items: int = 0, candidates: int = 0) -> EvalSetRecord:
-    return EvalSetRecord(row.id, row.dataset_id, row.name, row.description, row.created_at, items, candidates)
+    return record_of(EvalSetRecord, row, item_count=items, candidate_count=candidates)
 
 
 def _item(row: EvalItem) -> EvalItemRecord:
-    return EvalItemRecord(
-        row.id,
-        row.set_id,
-        row.question,
-        list(row.answers or []),
-        row.source,
-        row.origin,
-        row.status,
-        row.message_id,
-        row.created_at,
-    )
+    return record_of(EvalItemRecord, row)
 
 
 def _counted():

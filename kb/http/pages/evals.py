@@ -15,6 +15,7 @@ from kb.http.security.auth import require_admin
 from kb.runtime import Runtime
 from kb.services import eval_runs as run_service
 from kb.services import evals as service
+from kb.services.apps import list_apps
 from kb.services.datasets import get_dataset
 
 router = APIRouter(tags=["pages"], include_in_schema=False, dependencies=[Depends(require_admin)])
@@ -68,6 +69,7 @@ def set_page(request: Request, rt: Runtime, set_id: int, *, report=None, error=N
         "page_size": PAGE_SIZE,
         "missing": missing,
         "candidates": service.list_candidates(rt, set_id),
+        "apps": [a for a in list_apps(rt) if target.dataset_id in a.dataset_ids],
         "runs": runs,
         "report": report,
         "error": error,
@@ -148,8 +150,10 @@ def start_run(
     limit: int = Form(5),
     min_score: float = Form(0.0),
     rerank: bool = Form(False),
+    app_id: str = Form(""),
 ) -> Response:
-    config = run_service.RunConfig(mode=mode, limit=limit, min_score=min_score, rerank=rerank)
+    app = int(app_id) if app_id.isdigit() else None
+    config = run_service.RunConfig(mode=mode, limit=limit, min_score=min_score, rerank=rerank, app_id=app)
     try:
         run = run_service.start_run(rt, set_id, config)
     except KBError as exc:
