@@ -189,11 +189,11 @@ def _gate(settings) -> threading.BoundedSemaphore:
         return _gates.setdefault(size, threading.BoundedSemaphore(size))
 
 
-def _fulltext(db, dataset: DatasetRecord, query: str, pool: int):
+def _fulltext(db, dataset: DatasetRecord, query: str, pool: int, pruned: bool):
     started = time.perf_counter()
     with db.session() as session:
         result, prepared = search_store.fulltext_search(
-            session, dataset.id, segment_query(query, dataset.user_dictionary), limit=pool
+            session, dataset.id, segment_query(query, dataset.user_dictionary), limit=pool, pruned=pruned
         )
         session.rollback()
     return result, prepared, (time.perf_counter() - started) * 1000
@@ -232,7 +232,10 @@ def _search(rt: Runtime, dataset_ids, query, mode, limit, min_score, max_tokens,
         datasets = _load_datasets(session, dataset_ids)
     pending = {}
     if mode != "vector":
-        pending = {d.id: _fulltext_threads.submit(_fulltext, rt.db, d, query, run.pool) for d in datasets}
+        pending = {
+            d.id: _fulltext_threads.submit(_fulltext, rt.db, d, query, run.pool, settings.fulltext_pruning)
+            for d in datasets
+        }
     vector_lists, fulltext_lists = [], []
     with rt.db.session() as session:
         for dataset in datasets:
