@@ -311,6 +311,9 @@ def scale_run(rt: Runtime, embedder, kits: dict[str, tuple], sizes: list[int], q
     rows, added = [], 0
     for size in sizes:
         missing = max(0, size - kit_chunks - added)
+        with rt.db.session() as session:  # filling a live HNSW index costs ms per row; measure() rebuilds it
+            dataset_store.drop_vector_index(session, dataset_id)
+            session.commit()
         with psycopg.connect(libpq_url(rt.db.url)) as conn:
             scale_corpus.add_filler(conn, filler, dataset_id, collection_id, added, missing)
         added += missing
