@@ -122,14 +122,15 @@ def embed_cached(embedder, texts: list[str]) -> np.ndarray:
     return vectors
 
 
-def fresh_database() -> str:
-    """A new, migrated `kb_bench` database on KB_BENCH_DATABASE_URL's server or an embedded one."""
+def fresh_database(keep: bool = False) -> str:
+    """A new, migrated `kb_bench` database on KB_BENCH_DATABASE_URL's server or an embedded one (`keep`: the last one)."""
     server_url = os.environ.get("KB_BENCH_DATABASE_URL")
     if not server_url:
         server_url = start_embedded_server(CACHE / "pg").get_uri()
     with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
-        conn.execute('DROP DATABASE IF EXISTS "kb_bench" WITH (FORCE)')
-        conn.execute('CREATE DATABASE "kb_bench"')
+        if not keep:
+            conn.execute('DROP DATABASE IF EXISTS "kb_bench" WITH (FORCE)')
+            conn.execute('CREATE DATABASE "kb_bench"')
     from sqlalchemy import make_url
 
     url = sqlalchemy_url(make_url(libpq_url(server_url)).set(database="kb_bench").render_as_string(hide_password=False))
@@ -283,8 +284,8 @@ def print_table(kit: str, chunking: str, chunks: int, rows: dict[str, dict]) -> 
         print(f"| {mode} | " + " | ".join(cells) + f" | {steps(row)} |")
 
 
-def scale_run(rt: Runtime, embedder, kits: dict[str, tuple], sizes: list[int], questions: int) -> None:
-    """Both kits in one dataset grown with filler to each size, measured by bench/retrieval_scale.py."""
+def grow_and_measure(rt: Runtime, exact: Runtime, embedder, kits: dict, sizes: list[int], asked: dict, pg_dir):
+    """Both kits in one new dataset, grown with filler to each size and measured there."""
     import retrieval_scale
     import scale_corpus
 
@@ -304,10 +305,7 @@ def scale_run(rt: Runtime, embedder, kits: dict[str, tuple], sizes: list[int], q
         session.add(collection)
         session.commit()
         collection_id = collection.id
-    exact = Runtime(rt.settings.model_copy(update={"fulltext_pruning": False}), rt.db, rt.registry)
-    asked = {kit: kit_questions[:questions] for kit, (_, _, kit_questions) in kits.items()}
     kit_chunks = sum(len(pieces) for pieces, _, _ in kits.values())
-    pg_dir = None if os.environ.get("KB_BENCH_DATABASE_URL") else CACHE / "pg"
     rows, added = [], 0
     for size in sizes:
         missing = max(0, size - kit_chunks - added)
@@ -319,6 +317,22 @@ def scale_run(rt: Runtime, embedder, kits: dict[str, tuple], sizes: list[int], q
         added += missing
         rows.append(retrieval_scale.measure(rt, exact, dataset_id, embedder.dim, asked, Score, pg_dir))
         retrieval_scale.print_rows(rows[-1:], list(asked))
+    return rows
+
+
+def scale_run(rt: Runtime, embedder, kits: dict[str, tuple], sizes: list[int], questions: int) -> None:
+    """Both kits in one dataset grown with filler to each size (none: the last run's), measured there."""
+    import retrieval_scale
+
+    exact = Runtime(rt.settings.model_copy(update={"fulltext_pruning": False}), rt.db, rt.registry)
+    asked = {kit: kit_questions[:questions] for kit, (_, _, kit_questions) in kits.items()}
+    pg_dir = None if os.environ.get("KB_BENCH_DATABASE_URL") else CACHE / "pg"
+    if not sizes:  # --remeasure: the corpus of the last run, its indexes as they are
+        with rt.db.session() as session:
+            dataset_id = dataset_store.get_dataset_by_name(session, "scale").id
+        rows = [retrieval_scale.measure(rt, exact, dataset_id, embedder.dim, asked, Score, pg_dir, build=False)]
+    else:
+        rows = grow_and_measure(rt, exact, embedder, kits, sizes, asked, pg_dir)
     print(
         f"\nAll sizes ({len(asked)} kits, up to {questions} questions each; filler vectors: hashing-trick, not a model):"
     )
@@ -333,9 +347,10 @@ def main() -> None:
     )
     parser.add_argument("--questions", type=int, default=200, help="questions per kit in the scale run")
     parser.add_argument("--skip-kit-tables", action="store_true", help="only the scale run")
+    parser.add_argument("--remeasure", action="store_true", help="measure the last scale run's corpus again")
     args = parser.parse_args()
 
-    url = fresh_database()
+    url = fresh_database(keep=args.remeasure)
     settings = Settings(_env_file=None, database_url=url, data_dir=CACHE / "data")
     db = Database(url)
     rt = Runtime(settings, db, get_registry(settings))
@@ -350,7 +365,7 @@ def main() -> None:
         pieces, chunking = chunk_kit(kit, embedder.count_tokens)
         vectors = embed_cached(embedder, [p.text for p in pieces])
         kits[kit_name] = (pieces, vectors, questions)
-        if args.skip_kit_tables:
+        if args.skip_kit_tables or args.remeasure:
             continue
         dataset_id = store_pieces(db, kit_name, embedder, pieces, vectors)
         search_datasets(rt, [dataset_id], "warm-up", mode="hybrid", limit=TOP)
@@ -358,8 +373,9 @@ def main() -> None:
         exact_rows = run_modes(exact, dataset_id, questions, modes=("fulltext", "hybrid"))
         rows.update({f"{mode} (exact BM25)": row for mode, row in exact_rows.items()})
         print_table(kit_name, chunking, len(pieces), rows)
-    if args.scale:
-        scale_run(rt, embedder, kits, sorted(int(s) for s in args.scale.split(",")), args.questions)
+    if args.scale or args.remeasure:
+        sizes = [] if args.remeasure else sorted(int(s) for s in args.scale.split(","))
+        scale_run(rt, embedder, kits, sizes, args.questions)
     db.dispose()
 
 

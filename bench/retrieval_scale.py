@@ -73,9 +73,18 @@ def _build_indexes(db, dataset_id: int, dim: int) -> tuple[float, int, float]:
     return build, index_bytes, refresh
 
 
-def measure(rt: Runtime, exact: Runtime, dataset_id: int, dim: int, kits: dict, score_class, pg_dir) -> dict:
-    """Every figure of one size (see the module docstring)."""
-    build, index_bytes, refresh = _build_indexes(rt.db, dataset_id, dim)
+def measure(
+    rt: Runtime, exact: Runtime, dataset_id: int, dim: int, kits: dict, score_class, pg_dir, build=True
+) -> dict:
+    """Every figure of one size (see the module docstring); `build` False keeps the indexes as they are."""
+    if build:
+        build, index_bytes, refresh = _build_indexes(rt.db, dataset_id, dim)
+    else:
+        build, refresh = float("nan"), float("nan")
+        with rt.db.session() as session:
+            index_bytes = session.execute(
+                text(f"SELECT pg_relation_size('{dataset_store.vector_index_name(dataset_id)}')")
+            ).scalar()
     row = {"HNSW build s": build, "HNSW MB": index_bytes / 2**20, "stats refresh s": refresh}
     every = [q for questions in kits.values() for q in questions]
     _search_ms(rt, dataset_id, every[0])
