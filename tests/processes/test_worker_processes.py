@@ -49,7 +49,7 @@ STARTUP_SECONDS = 60  # a loaded two-core machine can take a while to import tor
 RUN_SECONDS = 120
 # Exit bound after SIGTERM: the grace period, the cancel margin, and room for the interpreter to wind down.
 EXIT_SLACK_SECONDS = 20
-PROCESSING = re.compile(r"Processing collection (\d+) \(job (\d+), attempt (\d+)")
+PROCESSING = re.compile(r"Processing \w+ job (\d+) \(collection (\d+), attempt (\d+)")
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,9 @@ class KbProcess:
 
     def jobs_taken(self) -> list[tuple[int, int, int]]:
         """(collection, job, attempt) of every job this worker started, from its log."""
-        return [tuple(map(int, match)) for match in PROCESSING.findall(self.log())]
+        return [
+            (int(collection), int(job), int(attempt)) for job, collection, attempt in PROCESSING.findall(self.log())
+        ]
 
     def signal(self, signum: int) -> None:
         self.signalled = True
