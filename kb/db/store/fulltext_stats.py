@@ -11,7 +11,7 @@ The common lexemes' frequencies are what makes pruned ranking possible (`kb.db.s
 know that a chunk holding only common query words cannot reach the top, their IDF must be known
 without reading their postings. A refresh reads the whole dataset once (`ts_stat`), so it runs
 after an ingestion only when the dataset grew or shrank by more than `STALE_SHARE` since the last one
-(`refresh_if_stale`, called by the worker); BM25's IDF barely moves below that. Migration 0004
+(`refresh_if_stale`, called by the worker); BM25's IDF barely moves below that. Migration 0005
 filled both tables for the datasets that existed before it.
 """
 

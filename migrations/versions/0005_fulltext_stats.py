@@ -1,7 +1,7 @@
 """full-text statistics per dataset, for pruned BM25
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-02 10:20:00
 
 `fulltext_stats` keeps a dataset's searchable chunk count and mean length, `fulltext_term` the
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0004'
-down_revision = '0003'
+revision = '0005'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
