@@ -11,8 +11,11 @@ the query embedding) and the mean quote length. "hit@k": one of the first k quot
 answer string. The BM25 baseline ranks whole paragraphs with a plain Python BM25 over jieba words
 (Chinese) or lower-cased words (English).
 
-`--scale N,...` adds N synthetic chunks (random unit vectors, text sampled from the squad kit's words)
-to the squad dataset and reports HNSW build time, index size, hybrid p95 and hit@5 at each size.
+`--scale N,...` puts both kits into one dataset, grows it with synthetic chunks in both languages to
+each size N (bench/scale_corpus.py says how they are made), and reports what bench/retrieval_scale.py
+measures there: HNSW build time and size, hybrid p50/p95 with 1 and 20 clients, memory, database size,
+and hit@1/hit@5 of kb's search against exact BM25 fusion on the same corpus. `--questions` caps the
+questions asked per kit in the scale run.
 """
 
 from __future__ import annotations
@@ -123,14 +126,15 @@ def embed_cached(embedder, texts: list[str]) -> np.ndarray:
     return vectors
 
 
-def fresh_database() -> str:
-    """A new, migrated `kb_bench` database on KB_BENCH_DATABASE_URL's server or an embedded one."""
+def fresh_database(keep: bool = False) -> str:
+    """A new, migrated `kb_bench` database on KB_BENCH_DATABASE_URL's server or an embedded one (`keep`: the last one)."""
     server_url = os.environ.get("KB_BENCH_DATABASE_URL")
     if not server_url:
         server_url = start_embedded_server(CACHE / "pg").get_uri()
     with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
-        conn.execute('DROP DATABASE IF EXISTS "kb_bench" WITH (FORCE)')
-        conn.execute('CREATE DATABASE "kb_bench"')
+        if not keep:
+            conn.execute('DROP DATABASE IF EXISTS "kb_bench" WITH (FORCE)')
+            conn.execute('CREATE DATABASE "kb_bench"')
     from sqlalchemy import make_url
 
     url = sqlalchemy_url(make_url(libpq_url(server_url)).set(database="kb_bench").render_as_string(hide_password=False))
@@ -138,24 +142,30 @@ def fresh_database() -> str:
     return url
 
 
-def store_pieces(db: Database, name: str, embedder, pieces: list[Piece], vectors: np.ndarray) -> int:
-    """A dataset holding one ready collection per document; returns the dataset id."""
+def store_pieces(
+    db: Database, name: str, embedder, pieces: list[Piece], vectors: np.ndarray, *, into: int | None = None
+) -> int:
+    """One ready collection per document, in a new dataset `name` or in dataset `into`; returns the dataset id."""
+    if into is None:
+        with db.session() as session:
+            into = dataset_store.add_dataset(
+                session, name=name, embed_model=embedder.name, embed_dim=embedder.dim, embed_variant=embedder.variant
+            ).id
+            session.commit()
+    dataset_id = into
     with db.session() as session:
-        dataset = dataset_store.add_dataset(
-            session, name=name, embed_model=embedder.name, embed_dim=embedder.dim, embed_variant=embedder.variant
-        )
         by_doc: dict[str, list[int]] = {}
         for index, piece in enumerate(pieces):
             by_doc.setdefault(piece.doc, []).append(index)
         for doc, indexes in by_doc.items():
             collection = Collection(
-                dataset_id=dataset.id, name=doc, source_type="file", content_hash=doc, status="ready"
+                dataset_id=dataset_id, name=doc, source_type="file", content_hash=doc, status="ready"
             )
             session.add(collection)
             session.flush()
             chunk_store.add_chunks(
                 session,
-                dataset.id,
+                dataset_id,
                 collection.id,
                 [
                     chunk_store.NewChunk(
@@ -170,7 +180,7 @@ def store_pieces(db: Database, name: str, embedder, pieces: list[Piece], vectors
             )
         session.commit()
         session.execute(text("ANALYZE chunk"))
-        return dataset.id
+    return dataset_id
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -278,108 +288,98 @@ def print_table(kit: str, chunking: str, chunks: int, rows: dict[str, dict]) -> 
         print(f"| {mode} | " + " | ".join(cells) + f" | {steps(row)} |")
 
 
-def add_synthetic(db: Database, dataset_id: int, dim: int, count: int, vocabulary: list[str]) -> None:
-    """`count` chunks of random unit vectors and 80 words drawn from the kit's word frequencies, in SQL."""
-    with db.session() as session:
+def grow_and_measure(rt: Runtime, exact: Runtime, embedder, kits: dict, sizes: list[int], asked: dict, pg_dir):
+    """Both kits in one new dataset, grown with filler to each size and measured there."""
+    import retrieval_scale
+    import scale_corpus
+
+    data = shared_data()
+    dataset_id = None
+    for pieces, vectors, _ in kits.values():
+        dataset_id = store_pieces(rt.db, "scale", embedder, pieces, vectors, into=dataset_id)
+    filler = scale_corpus.Filler(
+        scale_corpus.english_vocabulary(data / "squad_dev_kit"),
+        scale_corpus.chinese_vocabulary(data / "cmrc_dev_kit"),
+        embedder.dim,
+    )
+    with rt.db.session() as session:
         collection = Collection(
-            dataset_id=dataset_id,
-            name=f"synthetic-{count}",
-            source_type="text",
-            content_hash=f"syn{count}",
-            status="ready",
+            dataset_id=dataset_id, name="filler", source_type="text", content_hash="filler", status="ready"
         )
         session.add(collection)
-        session.flush()
-        session.execute(text("SELECT setseed(0.42)"))
-        session.execute(
-            text(
-                f"""
-                INSERT INTO chunk (dataset_id, collection_id, position, q, token_count, embedding, fts)
-                SELECT {int(dataset_id)}, :collection, g, t.body, 100, v.vec, to_tsvector('english', t.body)
-                FROM generate_series(1, :count) g,
-                LATERAL (SELECT array_to_string(ARRAY(
-                    SELECT (CAST(:vocab AS text[]))[1 + floor(random() * :nv)::int]
-                    FROM generate_series(1, 80) WHERE g > 0), ' ') AS body) t,
-                LATERAL (SELECT l2_normalize(CAST(ARRAY(
-                    SELECT random() - 0.5 FROM generate_series(1, {int(dim)}) WHERE g > 0) AS vector)) AS vec) v
-                """
-            ),
-            {"collection": collection.id, "count": count, "vocab": vocabulary, "nv": len(vocabulary)},
-        )
         session.commit()
-
-
-def scale_run(
-    db: Database, deps, dataset_id: int, embedder, questions: list[Question], sizes: list[int], kit: Path
-) -> None:
-    """HNSW build time, index size and hybrid latency as synthetic chunks are added."""
-    vocabulary = [w for doc in sorted((kit / "docs").glob("*.md")) for w in _WORD.findall(doc.read_text("utf-8"))]
-    sample = questions[:200]
-    print("\n### scale (squad dataset + synthetic chunks; hybrid, 200 questions)\n")
-    print("| chunks | HNSW build s | index MB | hybrid p50 ms | hybrid p95 ms | hit@5 | mean ms by step |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | --- |")
-    added = 0
+        collection_id = collection.id
+    kit_chunks = sum(len(pieces) for pieces, _, _ in kits.values())
+    rows, added = [], 0
     for size in sizes:
-        with db.session() as session:
-            base = session.execute(text(f"SELECT count(*) FROM chunk WHERE dataset_id = {dataset_id}")).scalar()
-        if size > base:
-            with db.session() as session:
-                dataset_store.drop_vector_index(session, dataset_id)
-                session.commit()
-            add_synthetic(db, dataset_id, embedder.dim, size - base, vocabulary)
-            added += size - base
-        with db.session() as session:
-            session.execute(text("SET maintenance_work_mem = '512MB'"))
+        missing = max(0, size - kit_chunks - added)
+        with rt.db.session() as session:  # filling a live HNSW index costs ms per row; measure() rebuilds it
             dataset_store.drop_vector_index(session, dataset_id)
-            started = time.perf_counter()
-            dataset_store.ensure_vector_index(session, dataset_id, embedder.dim)
             session.commit()
-            build = time.perf_counter() - started
-            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(text("VACUUM ANALYZE chunk"))
-            index_bytes = session.execute(
-                text(f"SELECT pg_relation_size('{dataset_store.vector_index_name(dataset_id)}')")
-            ).scalar()
-            total = session.execute(text(f"SELECT count(*) FROM chunk WHERE dataset_id = {dataset_id}")).scalar()
-        row = run_modes(deps, dataset_id, sample, modes=("hybrid",))["hybrid"]
-        print(
-            f"| {total} | {build:.1f} | {index_bytes / 2**20:.0f} | {row['p50 ms']:.1f} | {row['p95 ms']:.1f} "
-            f"| {row['hit@5']:.3f} | {steps(row)} |"
-        )
+        with psycopg.connect(libpq_url(rt.db.url)) as conn:
+            scale_corpus.add_filler(conn, filler, dataset_id, collection_id, added, missing)
+        added += missing
+        rows.append(retrieval_scale.measure(rt, exact, dataset_id, embedder.dim, asked, Score, pg_dir))
+        retrieval_scale.print_rows(rows[-1:], list(asked))
+    return rows
+
+
+def scale_run(rt: Runtime, embedder, kits: dict[str, tuple], sizes: list[int], questions: int) -> None:
+    """Both kits in one dataset grown with filler to each size (none: the last run's), measured there."""
+    import retrieval_scale
+
+    exact = Runtime(rt.settings.model_copy(update={"fulltext_pruning": False}), rt.db, rt.registry)
+    asked = {kit: kit_questions[:questions] for kit, (_, _, kit_questions) in kits.items()}
+    pg_dir = None if os.environ.get("KB_BENCH_DATABASE_URL") else CACHE / "pg"
+    if not sizes:  # --remeasure: the corpus of the last run, its indexes as they are
+        with rt.db.session() as session:
+            dataset_id = dataset_store.get_dataset_by_name(session, "scale").id
+        rows = [retrieval_scale.measure(rt, exact, dataset_id, embedder.dim, asked, Score, pg_dir, build=False)]
+    else:
+        rows = grow_and_measure(rt, exact, embedder, kits, sizes, asked, pg_dir)
+    print(
+        f"\nAll sizes ({len(asked)} kits, up to {questions} questions each; filler vectors: hashing-trick, not a model):"
+    )
+    retrieval_scale.print_rows(rows, list(asked))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kits", default=",".join(KITS), help="comma-separated kit folders in shared/data")
     parser.add_argument(
-        "--scale", default="", help="comma-separated dataset sizes for the scale run, e.g. 10000,200000"
+        "--scale", default="", help="comma-separated corpus sizes for the scale run, e.g. 200000,1000000"
     )
+    parser.add_argument("--questions", type=int, default=200, help="questions per kit in the scale run")
+    parser.add_argument("--skip-kit-tables", action="store_true", help="only the scale run")
+    parser.add_argument("--remeasure", action="store_true", help="measure the last scale run's corpus again")
     args = parser.parse_args()
 
-    url = fresh_database()
+    url = fresh_database(keep=args.remeasure)
     settings = Settings(_env_file=None, database_url=url, data_dir=CACHE / "data")
     db = Database(url)
-    deps = Runtime(settings, db, get_registry(settings))
-    embedder = get_registry(settings).embedder()
+    rt = Runtime(settings, db, get_registry(settings))
+    exact = Runtime(settings.model_copy(update={"fulltext_pruning": False}), db, rt.registry)
+    embedder = rt.registry.embedder()
     data = shared_data()
     print(f"embedder: {embedder.name} ({embedder.dim}-d, {embedder.variant}); top {TOP}")
-    squad_id = None
+    kits = {}
     for kit_name in args.kits.split(","):
         kit = data / kit_name
         questions = load_questions(kit)
         pieces, chunking = chunk_kit(kit, embedder.count_tokens, max_tokens=token_cap(embedder))
         vectors = embed_cached(embedder, [p.text for p in pieces])
+        kits[kit_name] = (pieces, vectors, questions)
+        if args.skip_kit_tables or args.remeasure:
+            continue
         dataset_id = store_pieces(db, kit_name, embedder, pieces, vectors)
-        search_datasets(deps, [dataset_id], "warm-up", mode="hybrid", limit=TOP)
-        rows = {"BM25 paragraphs (Python)": bm25_baseline(kit, questions), **run_modes(deps, dataset_id, questions)}
+        search_datasets(rt, [dataset_id], "warm-up", mode="hybrid", limit=TOP)
+        rows = {"BM25 paragraphs (Python)": bm25_baseline(kit, questions), **run_modes(rt, dataset_id, questions)}
+        exact_rows = run_modes(exact, dataset_id, questions, modes=("fulltext", "hybrid"))
+        rows.update({f"{mode} (exact BM25)": row for mode, row in exact_rows.items()})
         print_table(kit_name, chunking, len(pieces), rows)
-        if kit_name == "squad_dev_kit":
-            squad_id = dataset_id
-    if args.scale:
-        if squad_id is None:
-            raise SystemExit("--scale needs the squad_dev_kit")
-        sizes = sorted(int(s) for s in args.scale.split(","))
-        scale_run(db, deps, squad_id, embedder, load_questions(data / "squad_dev_kit"), sizes, data / "squad_dev_kit")
+    if args.scale or args.remeasure:
+        sizes = [] if args.remeasure else sorted(int(s) for s in args.scale.split(","))
+        scale_run(rt, embedder, kits, sizes, args.questions)
     db.dispose()
 
 

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
         description="Searches computed at once per process (more wait their turn); 0 = the number of CPU cores. "
         "Keeps a burst of searches from starving answers being generated on the same cores.",
     )
+    fulltext_pruning: bool = Field(
+        default=True,
+        description="Rank full text without reading the postings of common words that cannot reach the top "
+        "(the ranking stays exact BM25); off reads every posting, as a baseline for benchmarks.",
+    )
     hnsw_ef_search: int = Field(default=100, ge=1, le=1000, description="HNSW candidate list size of vector search.")
     rerank_model: str | None = Field(
         default=None, description="A sentence-transformers CrossEncoder (hub id in the local cache, or a folder)."

@@ -110,6 +110,27 @@ class Chunk(Base):
     updated_at: Mapped[datetime] = _now()
 
 
+class FulltextStats(Base):
+    """A dataset's searchable chunk count and mean length as of its last refresh (kb.db.store.fulltext_stats)."""
+
+    __tablename__ = "fulltext_stats"
+
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset.id", ondelete="CASCADE"), primary_key=True)
+    chunks: Mapped[int] = mapped_column(BigInteger)
+    mean_length: Mapped[float] = mapped_column(Float)
+    refreshed_at: Mapped[datetime] = _now()
+
+
+class FulltextTerm(Base):
+    """How many of a dataset's searchable chunks hold a common lexeme, as of its last refresh."""
+
+    __tablename__ = "fulltext_term"
+
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset.id", ondelete="CASCADE"), primary_key=True)
+    lexeme: Mapped[str] = mapped_column(Text, primary_key=True)
+    df: Mapped[int] = mapped_column(BigInteger)
+
+
 class App(Base):
     __tablename__ = "app"
 

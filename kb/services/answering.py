@@ -85,6 +85,7 @@ def dataset_retriever(rt: Runtime, dataset_ids: Sequence[int], search: SearchSet
             limit=search.limit,
             min_score=search.min_score,
             rerank=search.rerank,
+            for_answer=True,
         )
         # No max_tokens here: the prompt applies the quote budget, measured with the app's own chat model.
         return [

@@ -16,11 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from kb.db.store import chunks as chunk_store
 from kb.db.store import collections as collection_store
 from kb.db.store import datasets as dataset_store
+from kb.db.store import fulltext_stats
 from kb.db.store.collections import CollectionRecord
 from kb.db.store.datasets import DatasetRecord
 from kb.errors import Cancelled, KBError, RateLimited, ServiceUnavailable, Unprocessable, UpstreamError
@@ -215,6 +217,16 @@ class _Laps:
         return time.perf_counter() - self.started
 
 
+def _refresh_fulltext_stats(rt: Runtime, dataset_id: int) -> None:
+    """Recount the dataset's BM25 statistics if it changed size enough; the collection is ready either way."""
+    try:
+        with rt.db.session() as session:
+            if fulltext_stats.refresh_if_stale(session, dataset_id):
+                session.commit()
+    except SQLAlchemyError:
+        log.exception("Could not refresh the full-text statistics of dataset %d; searches count them live", dataset_id)
+
+
 def ingest_collection(
     rt: Runtime,
     collection_id: int,
@@ -249,6 +261,7 @@ def ingest_collection(
         record_error(rt, collection_id, exc.message, settle=settle, warnings=warnings)
         with rt.db.session() as session:
             return collection_store.get_collection(session, collection_id)
+    _refresh_fulltext_stats(rt, collection.dataset_id)
     log.info(
         "'%s' (collection %d) is ready: %d chunks in %.1f s",
         collection.name,

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +26,7 @@ from kb.rag.retrieval import (
     within_budget,
 )
 from kb.runtime import Runtime
+from kb.services import sharing
 
 log = logging.getLogger(__name__)
 
@@ -171,29 +170,18 @@ class _Run:
         self.timer.add("complete_ms", step)
 
 
-# Full text runs in its own connection while this thread embeds the query and walks the HNSW index:
-# on two cores the two overlap almost entirely.
-_fulltext_threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kb-fulltext")
-_gates: dict[int, threading.BoundedSemaphore] = {}
-_gates_lock = threading.Lock()
+# Full text runs in its own connection while the search's thread embeds the query and walks the HNSW
+# index: on two cores the two overlap almost entirely. Its threads compute at search priority (kb.services.sharing).
+_fulltext_threads = ThreadPoolExecutor(
+    max_workers=4, thread_name_prefix="kb-fulltext", initializer=sharing.lower_thread_priority
+)
 
 
-def _gate(settings) -> threading.BoundedSemaphore:
-    """The per-process turnstile for searches: past `search_concurrency` at once they queue, using no CPU.
-
-    Twenty searches computing at once take no less time in total on two cores, but every other thread
-    (a streamed answer's generation) then gets a twenty-second share of them.
-    """
-    size = settings.search_concurrency or os.cpu_count() or 2
-    with _gates_lock:
-        return _gates.setdefault(size, threading.BoundedSemaphore(size))
-
-
-def _fulltext(db, dataset: DatasetRecord, query: str, pool: int):
+def _fulltext(db, dataset: DatasetRecord, query: str, pool: int, pruned: bool):
     started = time.perf_counter()
     with db.session() as session:
         result, prepared = search_store.fulltext_search(
-            session, dataset.id, segment_query(query, dataset.user_dictionary), limit=pool
+            session, dataset.id, segment_query(query, dataset.user_dictionary), limit=pool, pruned=pruned
         )
         session.rollback()
     return result, prepared, (time.perf_counter() - started) * 1000
@@ -210,16 +198,20 @@ def search_datasets(
     max_tokens: int | None = None,
     rerank: bool = False,
     chat_model: str | None = None,
+    for_answer: bool = False,
 ) -> SearchResult:
     """Find the quotes for `query` in the datasets: search, fuse, threshold, (rerank), cut to the budget.
 
     `max_tokens` counts quote text with the tokenizer of `chat_model` (default: the configured chat model).
+    `for_answer` marks the retrieval of an answer, which goes before other searches (kb.services.sharing).
     """
     query = check_request(query, mode, limit, min_score, max_tokens)
     started = time.perf_counter()
-    with _gate(rt.settings):
-        queued_ms = (time.perf_counter() - started) * 1000
-        result = _search(rt, dataset_ids, query, mode, limit, min_score, max_tokens, rerank, chat_model)
+    cores = sharing.core_sharing(rt.settings.search_concurrency)
+    args = (rt, dataset_ids, query, mode, limit, min_score, max_tokens, rerank, chat_model)
+    with cores.search(for_answer=for_answer) as queued_ms:
+        # An answer's retrieval computes on its own thread; other searches on the low-priority ones.
+        result = _search(*args) if for_answer else cores.pool.submit(_search, *args).result()
     result.timings["queued_ms"] = round(queued_ms, 2)
     result.timings["total_ms"] = round((time.perf_counter() - started) * 1000, 2)  # the wait included
     return result
@@ -232,7 +224,10 @@ def _search(rt: Runtime, dataset_ids, query, mode, limit, min_score, max_tokens,
         datasets = _load_datasets(session, dataset_ids)
     pending = {}
     if mode != "vector":
-        pending = {d.id: _fulltext_threads.submit(_fulltext, rt.db, d, query, run.pool) for d in datasets}
+        pending = {
+            d.id: _fulltext_threads.submit(_fulltext, rt.db, d, query, run.pool, settings.fulltext_pruning)
+            for d in datasets
+        }
     vector_lists, fulltext_lists = [], []
     with rt.db.session() as session:
         for dataset in datasets:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from kb.ml.types import GenerationCancelled
+from kb.services.sharing import answering
 
 T = TypeVar("T")
 DISCONNECT_POLL_SECONDS = 0.25
@@ -48,11 +49,12 @@ class ThreadedStream(Generic[T]):
     def _run(self) -> None:
         items: Iterator[T] | None = None
         try:
-            items = self._produce(self.cancel)
-            for item in items:
-                self._put(item)
-                if self.cancel.is_set():
-                    break
+            with answering():  # searches step back while a model generates (kb.services.sharing)
+                items = self._produce(self.cancel)
+                for item in items:
+                    self._put(item)
+                    if self.cancel.is_set():
+                        break
         except BaseException as exc:  # handed to the reader, who decides how to report it
             self._put(_Failure(exc))
         finally:

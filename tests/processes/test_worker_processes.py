@@ -27,6 +27,7 @@ import pytest
 from sqlalchemy import text
 
 from kb.config import Settings
+from kb.db.engine import Database
 from kb.ml.registry import ModelRegistry
 from kb.runtime import Runtime
 from kb.schemas import DatasetCreate
@@ -48,7 +49,7 @@ STARTUP_SECONDS = 60  # a loaded two-core machine can take a while to import tor
 RUN_SECONDS = 120
 # Exit bound after SIGTERM: the grace period, the cancel margin, and room for the interpreter to wind down.
 EXIT_SLACK_SECONDS = 20
-PROCESSING = re.compile(r"Processing collection (\d+) \(job (\d+), attempt (\d+)")
+PROCESSING = re.compile(r"Processing \w+ job (\d+) \(collection (\d+), attempt (\d+)")
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +90,9 @@ class KbProcess:
 
     def jobs_taken(self) -> list[tuple[int, int, int]]:
         """(collection, job, attempt) of every job this worker started, from its log."""
-        return [tuple(map(int, match)) for match in PROCESSING.findall(self.log())]
+        return [
+            (int(collection), int(job), int(attempt)) for job, collection, attempt in PROCESSING.findall(self.log())
+        ]
 
     def signal(self, signum: int) -> None:
         self.signalled = True
@@ -141,6 +144,20 @@ class Deployment:
 
 @pytest.fixture
 def deployment(tmp_path: Path, database_url: str, db) -> Iterator[Deployment]:
+    yield from _deploy(tmp_path, database_url, db)
+
+
+@pytest.fixture
+def external_deployment(tmp_path: Path, external_database_url: str) -> Iterator[Deployment]:
+    """The same deployment against a PostgreSQL server of the test's own, reached only through KB_DATABASE_URL."""
+    database = Database(external_database_url, pool_size=5)
+    try:
+        yield from _deploy(tmp_path, external_database_url, database)
+    finally:
+        database.dispose()
+
+
+def _deploy(tmp_path: Path, database_url: str, db) -> Iterator[Deployment]:
     embedder = FakeProvider(delay=0.1)
     models_file = tmp_path / "models.json"
     models_file.write_text(
@@ -329,7 +346,9 @@ def test_a_stopped_worker_exits_in_time_finishing_or_releasing_its_jobs_and_the_
     assert_same_as_an_undisturbed_run(deployment, dataset_id, corpus)
 
 
-def test_two_workers_and_two_api_processes_on_one_database_process_each_upload_exactly_once(deployment, corpus):
+@pytest.mark.parametrize("database", ["embedded", "external"])
+def test_two_workers_and_two_api_processes_on_one_database_process_each_upload_exactly_once(request, database, corpus):
+    deployment = request.getfixturevalue("deployment" if database == "embedded" else "external_deployment")
     ports = [free_port(), free_port()]
     apis = [
         deployment.start(f"api-{i}", "serve", "--no-worker", "--no-migrate", "--port", str(port))
@@ -369,4 +388,11 @@ def test_two_workers_and_two_api_processes_on_one_database_process_each_upload_e
     share = [len(worker.jobs_taken()) for worker in workers]
     log.info("jobs per worker: %s (the queue does not promise a fair share)", share)
     print(f"jobs per worker: {share}")
+    with httpx.Client(headers=ROOT, timeout=30) as client:
+        found = [
+            client.post(f"{url}/api/datasets/{dataset_id}/search", json={"query": corpus[0].stem, "limit": 3})
+            for url in urls
+        ]
+    assert [r.status_code for r in found] == [200, 200], [r.text for r in found]
+    assert found[0].json()["results"] and found[0].json()["results"] == found[1].json()["results"]
     assert all(api.proc.poll() is None for api in apis), deployment.logs()

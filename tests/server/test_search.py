@@ -245,20 +245,20 @@ def test_searches_past_the_concurrency_limit_wait_their_turn_and_report_the_wait
     """A burst of searches must not take every core from answers being generated: beyond the limit they queue."""
     import threading
 
-    from kb.services.search import _gate
+    from kb.services.sharing import core_sharing
 
     settings = deps.settings.model_copy(update={"search_concurrency": 1})
     gated = Runtime(settings, deps.db, deps.registry)
     results = []
-    gate = _gate(settings)
-    gate.acquire()  # a search already running
+    running = core_sharing(1).search()
+    running.__enter__()  # a search already running
     waiting = threading.Thread(target=lambda: results.append(search_datasets(gated, [docs["dataset"]], "Great Wall")))
     try:
         waiting.start()
         waiting.join(1.0)
         assert waiting.is_alive() and not results, "the second search waits while the first holds the only turn"
     finally:
-        gate.release()
+        running.__exit__(None, None, None)
     waiting.join(30)
     assert results and results[0].quotes, "it runs once the turn is free"
     assert results[0].timings["queued_ms"] > 0

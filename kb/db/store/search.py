@@ -15,8 +15,7 @@ every chunk holding a query term matches the OR query.
 
 from __future__ import annotations
 
-import threading
-import time
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
@@ -25,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from kb.db.ranking import BM25_B, BM25_K1, fulltext_score
 from kb.db.store.chunks import vector_literal
+from kb.db.store.fulltext_stats import SEARCHABLE, TextStats, document_frequencies, or_query, text_stats
 from kb.db.textsearch import TS_CONFIG
 
 DEFAULT_EF_SEARCH = 100
@@ -72,10 +72,6 @@ def _int(value: int, name: str) -> int:
     return int(value)
 
 
-_SEARCHABLE = (
-    "(c.kind = 'manual' OR EXISTS "
-    "(SELECT 1 FROM collection col WHERE col.id = c.collection_id AND col.status = 'ready'))"
-)
 _HIT_COLUMNS = (
     "c.id, c.collection_id, c.dataset_id, (SELECT name FROM collection WHERE id = c.collection_id) AS source, "
     "c.q, c.a, c.page, c.heading, c.token_count"
@@ -112,7 +108,7 @@ def vector_search_sql(dataset_id: int, dim: int, limit: int) -> str:
     distance = _distance(dim)
     return (
         f"SELECT * FROM (SELECT {_HIT_COLUMNS}, 1 - ({distance}) AS similarity FROM chunk c "
-        f"WHERE c.dataset_id = {dataset_id} AND c.embedding IS NOT NULL AND {_SEARCHABLE} "
+        f"WHERE c.dataset_id = {dataset_id} AND c.embedding IS NOT NULL AND {SEARCHABLE} "
         f"ORDER BY {distance} LIMIT {limit}) v ORDER BY similarity DESC, id"
     )
 
@@ -157,28 +153,20 @@ def _unit(similarity: float) -> float:
     return min(1.0, max(0.0, float(similarity)))
 
 
-# BM25 over the tsvector column, in two statements: one ranks every chunk holding a query term (and
-# measures each term's document frequency on the way, exact because the query is an OR of its terms),
-# one scores given chunks with those frequencies and returns where the query's terms sit in them,
-# for the proximity part of the score (kb.db.ranking). Document length is the number of distinct
-# lexemes (`length(fts)`). A chunk's query terms are picked out of its tsvector by marking them with
-# weight A and keeping only A (kb never sets weights, so everything else is D).
+# BM25 over the tsvector column. Document length is the number of distinct lexemes (`length(fts)`). A
+# chunk's query terms are picked out of its tsvector by marking them with weight A and keeping only A
+# (kb never sets weights, so everything else is D). _RANK ranks the chunks holding any of the
+# `:tsquery` terms by their BM25 over every query term; _SCORE scores given chunks and returns where
+# the query's terms sit in them, for the proximity part of the score (kb.db.ranking).
 _QUERY_TERMS = "unnest(ts_filter(setweight(c.fts, 'A', CAST(:lexemes AS text[])), '{{a}}')) p"  # braces: str.format
 _TERM_BM25 = f"i.w * p.tf * {BM25_K1 + 1} / (p.tf + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * p.dl / :avgdl))"
 _POSTINGS = f"SELECT c.id, length(c.fts) AS dl, p.lexeme, p.positions, cardinality(p.positions) AS tf FROM chunk c, {_QUERY_TERMS}"
+_IDF = "unnest(CAST(:idf_terms AS text[]), CAST(:idf_weights AS float8[])) AS i(lexeme, w)"
 
 _RANK = f"""
-WITH postings AS (
-    {_POSTINGS}
-    WHERE c.dataset_id = {{dataset_id}} AND c.fts @@ CAST(:tsquery AS tsquery) AND {_SEARCHABLE}
-), idf AS (
-    SELECT lexeme, ln(1 + (greatest(:n, count(*)) - count(*) + 0.5) / (count(*) + 0.5)) AS w
-    FROM postings GROUP BY lexeme
-)
-SELECT p.id, sum({_TERM_BM25}) AS bm25,
-       (SELECT array_agg(lexeme ORDER BY lexeme) FROM idf) AS idf_terms,
-       (SELECT array_agg(w ORDER BY lexeme) FROM idf) AS idf_weights
-FROM postings p JOIN idf i USING (lexeme)
+SELECT p.id, sum({_TERM_BM25}) AS bm25
+FROM ({_POSTINGS} WHERE c.dataset_id = {{dataset_id}} AND c.fts @@ CAST(:tsquery AS tsquery) AND {SEARCHABLE}) p
+JOIN {_IDF} USING (lexeme)
 GROUP BY p.id ORDER BY bm25 DESC, p.id LIMIT :limit
 """
 
@@ -187,48 +175,10 @@ SELECT {_HIT_COLUMNS}, s.bm25, s.lexemes, s.positions FROM (
     SELECT p.id, sum({_TERM_BM25}) AS bm25, array_agg(p.lexeme) AS lexemes,
            array_agg(array_to_string(p.positions, ',')) AS positions
     FROM ({_POSTINGS} WHERE c.dataset_id = {{dataset_id}} AND c.id = ANY(CAST(:ids AS bigint[]))) p
-    JOIN unnest(CAST(:idf_terms AS text[]), CAST(:idf_weights AS float8[])) AS i(lexeme, w) USING (lexeme)
+    JOIN {_IDF} USING (lexeme)
     GROUP BY p.id
 ) s JOIN chunk c ON c.id = s.id
 """
-
-
-@dataclass(frozen=True)
-class TextStats:
-    """What BM25 needs of the whole dataset: how many chunks are searchable and their mean length."""
-
-    chunks: int
-    mean_length: float
-
-
-STATS_SECONDS = 60.0
-_stats: dict[tuple[str, int], tuple[float, TextStats]] = {}
-_stats_lock = threading.Lock()
-
-
-def text_stats(session: Session, dataset_id: int) -> TextStats:
-    """The dataset's BM25 statistics, recomputed at most every STATS_SECONDS per process.
-
-    Counting costs a pass over the dataset (~100 ms at 200k chunks) while BM25 barely moves when a
-    few chunks come or go, so a minute-old count is a good trade.
-    """
-    dataset_id = _int(dataset_id, "dataset_id")
-    key = (str(session.get_bind().url), dataset_id)
-    now = time.monotonic()
-    with _stats_lock:
-        cached = _stats.get(key)
-    if cached is not None and now - cached[0] < STATS_SECONDS:
-        return cached[1]
-    row = session.execute(
-        text(
-            "SELECT count(*) AS n, coalesce(avg(length(c.fts)), 1) AS avgdl FROM chunk c "
-            f"WHERE c.dataset_id = {dataset_id} AND c.fts IS NOT NULL AND {_SEARCHABLE}"
-        )
-    ).one()
-    stats = TextStats(int(row.n), max(1.0, float(row.avgdl)))
-    with _stats_lock:
-        _stats[key] = (now, stats)
-    return stats
 
 
 def query_lexemes(session: Session, query_text: str) -> list[str]:
@@ -238,9 +188,9 @@ def query_lexemes(session: Session, query_text: str) -> list[str]:
     )
 
 
-def or_query(lexemes: Sequence[str]) -> str:
-    """A tsquery matching any of the lexemes, each quoted so that none is parsed or normalised again."""
-    return " | ".join("'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'" for lexeme in lexemes)
+def bm25_idf(chunks: int, df: int) -> float:
+    """BM25's inverse document frequency of a term held by `df` of `chunks` chunks."""
+    return math.log(1 + (max(chunks, df) - df + 0.5) / (df + 0.5))
 
 
 @dataclass(frozen=True)
@@ -253,36 +203,69 @@ class FulltextQuery:
     stats: TextStats
 
 
+def prepare_fulltext(session: Session, dataset_id: int, query_text: str) -> FulltextQuery:
+    """The query's lexemes that the dataset holds, with their IDF there."""
+    lexemes = query_lexemes(session, query_text)
+    stats = text_stats(session, dataset_id)
+    df = document_frequencies(session, dataset_id, lexemes)
+    idf = {lexeme: bm25_idf(stats.chunks, n) for lexeme, n in sorted(df.items(), key=lambda i: (i[1], i[0])) if n}
+    return FulltextQuery(dataset_id, lexemes, idf, stats)
+
+
+def _rank(session: Session, prepared: FulltextQuery, terms: Sequence[str], limit: int) -> list:
+    return session.execute(
+        text(_RANK.format(dataset_id=prepared.dataset_id)),
+        {
+            "tsquery": or_query(terms),
+            "lexemes": list(prepared.idf),
+            "idf_terms": list(prepared.idf),
+            "idf_weights": list(prepared.idf.values()),
+            "avgdl": prepared.stats.mean_length,
+            "limit": limit,
+        },
+    ).all()
+
+
+def top_bm25(session: Session, prepared: FulltextQuery, limit: int, *, pruned: bool = True) -> list:
+    """The `limit` chunks with the highest BM25 (ties by id), exactly, reading as few postings as it can.
+
+    Exact BM25 would read every chunk holding any query word, and a question's common words ("year",
+    "first", 中国) are held by a good share of a big dataset. Pruning follows MaxScore (Turtle and
+    Flood, 1995): a term adds at most `idf × (k1 + 1)` to a chunk's BM25, so once the k-th best score
+    among the chunks holding the rarer terms exceeds the summed bounds of the remaining common terms,
+    no chunk holding only common terms can enter the top k, and their postings are never read. The
+    candidates are scored on all the query's terms, so scores and order equal exact BM25's. Terms join
+    rarest first, as many at once as the current k-th score says are needed; a query of only common
+    words ends up reading every posting, as exact BM25 does (`pruned=False` always does).
+    """
+    rare_first = list(prepared.idf)  # prepare_fulltext orders terms by document frequency
+    bound = [prepared.idf[term] * (BM25_K1 + 1) for term in rare_first]
+    taken = 1 if pruned else len(rare_first)
+    while True:
+        rows = _rank(session, prepared, rare_first[:taken], limit)
+        kth = float(rows[-1].bm25) if len(rows) == limit else 0.0
+        if taken == len(rare_first) or sum(bound[taken:]) < kth:
+            return rows
+        # One more term, and then as many as the current k-th score says are needed (it only grows).
+        taken += 1
+        while kth > 0 and taken < len(rare_first) and sum(bound[taken:]) >= kth:
+            taken += 1
+
+
 def fulltext_search(
-    session: Session, dataset_id: int, query_text: str, *, limit: int
+    session: Session, dataset_id: int, query_text: str, *, limit: int, pruned: bool = True
 ) -> tuple[ListResult, FulltextQuery]:
     """The best chunks for an already segmented query (`kb.db.textsearch.segment_query`), and the prepared query.
 
     Candidates are the `limit` best by BM25 with the query's terms OR-ed (a question rarely shares every
-    word with its answer); they come back ordered and ranked by the 0..1 `kb.db.ranking.fulltext_score`.
-    Pass the prepared query to `fulltext_scores` to score other chunks the same way.
+    word with its answer; `top_bm25`); they come back ordered and ranked by the 0..1
+    `kb.db.ranking.fulltext_score`. Pass the prepared query to `fulltext_scores` to score other chunks the same way.
     """
     dataset_id, limit = _int(dataset_id, "dataset_id"), _int(limit, "limit")
-    lexemes = query_lexemes(session, query_text)
-    stats = text_stats(session, dataset_id)
-    prepared = FulltextQuery(dataset_id, lexemes, {}, stats)
-    if not lexemes:
+    prepared = prepare_fulltext(session, dataset_id, query_text)
+    if not prepared.idf:
         return ListResult([], {}), prepared
-    ranked = session.execute(
-        text(_RANK.format(dataset_id=dataset_id)),
-        {
-            "tsquery": or_query(lexemes),
-            "lexemes": lexemes,
-            "n": stats.chunks,
-            "avgdl": stats.mean_length,
-            "limit": limit,
-        },
-    ).all()
-    if not ranked:
-        return ListResult([], {}), prepared
-    prepared = FulltextQuery(
-        dataset_id, lexemes, dict(zip(ranked[0].idf_terms, map(float, ranked[0].idf_weights))), stats
-    )
+    ranked = top_bm25(session, prepared, limit, pruned=pruned)
     by_bm25 = {row.id: rank for rank, row in enumerate(ranked, 1)}
     scored = _scored_rows(session, prepared, list(by_bm25))
     scored.sort(key=lambda item: (-item[0], by_bm25[item[1].id]))

@@ -1,0 +1,158 @@
+"""What BM25 needs to know of a whole dataset, kept in tables so a search does not count it each time.
+
+- `fulltext_stats`: per dataset, how many chunks are searchable and their mean length (distinct
+  lexemes), as of the last refresh.
+- `fulltext_term`: per dataset, the document frequency of every lexeme held by at least
+  `COMMON_DF` chunks. A rarer lexeme is not stored: counting it through the GIN index reads at most
+  a few dozen rows, so `document_frequencies` counts it live (which also covers words that arrived
+  after the last refresh).
+
+The common lexemes' frequencies are what makes pruned ranking possible (`kb.db.store.search`): to
+know that a chunk holding only common query words cannot reach the top, their IDF must be known
+without reading their postings. A refresh reads the whole dataset once (`ts_stat`), so it runs
+after an ingestion only when the dataset grew or shrank by more than `STALE_SHARE` since the last one
+(`refresh_if_stale`, called by the worker); BM25's IDF barely moves below that. Migration 0005
+filled both tables for the datasets that existed before it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+COMMON_DF = 50
+STALE_SHARE = 0.1
+LIVE_SECONDS = 60.0
+
+SEARCHABLE = (
+    "(c.kind = 'manual' OR EXISTS "
+    "(SELECT 1 FROM collection col WHERE col.id = c.collection_id AND col.status = 'ready'))"
+)
+
+
+def _id(value: int) -> int:
+    if isinstance(value, bool) or int(value) != value or int(value) < 1:
+        raise ValueError(f"dataset id must be a positive integer, not {value!r}")
+    return int(value)
+
+
+def searchable_fts(dataset_id: int) -> str:
+    """The SELECT of a dataset's searchable tsvectors (a literal: `ts_stat` takes its query as text)."""
+    return f"SELECT c.fts FROM chunk c WHERE c.dataset_id = {_id(dataset_id)} AND c.fts IS NOT NULL AND {SEARCHABLE}"
+
+
+@dataclass(frozen=True)
+class TextStats:
+    """What BM25 needs of the whole dataset: how many chunks are searchable and their mean length."""
+
+    chunks: int
+    mean_length: float
+
+
+_live: dict[tuple[str, int], tuple[float, TextStats]] = {}
+_live_lock = threading.Lock()
+
+
+def or_query(lexemes: Sequence[str]) -> str:
+    """A tsquery matching any of the lexemes, each quoted so that none is parsed or normalised again."""
+    return " | ".join("'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'" for lexeme in lexemes)
+
+
+def _count(session: Session, dataset_id: int, *, lengths: bool = True) -> TextStats:
+    """Searchable chunks and (when `lengths`, a read of every tsvector) their mean length."""
+    mean = "coalesce(avg(length(c.fts)), 1)" if lengths else "1"
+    row = session.execute(
+        text(
+            f"SELECT count(*) AS n, {mean} AS avgdl FROM chunk c "
+            f"WHERE c.dataset_id = {_id(dataset_id)} AND c.fts IS NOT NULL AND {SEARCHABLE}"
+        )
+    ).one()
+    return TextStats(int(row.n), max(1.0, float(row.avgdl)))
+
+
+def text_stats(session: Session, dataset_id: int) -> TextStats:
+    """The dataset's statistics as of its last refresh; counted live (cached LIVE_SECONDS) when it never had one."""
+    dataset_id = _id(dataset_id)
+    row = session.execute(
+        text("SELECT chunks, mean_length FROM fulltext_stats WHERE dataset_id = :d"), {"d": dataset_id}
+    ).one_or_none()
+    if row is not None:
+        return TextStats(int(row.chunks), max(1.0, float(row.mean_length)))
+    key, now = (str(session.get_bind().url), dataset_id), time.monotonic()
+    with _live_lock:
+        cached = _live.get(key)
+    if cached is not None and now - cached[0] < LIVE_SECONDS:
+        return cached[1]
+    stats = _count(session, dataset_id)
+    with _live_lock:
+        _live[key] = (now, stats)
+    return stats
+
+
+def document_frequencies(session: Session, dataset_id: int, lexemes: Sequence[str]) -> dict[str, int]:
+    """How many searchable chunks of the dataset hold each lexeme: common ones stored, rare ones counted now."""
+    dataset_id = _id(dataset_id)
+    if not lexemes:
+        return {}
+    stored = dict(
+        session.execute(
+            text("SELECT lexeme, df FROM fulltext_term WHERE dataset_id = :d AND lexeme = ANY(CAST(:l AS text[]))"),
+            {"d": dataset_id, "l": list(lexemes)},
+        ).all()
+    )
+    missing = [lexeme for lexeme in lexemes if lexeme not in stored]
+    if missing:
+        counted = session.execute(
+            text(
+                "SELECT l.lexeme, (SELECT count(*) FROM chunk c WHERE c.dataset_id = :d "
+                f"AND c.fts @@ CAST(l.query AS tsquery) AND {SEARCHABLE}) AS df "
+                "FROM unnest(CAST(:l AS text[]), CAST(:q AS text[])) AS l(lexeme, query)"
+            ),
+            {"d": dataset_id, "l": missing, "q": [or_query([lexeme]) for lexeme in missing]},
+        ).all()
+        stored.update({row.lexeme: int(row.df) for row in counted})
+    return {lexeme: stored[lexeme] for lexeme in lexemes}
+
+
+def refresh(session: Session, dataset_id: int) -> TextStats:
+    """Recount the dataset's statistics and common lexemes (one pass over its chunks; the caller commits)."""
+    dataset_id = _id(dataset_id)
+    # Two workers finishing ingestions of one dataset at once would otherwise insert the same rows.
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext('kb.fulltext_stats'), CAST(:d AS integer))"), {"d": dataset_id}
+    )
+    session.execute(text("DELETE FROM fulltext_term WHERE dataset_id = :d"), {"d": dataset_id})
+    session.execute(
+        text(
+            "INSERT INTO fulltext_term (dataset_id, lexeme, df) SELECT :d, word, ndoc "
+            "FROM ts_stat(:q) WHERE ndoc >= :common"
+        ),
+        {"d": dataset_id, "q": searchable_fts(dataset_id), "common": COMMON_DF},
+    )
+    stats = _count(session, dataset_id)
+    session.execute(
+        text(
+            "INSERT INTO fulltext_stats (dataset_id, chunks, mean_length, refreshed_at) VALUES (:d, :n, :m, now()) "
+            "ON CONFLICT (dataset_id) DO UPDATE SET chunks = :n, mean_length = :m, refreshed_at = now()"
+        ),
+        {"d": dataset_id, "n": stats.chunks, "m": stats.mean_length},
+    )
+    return stats
+
+
+def refresh_if_stale(session: Session, dataset_id: int) -> bool:
+    """Refresh when the dataset never was, or its size moved by more than STALE_SHARE since; True if it did."""
+    dataset_id = _id(dataset_id)
+    known = session.execute(
+        text("SELECT chunks FROM fulltext_stats WHERE dataset_id = :d"), {"d": dataset_id}
+    ).scalar_one_or_none()
+    now = _count(session, dataset_id, lengths=False).chunks
+    if known is not None and abs(now - known) <= STALE_SHARE * max(known, 1):
+        return False
+    refresh(session, dataset_id)
+    return True

@@ -1,0 +1,110 @@
+"""How searches and answers share a few cores: an answer being generated comes first, searches use the rest.
+
+A search takes tens of milliseconds and an answer's prompt takes seconds of every core, so twenty
+searches computing at once give a generating answer a twenty-second share of the machine (first token
+8.8 s alone, 38.5 s under 20 searching clients, BENCHMARKS.md). Three rules, none tied to a chat engine:
+any generation that runs through `kb.services.threaded_stream` (llama.cpp, torch, a remote provider)
+counts as an answer being generated.
+
+- A turnstile: at most `size` searches compute at once (the core count by default); the others wait
+  asleep. While answers are being generated, searches get `size - answers` places (at least one), so
+  the generation keeps a core.
+- An answer's own retrieval goes before waiting searches: it is the next step of a chat someone is
+  watching.
+- Searches compute on threads with a raised nice value (`SEARCH_NICE`), so the kernel's scheduler
+  gives a generating thread its CPU first and searches what it leaves; with no answer running they
+  get every core. Linux applies the nice value of a thread id to that thread only; elsewhere this is
+  a no-op.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+SEARCH_NICE = 10
+
+
+def lower_thread_priority() -> None:
+    """Give the calling thread the search nice value (a thread pool initializer)."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SEARCH_NICE)
+
+
+class CoreSharing:
+    """The turnstile for searches, aware of the answers being generated (see the module docstring)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.pool = ThreadPoolExecutor(
+            max_workers=size, thread_name_prefix="kb-search", initializer=lower_thread_priority
+        )
+        self._changed = threading.Condition()
+        self._searching = 0
+        self._answering = 0
+        self._answer_searches_waiting = 0
+
+    def _places(self, for_answer: bool) -> int:
+        if for_answer:
+            return self.size
+        if self._answer_searches_waiting:
+            return 0
+        return max(1, self.size - self._answering)
+
+    @contextlib.contextmanager
+    def search(self, *, for_answer: bool = False) -> Iterator[float]:
+        """Wait for a place to compute a search; yields how long the wait was, in milliseconds."""
+        started = time.perf_counter()
+        with self._changed:
+            self._answer_searches_waiting += for_answer
+            try:
+                self._changed.wait_for(lambda: self._searching < self._places(for_answer))
+            finally:
+                self._answer_searches_waiting -= for_answer
+            self._searching += 1
+        try:
+            yield (time.perf_counter() - started) * 1000
+        finally:
+            with self._changed:
+                self._searching -= 1
+                self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[None]:
+        """Mark an answer as being generated for the duration of the block."""
+        with self._changed:
+            self._answering += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._answering -= 1
+                self._changed.notify_all()
+
+
+_shared: dict[int, CoreSharing] = {}
+_shared_lock = threading.Lock()
+
+
+def core_sharing(search_concurrency: int = 0) -> CoreSharing:
+    """The process' CoreSharing for this many concurrent searches (0: the core count)."""
+    size = search_concurrency or os.cpu_count() or 2
+    with _shared_lock:
+        if size not in _shared:
+            _shared[size] = CoreSharing(size)
+        return _shared[size]
+
+
+@contextlib.contextmanager
+def answering() -> Iterator[None]:
+    """Mark an answer as being generated, for every CoreSharing of the process."""
+    with _shared_lock:
+        every = list(_shared.values())
+    with contextlib.ExitStack() as stack:
+        for sharing in every:
+            stack.enter_context(sharing.answering())
+        yield

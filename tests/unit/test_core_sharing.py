@@ -1,0 +1,83 @@
+"""Searches and generating answers share the cores: answers first, searches with what is left."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import threading
+
+import pytest
+
+from kb.services import sharing
+from kb.services.sharing import CoreSharing
+from kb.services.threaded_stream import ThreadedStream
+
+
+def _enters(cores: CoreSharing, *, for_answer: bool = False) -> tuple[threading.Thread, threading.Event]:
+    """A thread that takes a search place and keeps it until the returned event is set; started."""
+    admitted, leave = threading.Event(), threading.Event()
+
+    def run():
+        with cores.search(for_answer=for_answer):
+            admitted.set()
+            leave.wait(30)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.admitted, thread.leave = admitted, leave
+    return thread, admitted
+
+
+def test_a_generating_answer_keeps_a_core_from_searches():
+    cores = CoreSharing(2)
+    with cores.answering():
+        first, first_in = _enters(cores)
+        second, second_in = _enters(cores)
+        assert first_in.wait(5)
+        assert not second_in.wait(0.3), "with an answer generating, two cores give searches one place"
+    assert second_in.wait(5), "the place comes back when the answer is done"
+    first.leave.set(), second.leave.set()
+
+
+def test_an_answers_retrieval_goes_before_waiting_searches():
+    cores = CoreSharing(1)
+    holder, held = _enters(cores)
+    assert held.wait(5)
+    waiting, waiting_in = _enters(cores)
+    answer, answer_in = _enters(cores, for_answer=True)
+    assert not waiting_in.wait(0.3) and not answer_in.is_set()
+    holder.leave.set()
+    assert answer_in.wait(5)
+    assert not waiting_in.wait(0.3), "the plain search waits for the answer's retrieval"
+    answer.leave.set()
+    assert waiting_in.wait(5)
+    waiting.leave.set()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are a Linux feature")
+def test_searches_compute_on_threads_of_lower_priority():
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    seen = CoreSharing(1).pool.submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result()
+    assert seen == max(own, sharing.SEARCH_NICE)
+
+
+def test_a_model_stream_counts_as_an_answer_being_generated_while_it_runs():
+    cores = sharing.core_sharing(3)
+    seen = []
+
+    def produce(cancel):
+        seen.append(cores._answering)
+        yield "token"
+
+    async def read():
+        stream, items = ThreadedStream(produce), []
+        with contextlib.suppress(StopAsyncIteration):
+            while True:
+                items.append(await stream.next())
+        return items
+
+    assert asyncio.run(read()) == ["token"]
+    assert seen == [1]
+    assert cores._answering == 0
