@@ -95,9 +95,8 @@ def main() -> None:
             db, kit_name, embedder, pieces, bench.embed_cached(embedder, [p.text for p in pieces])
         )
         questions = bench.load_questions(kit)
-        if max_docs is not None:
-            kept = {doc.name for doc in sorted((kit / "docs").glob("*.md"))[:max_docs]}
-            questions = [q for q in questions if q.doc in kept][:10]
+        if args.smoke:
+            questions = bench.smoke_sample(kit, questions, max_docs)
         scores = {name: bench.Score() for name in VARIANTS}
         for question in questions:
             lists = candidate_lists(db, dataset_id, embedder, question.question)

@@ -343,6 +343,12 @@ def scale_run(rt: Runtime, embedder, kits: dict[str, tuple], sizes: list[int], q
     retrieval_scale.print_rows(rows, list(asked))
 
 
+def smoke_sample(kit: Path, questions: list[Question], docs: int = 3, count: int = 10) -> list[Question]:
+    """A smoke run's few questions: those about the first `docs` documents (`--smoke` proves the script runs)."""
+    kept = {doc.name for doc in sorted((kit / "docs").glob("*.md"))[:docs]}
+    return [q for q in questions if q.doc in kept][:count]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kits", default=",".join(KITS), help="comma-separated kit folders in shared/data")
@@ -352,7 +358,11 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=200, help="questions per kit in the scale run")
     parser.add_argument("--skip-kit-tables", action="store_true", help="only the scale run")
     parser.add_argument("--remeasure", action="store_true", help="measure the last scale run's corpus again")
+    parser.add_argument("--smoke", action="store_true", help="a few documents and questions of one kit, in seconds")
     args = parser.parse_args()
+    max_docs = 3 if args.smoke else None
+    if args.smoke:
+        args.kits = args.kits.split(",")[0]
 
     url = fresh_database(keep=args.remeasure)
     settings = Settings(_env_file=None, database_url=url, data_dir=CACHE / "data")
@@ -365,8 +375,8 @@ def main() -> None:
     kits = {}
     for kit_name in args.kits.split(","):
         kit = data / kit_name
-        questions = load_questions(kit)
-        pieces, chunking = chunk_kit(kit, embedder.count_tokens, max_tokens=token_cap(embedder))
+        pieces, chunking = chunk_kit(kit, embedder.count_tokens, max_docs, token_cap(embedder))
+        questions = smoke_sample(kit, load_questions(kit)) if args.smoke else load_questions(kit)
         vectors = embed_cached(embedder, [p.text for p in pieces])
         kits[kit_name] = (pieces, vectors, questions)
         if args.skip_kit_tables or args.remeasure:
