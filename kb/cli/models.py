@@ -53,19 +53,23 @@ def list_models() -> None:
     settings = Settings()
     catalog = load_catalog()
     table = Table(title=f"Models (shared files in {settings.shared_models_dir})")
-    for column in ("name", "kind", "size", "licence", "context", "state", "source"):
+    for column in ("name", "kind", "size", "licence", "context", "state"):
         table.add_column(column, overflow="fold")
     defaults = {"chat": settings.chat_model, "embedding": settings.embed_model}
+    notes = []
     for spec in _specs(settings):
         name = f"{spec.name} (default)" if defaults[spec.kind] == spec.name else spec.name
         if spec.catalog:
             entry = catalog[spec.catalog]
             state = file_state(entry, settings.shared_models_dir, _user_path(spec))
             row = (f"{entry.size / 1e9:.2f} GB", entry.licence, f"{entry.context_length:,}", STATES[state.state])
-            table.add_row(name, spec.kind, *row, state.detail)
+            table.add_row(name, spec.kind, *row)
+            notes.append(f"{spec.name}: {state.detail}")
         else:
-            table.add_row(name, spec.kind, "", "", "", spec.backend, spec.path or "remote")
+            table.add_row(name, spec.kind, "", "", "", f"{spec.backend}: {spec.path or 'remote providers'}")
     console.print(table)
+    for note in notes:
+        console.print(note, soft_wrap=True, highlight=False)
 
 
 @models_app.command("pull")

