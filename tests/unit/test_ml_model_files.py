@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,6 +18,7 @@ from kb.config import Settings
 from kb.ml import catalog as catalog_module
 from kb.ml.catalog import CatalogEntry, cached_file, file_state, load_catalog
 from kb.ml.model_files import ModelFileError, catalog_model_file, ensure_model_file, pull_entry
+from kb.ml.registry import ModelRegistry
 from kb.ml.specs import load_specs
 
 PAYLOAD = b"GGUF" + bytes(range(256)) * 1200  # a small GGUF-like file: the magic, then bytes
@@ -311,3 +313,42 @@ def test_catalog_model_file_finds_a_catalog_model_in_the_shared_cache_and_refuse
     assert catalog_model_file("tiny", settings) == cached
     with pytest.raises(ModelFileError, match="not in kb's catalog"):
         catalog_model_file("gpt-5", settings)
+
+
+def test_the_registry_assembles_the_default_chat_models_file_once_logging_progress(
+    tmp_path, fake_parts, tiny_catalog, caplog
+):
+    prefix, folders = fake_parts
+    tiny_catalog(entry_for(parts_prefix=prefix))
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data", models_dir=tmp_path / "models", chat_model="tiny")
+    registry = ModelRegistry(settings)
+    with caplog.at_level(logging.INFO, logger="kb.ml"):
+        registry.prepare_chat_file()
+    assert cached_file(entry_for(), settings.shared_models_dir).read_bytes() == PAYLOAD
+    assert registry.file_problem("tiny") is None
+    assert "model 'tiny': 100%" in caplog.text and "assembling model 'tiny'" in caplog.text
+
+
+def test_a_chat_model_that_cannot_be_assembled_is_remembered_as_unavailable_with_the_reason(
+    tmp_path, fake_parts, tiny_catalog
+):
+    prefix, folders = fake_parts
+    (folders[0] / "data" / "p1.bin").write_bytes(b"short")
+    tiny_catalog(entry_for(parts_prefix=prefix))
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data", models_dir=tmp_path / "models", chat_model="tiny")
+    registry = ModelRegistry(settings)
+    registry.prepare_chat_file()  # logs the error instead of raising: the server keeps starting
+    assert f"{prefix}-1==1.0" in registry.file_problem("tiny")
+
+
+def test_kb_models_verify_rehashes_installed_files_and_deletes_a_corrupt_cached_copy(tmp_path, tiny_catalog):
+    tiny_catalog(entry_for())
+    cached = cached_file(entry_for(), tmp_path / "models")
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(PAYLOAD)
+    env = {"KB_MODELS_DIR": str(tmp_path / "models"), "KB_DATA_DIR": str(tmp_path / "data")}
+    good = CliRunner(env=env).invoke(cli, ["models", "verify"], terminal_width=200)
+    assert good.exit_code == 0 and f"tiny: {cached} ok" in " ".join(good.output.split())
+    cached.write_bytes(PAYLOAD[:-1] + b"?")
+    bad = CliRunner(env=env).invoke(cli, ["models", "verify", "tiny"], terminal_width=200)
+    assert bad.exit_code == 1 and "FAILED" in bad.output and not cached.exists()
