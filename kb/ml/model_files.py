@@ -7,9 +7,11 @@ reader never sees half a model.
 
 from __future__ import annotations
 
+import base64
 import errno
 import fcntl
 import hashlib
+import importlib.metadata
 import logging
 import os
 import time
@@ -22,7 +24,15 @@ import httpx
 
 from kb.config import Settings
 from kb.errors import ServiceUnavailable
-from kb.ml.catalog import CatalogEntry, cached_file, file_state, load_catalog, missing_parts, not_installed_advice
+from kb.ml.catalog import (
+    CatalogEntry,
+    PartSource,
+    cached_file,
+    file_state,
+    load_catalog,
+    missing_parts,
+    not_installed_advice,
+)
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +136,10 @@ def assemble_from_parts(entry: CatalogEntry, target: Path, progress: Progress = 
     try:
         with opener(staging, "wb") as out:
             _copy_parts(entry, out, digest, progress)
-        check_file(entry, staging, actual_sha256=digest.hexdigest())
+        try:
+            check_file(entry, staging, actual_sha256=digest.hexdigest())
+        except ModelFileError as exc:
+            raise ModelFileError(exc.message + _blame(entry)) from exc
         os.replace(staging, target)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
@@ -134,6 +147,28 @@ def assemble_from_parts(entry: CatalogEntry, target: Path, progress: Progress = 
         raise
     finally:
         staging.unlink(missing_ok=True)
+
+
+def _recorded_sha256(part: PartSource) -> str | None:
+    """The part file's sha256 as pip recorded it at install (RECORD), hex; None without one."""
+    try:
+        files = importlib.metadata.files(part.dist) or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    record = next((f for f in files if f.as_posix().endswith(f"{part.module}/{part.file}")), None)
+    if record is None or record.hash is None or record.hash.mode != "sha256":
+        return None
+    return base64.urlsafe_b64decode(record.hash.value + "=" * (-len(record.hash.value) % 4)).hex()
+
+
+def _blame(entry: CatalogEntry) -> str:
+    """Which installed parts no longer match what pip installed (read again only after a failed assembly)."""
+    damaged = []
+    for part in entry.parts():
+        recorded, path = _recorded_sha256(part), part.locate()
+        if recorded is not None and path is not None and sha256_of(path) != recorded:
+            damaged.append(part.requirement)
+    return f". Damaged part packages: {' '.join(damaged)}" if damaged else ""
 
 
 def download(

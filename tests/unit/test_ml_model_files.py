@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import errno
 import hashlib
 import json
@@ -132,7 +133,13 @@ def fake_parts(tmp_path, monkeypatch):
         folder = site / f"{prefix}_{i}"
         (folder / "data").mkdir(parents=True)
         (folder / "__init__.py").write_text("raise RuntimeError('parts are found, never imported')\n")
-        (folder / "data" / f"p{i}.bin").write_bytes(PAYLOAD[offset : offset + size])
+        piece = PAYLOAD[offset : offset + size]
+        (folder / "data" / f"p{i}.bin").write_bytes(piece)
+        info = site / f"{prefix}_{i}-1.0.dist-info"  # what pip leaves: METADATA, and RECORD with each file's hash
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {prefix}-{i}\nVersion: 1.0\n")
+        recorded = base64.urlsafe_b64encode(hashlib.sha256(piece).digest()).rstrip(b"=").decode()
+        (info / "RECORD").write_text(f"{prefix}_{i}/data/p{i}.bin,sha256={recorded},{size}\n")
         folders.append(folder)
         offset += size
     monkeypatch.syspath_prepend(str(site))
@@ -238,6 +245,7 @@ def test_a_corrupt_part_fails_the_hash_names_both_hashes_and_leaves_nothing_behi
     assert "'tiny'" in message and PAYLOAD_SHA in message and "--force-reinstall" in message
     corrupt = hashlib.sha256(b"".join((folders[i] / "data" / f"p{i + 1}.bin").read_bytes() for i in range(3)))
     assert corrupt.hexdigest() in message
+    assert message.endswith(f"Damaged part packages: {prefix}-3==1.0")  # pip's RECORD names the bad part
     assert [p.name for p in (tmp_path / PAYLOAD_SHA).iterdir()] == [".lock"]
 
 
