@@ -360,3 +360,27 @@ def test_kb_models_verify_rehashes_installed_files_and_deletes_a_corrupt_cached_
     cached.write_bytes(PAYLOAD[:-1] + b"?")
     bad = CliRunner(env=env).invoke(cli, ["models", "verify", "tiny"], terminal_width=200)
     assert bad.exit_code == 1 and "FAILED" in bad.output and not cached.exists()
+
+
+def test_kb_models_list_shows_each_model_installed_or_not_with_size_licence_context_and_the_default(
+    tmp_path, tiny_catalog
+):
+    tiny_catalog(entry_for())
+    env = {"KB_MODELS_DIR": str(tmp_path / "models"), "KB_DATA_DIR": str(tmp_path / "data"), "KB_CHAT_MODEL": "tiny"}
+    listed = CliRunner(env=env).invoke(cli, ["models", "list"], terminal_width=200)
+    assert listed.exit_code == 0, listed.output
+    row = next(line for line in listed.output.splitlines() if "tiny (default)" in line)
+    assert [cell.strip() for cell in row.split("│")[1:-1]] == [
+        "tiny (default)",
+        "chat",
+        "0.00 GB",
+        "Apache-2.0",
+        "2,048",
+        "not installed",
+    ]
+    assert "run `kb models pull tiny`" in listed.output
+    cached = cached_file(entry_for(), tmp_path / "models")
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(PAYLOAD)
+    listed = CliRunner(env=env).invoke(cli, ["models", "list"], terminal_width=200)
+    assert "│ installed " in next(line for line in listed.output.splitlines() if "tiny (default)" in line)
