@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -14,7 +15,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="KB_", env_file=".env", extra="ignore")
 
-    data_dir: Path = Field(default=Path("data"), description="Database, file store and model cache live here.")
+    data_dir: Path = Field(
+        default=Path("data"), description="Database, file store and files derived from models (ONNX exports) live here."
+    )
     database_url: str | None = Field(
         default=None, description="Any PostgreSQL with pgvector; when unset an embedded server runs under data_dir."
     )
@@ -30,6 +33,11 @@ class Settings(BaseSettings):
     chat_model: str = Field(default="smollm2", description="The default chat model (a name from the model list).")
     embed_model: str = Field(
         default="minilm", description="The embedding model of new datasets (a name from the model list)."
+    )
+    models_dir: Path | None = Field(
+        default=None,
+        description="Model files shared by every data dir on this machine (the catalog's GGUF files, assembled or "
+        "downloaded once and verified by sha256); unset: `$XDG_CACHE_HOME/kb/models`, else `~/.cache/kb/models`.",
     )
     models_file: Path | None = Field(
         default=None,
@@ -161,6 +169,12 @@ class Settings(BaseSettings):
     @cached_property
     def model_cache_dir(self) -> Path:
         return self.data_dir / "model-cache"
+
+    @cached_property
+    def shared_models_dir(self) -> Path:
+        if self.models_dir is not None:
+            return self.models_dir.expanduser().resolve()
+        return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "kb" / "models"
 
     @cached_property
     def pg_dir(self) -> Path:

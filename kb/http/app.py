@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Protocol
@@ -113,7 +114,10 @@ def create_app(
     async def lifespan(app: FastAPI):
         if getattr(app.state, "db", None) is None:
             app.state.db = Database.from_settings(settings)
-        app_registry(app.state)  # reads the model list (a bad models file stops start-up); models load on first use
+        registry = app_registry(app.state)  # reads the model list (a bad models file stops start-up)
+        # Models load on first use; the default chat model's file is assembled and verified once per machine,
+        # beside the running server.
+        threading.Thread(target=registry.prepare_chat_file, name="kb-model-file", daemon=True).start()
         await anyio.to_thread.run_sync(admin_service.prepare, app_runtime(app))
         background = worker(app_runtime(app)) if worker is not None else None
         if background is not None:

@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 
 from kb.errors import ServiceUnavailable
+from kb.ml.catalog import load_catalog
+from kb.ml.model_files import ensure_model_file
 from kb.ml.specs import PACKAGE_PREFIX, ModelSpec, package_path
 
 log = logging.getLogger(__name__)
@@ -29,8 +31,13 @@ def use_torch_threads(count: int) -> None:
         _threads_set = True
 
 
-def resolve_source(spec: ModelSpec) -> str:
-    """A local path (package references resolved) or, when nothing exists at that path, a hub id."""
+def resolve_source(spec: ModelSpec, models_dir: Path | None = None) -> str:
+    """A local path (package references and catalog files resolved) or, when nothing exists at that path, a hub id.
+
+    A catalog model's file comes verified from `models_dir` (the shared cache), assembled there on first use.
+    """
+    if spec.catalog is not None:
+        return str(_catalog_file(spec, models_dir))
     assert spec.path is not None
     if spec.path.startswith(PACKAGE_PREFIX):
         path = package_path(spec.path)
@@ -41,6 +48,27 @@ def resolve_source(spec: ModelSpec) -> str:
     if spec.path.endswith(".gguf") or spec.path.startswith((PACKAGE_PREFIX, "/", ".", "~")):
         raise ServiceUnavailable(f"model '{spec.name}': no file or folder at {path}", code="model_unavailable")
     return spec.path
+
+
+def _catalog_file(spec: ModelSpec, models_dir: Path | None) -> Path:
+    if models_dir is None:
+        raise ValueError(f"model '{spec.name}' comes from the catalog: resolving it needs the shared models folder")
+    user_path = Path(spec.path).expanduser() if spec.path else None
+    entry = load_catalog()[spec.catalog]
+    return ensure_model_file(entry, models_dir, user_path=user_path, progress=assembly_log(entry.name))
+
+
+def assembly_log(name: str):
+    """A progress callback that logs every tenth of the way (assembling takes seconds; the log shows it moving)."""
+    shown = [-1]
+
+    def report(done: int, total: int) -> None:
+        tenth = done * 10 // total if total else 0
+        if tenth > shown[0]:
+            shown[0] = tenth
+            log.info("model '%s': %d%% (%.2f of %.2f GB)", name, tenth * 10, done / 1e9, total / 1e9)
+
+    return report
 
 
 def remote_code_allowed(spec: ModelSpec, allow_remote_code: bool) -> bool:

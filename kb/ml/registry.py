@@ -40,7 +40,7 @@ def _load_chat(spec: ModelSpec, settings: Settings) -> ChatModel:
     from kb.ml.local_chat import load_transformers_chat
 
     use_torch_threads(settings.torch_threads)
-    source = resolve_source(spec)
+    source = resolve_source(spec, settings.shared_models_dir)
     weight_bits = None
     if source.endswith(".gguf") and _use_llama_cpp(spec):
         from kb.ml.llamacpp import load_llama_cpp_chat
@@ -60,7 +60,10 @@ def _load_embedder(spec: ModelSpec, settings: Settings, variant: str) -> Embedde
         return RemoteEmbedder(spec)
     from kb.ml.loading import remote_code_allowed, resolve_source, use_torch_threads
 
-    source, trust = resolve_source(spec), remote_code_allowed(spec, settings.allow_remote_code)
+    source, trust = (
+        resolve_source(spec, settings.shared_models_dir),
+        remote_code_allowed(spec, settings.allow_remote_code),
+    )
     if variant.startswith("onnx-"):
         from kb.ml.onnx_embed import load_onnx_embedder
 
@@ -88,6 +91,7 @@ class ModelRegistry:
         self._embedding = {s.name: s for s in specs if s.kind == "embedding"}
         self._ready_chat: dict[str, ChatModel] = {}
         self._ready_embedders: dict[str, dict[str, Embedder]] = {}
+        self._file_problems: dict[str, str] = {}
 
     def register_chat(self, model: ChatModel) -> None:
         """Serve a ready chat model instance under its own name (tests register fakes this way)."""
@@ -153,6 +157,28 @@ class ModelRegistry:
                 f"embedding model '{name}' has no variant '{variant}'; it has: {', '.join(spec.embed_variants())}"
             )
         return self._instance(spec, lambda s, settings: _load_embedder(s, settings, variant), variant)
+
+    def prepare_chat_file(self, name: str | None = None) -> None:
+        """Make a catalog chat model's file ready (assembled and verified once per machine), remembering a failure.
+
+        Run in the background at server start: the server serves while the file is built, and a model
+        that cannot be made ready is reported (healthz, admin Models page) instead of stopping the server.
+        """
+        spec = self._chat.get(name or self.settings.chat_model)
+        if spec is None or spec.catalog is None:
+            return
+        from kb.ml.loading import resolve_source
+
+        try:
+            resolve_source(spec, self.settings.shared_models_dir)
+            self._file_problems.pop(spec.name, None)
+        except ServiceUnavailable as exc:
+            log.error("chat model '%s' is unavailable: %s", spec.name, exc.message)
+            self._file_problems[spec.name] = exc.message
+
+    def file_problem(self, name: str) -> str | None:
+        """Why a model's file could not be made ready the last time it was tried, if it failed."""
+        return self._file_problems.get(name)
 
     def loaded(self) -> list[str]:
         """Names of this registry's models already loaded in this process (an embedder in any variant)."""

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from kb.errors import ServiceUnavailable
+from kb.ml.catalog import load_catalog
 
 PACKAGE_PREFIX = "package:"
 BUILTIN_CHAT = "smollm2"
@@ -45,7 +46,14 @@ class ModelSpec(BaseModel):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
     kind: Literal["chat", "embedding"]
     backend: Literal["local", "remote"] = "local"
-    path: str | None = Field(default=None, description="HF id, local folder, `.gguf` file or package:NAME/relative")
+    path: str | None = Field(
+        default=None,
+        description="HF id, local folder, `.gguf` file or package:NAME/relative; with `catalog`, your own copy of "
+        "the catalog's file (used in place once its sha256 matches)",
+    )
+    catalog: str | None = Field(
+        default=None, description="A model of kb's catalog (`kb models list`): its verified file from the shared cache."
+    )
     context_length: int | None = Field(default=None, ge=16)
     trust_remote_code: bool = False
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
@@ -75,13 +83,17 @@ class ModelSpec(BaseModel):
 
     @model_validator(mode="after")
     def _fits_backend(self) -> ModelSpec:
-        if self.backend == "local" and not self.path:
+        if self.backend == "local" and not (self.path or self.catalog):
             raise ValueError(f"model '{self.name}': a local model needs 'path' (HF id, folder or .gguf file)")
+        if self.catalog is not None and self.catalog not in load_catalog():
+            raise ValueError(
+                f"model '{self.name}': '{self.catalog}' is not in kb's catalog; it has: {', '.join(load_catalog())}"
+            )
         if self.backend == "remote" and not self.providers:
             raise ValueError(f"model '{self.name}': a remote model needs at least one entry in 'providers'")
-        if self.backend == "remote" and self.path:
+        if self.backend == "remote" and (self.path or self.catalog):
             raise ValueError(f"model '{self.name}': 'path' is for local models; remote ones use 'providers'")
-        if self.engine == "llama.cpp" and not (self.path or "").endswith(".gguf"):
+        if self.engine == "llama.cpp" and not (self.catalog or (self.path or "").endswith(".gguf")):
             raise ValueError(f"model '{self.name}': engine 'llama.cpp' needs a .gguf file as 'path'")
         if self.kind == "chat" and (self.query_prefix or self.document_prefix):
             raise ValueError(f"model '{self.name}': query/document prefixes only apply to embedding models")
@@ -131,9 +143,19 @@ def package_path(reference: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / relative
 
 
-def builtin_specs() -> list[ModelSpec]:
-    """The bundled defaults: SmolLM2-135M-Instruct (GGUF) and all-MiniLM-L6-v2."""
+def catalog_specs() -> list[ModelSpec]:
+    """One spec per chat model of the catalog (the Qwen2.5 GGUF files), by the catalog's name and context."""
     return [
+        ModelSpec(name=entry.name, kind="chat", catalog=entry.name, context_length=entry.default_context)
+        for entry in load_catalog().values()
+        if entry.kind == "chat"
+    ]
+
+
+def builtin_specs() -> list[ModelSpec]:
+    """The bundled defaults: the catalog's chat models, SmolLM2-135M-Instruct (GGUF) and all-MiniLM-L6-v2."""
+    return [
+        *catalog_specs(),
         # Measured by bench/answer.py (BENCHMARKS.md): SmolLM2-135M answers from two focused sentences far
         # more often than from five whole chunks.
         ModelSpec(

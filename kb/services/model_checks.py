@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from kb.errors import BadRequest, KBError
+from kb.ml.catalog import file_state, load_catalog
 from kb.ml.registry import ModelRegistry
 from kb.ml.specs import ModelSpec
 from kb.ml.types import GenerationParams
@@ -32,6 +34,27 @@ class ModelStatus:
     source: str  # the local path, or the remote providers in the order they are tried
     is_default: bool
     loaded: bool
+    file: ModelFile | None = None  # catalog models: licence, size, context and whether the file is ready
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A catalog model's file: what it is and whether it is installed (verified) on this machine."""
+
+    licence: str
+    size: int
+    context_length: int
+    languages: tuple[str, ...]
+    state: str  # "cached", "user-path" (both installed and verified), "parts" (assembled on first use), "missing"
+    detail: str
+
+    @property
+    def installed(self) -> bool:
+        return self.state in ("cached", "user-path")
+
+    @property
+    def available(self) -> bool:
+        return self.state != "missing"
 
 
 @dataclass(frozen=True)
@@ -53,6 +76,43 @@ def _source(spec: ModelSpec) -> str:
     return spec.path or ""
 
 
+def model_file(registry: ModelRegistry, spec: ModelSpec) -> ModelFile | None:
+    """The catalog file behind `spec` and its state (sizes only, no hashing); None for other models."""
+    if spec.catalog is None:
+        return None
+    entry = load_catalog()[spec.catalog]
+    user_path = Path(spec.path).expanduser() if spec.path else None
+    state = file_state(entry, registry.settings.shared_models_dir, user_path)
+    problem = registry.file_problem(spec.name)
+    kind, detail = ("missing", problem) if problem and not state.installed else (state.state, state.detail)
+    return ModelFile(entry.licence, entry.size, entry.context_length, tuple(entry.languages), kind, detail)
+
+
+@dataclass(frozen=True)
+class ChatHealth:
+    """Whether the default chat model can answer, for /healthz: never a reason to refuse to start."""
+
+    name: str
+    available: bool
+    detail: str
+
+
+def default_chat_health(registry: ModelRegistry) -> ChatHealth:
+    """The default chat model's availability: a catalog file missing or bad, a local file gone, or fine."""
+    name = registry.settings.chat_model
+    try:
+        spec = registry.chat_spec(name)
+    except KBError as exc:
+        return ChatHealth(name, False, exc.message)
+    if spec is None or spec.backend == "remote":
+        return ChatHealth(name, True, "in-process instance" if spec is None else "remote providers")
+    file = model_file(registry, spec)
+    if file is not None:
+        return ChatHealth(name, file.available, file.detail)
+    problem = registry.file_problem(name)
+    return ChatHealth(name, problem is None, problem or "configured")
+
+
 def describe_models(registry: ModelRegistry) -> list[ModelStatus]:
     """Chat models, then embedding models, each by name, with backend, source, default and loaded flags."""
     loaded = set(registry.loaded())
@@ -72,6 +132,7 @@ def describe_models(registry: ModelRegistry) -> list[ModelStatus]:
                     source=_source(spec) if spec else "",
                     is_default=name == defaults[kind],
                     loaded=spec is None or name in loaded,
+                    file=model_file(registry, spec) if spec else None,
                 )
             )
     return statuses

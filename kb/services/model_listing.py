@@ -10,21 +10,25 @@ from kb.db.tables import App
 from kb.principal import Principal
 from kb.runtime import Runtime
 from kb.services.gateway import APP_MODEL_PREFIX
+from kb.services.model_checks import ModelFile, describe_models
 
 
 @dataclass(frozen=True)
 class ModelEntryInfo:
     id: str
     owned_by: str
+    file: ModelFile | None = None  # catalog models: licence, size, context, installed
 
 
 def list_model_entries(rt: Runtime, principal: Principal) -> list[ModelEntryInfo]:
     """Configured chat and embedding models (for full-access callers) and apps (an app key sees only its own)."""
     entries: list[ModelEntryInfo] = []
     if principal.is_full:
-        registry = rt.registry
-        names = [*registry.chat_names(), *registry.embedding_names()]
-        entries.extend(ModelEntryInfo(id=name, owned_by="kb") for name in dict.fromkeys(names))
+        seen: set[str] = set()
+        for status in describe_models(rt.registry):
+            if status.name not in seen:
+                seen.add(status.name)
+                entries.append(ModelEntryInfo(id=status.name, owned_by="kb", file=status.file))
     with rt.db.session() as session:
         query = select(App.name).order_by(App.id)
         if principal.app_id is not None:

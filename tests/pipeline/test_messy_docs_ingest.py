@@ -33,7 +33,7 @@ def test_every_messy_file_uploaded_at_once_ends_ready_or_in_error_with_a_reason(
             outcomes[item["name"]] = {"status": "refused", "error": item["error"]["message"], "chunk_count": 0}
             continue
         outcomes[item["name"]] = wait_until_done(api_with_worker, item["id"], timeout=300)
-        assert api_with_worker.get("/healthz").json() == {"status": "ok"}, "the server keeps answering"
+        assert api_with_worker.get("/healthz").json()["status"] == "ok", "the server keeps answering"
 
     assert set(outcomes) == {p.name for p in files}
     for name, outcome in outcomes.items():

@@ -22,7 +22,12 @@ def write(tmp_path, payload) -> object:
 
 def test_builtin_defaults_exist_and_point_into_installed_packages():
     specs = {(s.kind, s.name): s for s in load_specs(None)}
-    assert set(specs) == {("chat", "smollm2"), ("embedding", "minilm")}
+    assert set(specs) == {
+        ("chat", "smollm2"),
+        ("chat", "qwen2.5-coder-1.5b"),
+        ("chat", "qwen2.5-coder-0.5b"),
+        ("embedding", "minilm"),
+    }
     assert package_path(specs[("chat", "smollm2")].path).is_file()
     assert (package_path(specs[("embedding", "minilm")].path) / "modules.json").is_file()
 
@@ -54,9 +59,15 @@ def test_models_file_adds_models_like_fastgpt_config(tmp_path):
         },
     )
     registry = ModelRegistry(Settings(models_file=path))
-    assert [s.name for s in registry.chat_specs()] == ["smollm2", "qwen2.5-1.5b", "gpt-remote"]
+    assert [s.name for s in registry.chat_specs()] == [
+        "qwen2.5-coder-1.5b",
+        "qwen2.5-coder-0.5b",
+        "smollm2",
+        "qwen2.5-1.5b",
+        "gpt-remote",
+    ]
     assert [s.name for s in registry.embedding_specs()] == ["minilm", "m3e", "e5"]
-    remote = registry.chat_specs()[2]
+    remote = registry.chat_spec("gpt-remote")
     assert [p.base_url for p in remote.sorted_providers()] == ["http://a.example/v1", "http://b.example/v1"]
     assert registry.embedding_specs()[2].query_prefix == "query: "
 
@@ -94,10 +105,10 @@ def test_missing_models_file_is_reported(tmp_path):
 
 def test_remote_code_runs_only_when_the_spec_and_the_operator_allow_it(tmp_path):
     path = write(tmp_path, {"chat": [{"name": "odd", "path": "org/odd", "trust_remote_code": True}]})
-    odd = ModelRegistry(Settings(models_file=path)).chat_specs()[1]
+    odd = ModelRegistry(Settings(models_file=path)).chat_spec("odd")
     assert remote_code_allowed(odd, allow_remote_code=True)
     assert not remote_code_allowed(odd, allow_remote_code=False)
-    assert not remote_code_allowed(load_specs(None)[0], allow_remote_code=True)
+    assert not any(remote_code_allowed(spec, allow_remote_code=True) for spec in load_specs(None))
 
 
 def test_the_bundled_chat_model_reads_focused_quotes_and_a_configured_one_whole_chunks_unless_told(tmp_path):

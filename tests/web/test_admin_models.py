@@ -14,9 +14,9 @@ from kb.http.app import create_app
 from kb.ml.registry import ModelRegistry
 from kb.services.model_checks import describe_models, try_model
 from kb.testing import ScriptedChatModel
-from tests.helpers import ADMIN_PASSWORD, csrf_token_of, log_in
+from tests.helpers import ADMIN_PASSWORD, ROOT, csrf_token_of, log_in
 from tests.server.support import BreakingChatModel
-from tests.web.support import web_registry
+from tests.web.support import web_registry, web_settings
 
 
 def rows(html: str, kind_heading: str) -> dict[str, list[str]]:
@@ -119,3 +119,46 @@ def test_the_bundled_models_pass_their_test_buttons(settings):
     assert answered.ok and answered.output, answered.error
     loaded = {m.name for m in describe_models(registry) if m.loaded}
     assert {"minilm", "smollm2"} <= loaded
+
+
+def test_a_missing_chat_model_file_still_starts_and_is_reported_on_healthz_the_page_and_v1_models(
+    tmp_path, database_url, db
+):
+    models_file = tmp_path / "models.json"
+    gone = tmp_path / "gone.gguf"
+    models_file.write_text(
+        json.dumps({"chat": [{"name": "my-qwen", "catalog": "qwen2.5-coder-0.5b", "path": str(gone)}]})
+    )
+    settings = web_settings(tmp_path, database_url).model_copy(
+        update={"models_file": models_file, "models_dir": tmp_path / "models", "chat_model": "my-qwen"}
+    )
+    with TestClient(create_app(settings, db=db, registry=web_registry(settings))) as client:
+        health = client.get("/healthz")
+        assert health.status_code == 200
+        model = health.json()["chat_model"]
+        assert model["name"] == "my-qwen" and model["available"] is False and str(gone) in model["detail"]
+        log_in(client)
+        chat = rows(client.get("/admin/models").text, "Chat models")
+        assert (
+            chat["my-qwen"][4].startswith("Apache-2.0 · 0.49 GB · 32,768 tokens")
+            and "unavailable" in chat["my-qwen"][4]
+        )
+        assert chat["qwen2.5-coder-1.5b"][4].startswith("Apache-2.0 · 1.12 GB · 32,768 tokens")
+        assert chat["smollm2"][4] == "—"
+        listed = {m["id"]: m for m in client.get("/v1/models", headers=ROOT).json()["data"]}
+    assert listed["qwen2.5-coder-1.5b"] | {"available": None} == {
+        "id": "qwen2.5-coder-1.5b",
+        "object": "model",
+        "created": 0,
+        "owned_by": "kb",
+        "licence": "Apache-2.0",
+        "size_bytes": 1_117_320_768,
+        "context_length": 32768,
+        "installed": False,  # nothing in this test's empty models folder
+        "available": None,  # depends on whether this machine has its part packages
+    }
+    assert listed["my-qwen"]["available"] is False and "licence" not in listed["smollm2"]
+
+
+def test_the_healthz_of_an_available_chat_model_says_so_without_details(client):
+    assert client.get("/healthz").json() == {"status": "ok", "chat_model": {"name": "scripted", "available": True}}

@@ -1,4 +1,8 @@
-"""`GET /healthz`: 200 when the database answers, 503 otherwise. No key needed."""
+"""`GET /healthz`: 200 when the database answers, 503 otherwise. No key needed.
+
+The body also says whether the default chat model can answer: a missing model never stops the server,
+it is reported here (and on the admin Models page) with what to do.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from kb.http.api.errors import error_body
+from kb.http.deps import app_registry
+from kb.services.model_checks import default_chat_health
 
 router = APIRouter()
 
@@ -21,4 +27,8 @@ def healthz(request: Request) -> JSONResponse:
             status_code=503,
             headers={"Retry-After": "5"},
         )
-    return JSONResponse({"status": "ok"})
+    chat = default_chat_health(app_registry(request.app.state))
+    model = {"name": chat.name, "available": chat.available}
+    if not chat.available:
+        model["detail"] = chat.detail
+    return JSONResponse({"status": "ok", "chat_model": model})
