@@ -27,6 +27,7 @@ from kb.http.api import (
     openai_embeddings,
     openai_models,
     search,
+    share,
 )
 from kb.http.api.errors import install_error_handlers
 from kb.http.api.usage_log import UsageLogMiddleware
@@ -43,6 +44,7 @@ from kb.http.pages import keys as key_pages
 from kb.http.pages import learn
 from kb.http.pages import model_status as model_pages
 from kb.http.pages import search as search_pages
+from kb.http.pages import share as share_pages
 from kb.http.pages.templating import WEB_DIR
 from kb.http.security.auth import LoginRequired, redirect_to_login
 from kb.http.security.csrf import csrf_protect
@@ -68,6 +70,8 @@ ROUTERS = (
     key_pages,
     model_pages,
     chat_pages,
+    share_pages,
+    share,
     openai_chat,
     openai_embeddings,
     keys,

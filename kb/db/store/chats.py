@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,6 +25,8 @@ class ChatRecord:
     created_at: datetime
     updated_at: datetime
     message_count: int = 0
+    share_link_id: int | None = None
+    visitor_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,26 +66,34 @@ def get_chat(session: Session, chat_id: str) -> ChatRecord | None:
 
 
 def ensure_chat(
-    session: Session, chat_id: str, *, app_id: int, api_key_id: int | None, title: str, source: str
+    session: Session,
+    chat_id: str,
+    *,
+    app_id: int,
+    api_key_id: int | None,
+    title: str,
+    source: str,
+    share_link_id: int | None = None,
+    visitor_id: str | None = None,
 ) -> None:
     """Create the chat unless it exists (two first requests with one chatId both succeed)."""
-    session.execute(
-        insert(Chat)
-        .values(id=chat_id, app_id=app_id, api_key_id=api_key_id, title=title, source=source)
-        .on_conflict_do_nothing(index_elements=[Chat.id])
-    )
+    values = {"app_id": app_id, "api_key_id": api_key_id, "title": title, "source": source}
+    if visitor_id is not None:
+        values.update(share_link_id=share_link_id, visitor_id=visitor_id)
+    session.execute(insert(Chat).values(id=chat_id, **values).on_conflict_do_nothing(index_elements=[Chat.id]))
 
 
 def list_chats(
-    session: Session, *, app_id: int | None = None, offset: int = 0, limit: int = 50
+    session: Session, *, app_id: int | None = None, offset: int = 0, limit: int = 50, where: Sequence[Any] = ()
 ) -> tuple[list[ChatRecord], int]:
-    """Chats newest-first (optionally of one app) with message counts, and the total."""
+    """Chats newest-first (optionally of one app, and matching `where`) with message counts, and the total."""
     counts = _counts()
+    conditions = [*where, *([Chat.app_id == app_id] if app_id is not None else [])]
     query = select(Chat, func.coalesce(counts.c.n, 0)).outerjoin(counts, counts.c.chat_id == Chat.id)
     total_query = select(func.count()).select_from(Chat)
-    if app_id is not None:
-        query = query.where(Chat.app_id == app_id)
-        total_query = total_query.where(Chat.app_id == app_id)
+    if conditions:
+        query = query.where(*conditions)
+        total_query = total_query.where(*conditions)
     rows = session.execute(query.order_by(Chat.updated_at.desc(), Chat.id).offset(offset).limit(limit)).all()
     return [_chat(row, n) for row, n in rows], int(session.scalar(total_query) or 0)
 
@@ -139,3 +150,8 @@ def set_feedback(session: Session, message_id: int, rating: int | None, comment:
     row.feedback, row.feedback_comment = rating, comment
     session.flush()
     return _message(row)
+
+
+def visitor_filter(share_link_id: int, visitor_id: str) -> list[Any]:
+    """`list_chats(where=...)`: the chats one share-link visitor started."""
+    return [Chat.share_link_id == share_link_id, Chat.visitor_id == visitor_id]

@@ -1,4 +1,5 @@
-"""`GET /healthz`: 200 when the database answers, 503 otherwise. No key needed."""
+"""`GET /healthz`: 200 when the database answers, 503 otherwise (no key needed); `GET /api/generations`: how many
+answers this process is generating (full access), so an operator or a test can see Stop free the CPU."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from kb.http.api.errors import error_body
+from kb.http.deps import FullAccessDep
+from kb.services.threaded_stream import running_generations
 
 router = APIRouter()
 
@@ -22,3 +25,9 @@ def healthz(request: Request) -> JSONResponse:
             headers={"Retry-After": "5"},
         )
     return JSONResponse({"status": "ok"})
+
+
+@router.get("/api/generations", tags=["health"])
+def generations(_: FullAccessDep) -> dict[str, int]:
+    """Answers being generated right now in this process (a stopped one counts until its model has stopped)."""
+    return {"running": running_generations()}

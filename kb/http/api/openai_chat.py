@@ -117,19 +117,24 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, princi
         prepare_chat, runtime(request), principal, body.to_chat_request(), request.app.state.app_chat
     )
     usage.model = job.model
+    return await respond(request, job, stream=body.stream, include_usage=body.include_usage, usage=usage)
+
+
+async def respond(request: Request, job: ChatJob, *, stream: bool, include_usage: bool, usage: RequestUsage):
+    """Run a prepared chat job and answer with its whole body or, streaming, its server-sent events."""
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-    stream = start_chat(job)
-    if not body.stream:
-        completion = await collect_completion(stream, request.is_disconnected)
+    started = start_chat(job)
+    if not stream:
+        completion = await collect_completion(started, request.is_disconnected)
         usage.add_tokens(completion.prompt_tokens, completion.completion_tokens)
         return JSONResponse(completion_body(completion_id, created, job, completion))
     try:
         # Wait for the first piece before sending headers, so a refused prompt or a dead provider is a plain HTTP error.
-        first = await stream.next(request.is_disconnected)
+        first = await started.next(request.is_disconnected)
     except BaseException:
-        stream.close()
+        started.close()
         raise
-    writer = ChunkWriter(completion_id, created, job.model, body.include_usage)
+    writer = ChunkWriter(completion_id, created, job.model, include_usage)
     return StreamingResponse(
-        sse_events(stream, first, job, writer, usage), media_type="text/event-stream", headers=SSE_HEADERS
+        sse_events(started, first, job, writer, usage), media_type="text/event-stream", headers=SSE_HEADERS
     )

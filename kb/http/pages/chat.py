@@ -1,8 +1,8 @@
 """The chat page `/`: pick an app, ask, watch the answer stream in, open the quotes it cites.
 
-Who may chat: the admin (the session cookie), like every other page that shows the knowledge bases'
-contents; logged out, `/` redirects to the login page. kb has no per-user accounts, so a public chat
-would need its own access model (share links, rate limits): left for when someone needs it.
+Who may chat here: the admin (the session cookie), like every other page that shows the knowledge bases'
+contents; logged out, `/` redirects to the login page. Everybody else chats through an app's share
+link (kb/http/pages/share.py), which reuses this page's conversation and rendering.
 
 How an answer arrives: chat.js posts to `/v1/chat/completions` (`stream`, `detail`, `chatId`) with the
 session cookie and the CSRF header, the same route and service programs use, and shows the streamed
@@ -27,6 +27,7 @@ from kb.db.store.chats import MessageRecord
 from kb.http.deps import AdminDep, RuntimeDep
 from kb.http.pages.markdown import render_answer
 from kb.http.pages.templating import render
+from kb.rag.answer import STOPPED
 from kb.services import apps as app_service
 from kb.services import chats as chat_service
 
@@ -55,6 +56,8 @@ class AnswerView:
     chat_id: str | None = None
     message_id: int | None = None
     feedback: str | None = None
+    comment: str | None = None
+    stopped: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class RenderRequest(BaseModel):
     quotes: list[QuoteIn] = Field(default_factory=list, max_length=200)
     chat_id: str | None = Field(default=None, max_length=100)
     message_id: int | None = None
+    stopped: bool = False
 
 
 def answer_view(
@@ -95,6 +99,8 @@ def answer_view(
     chat_id: str | None = None,
     message_id: int | None = None,
     feedback: str | None = None,
+    comment: str | None = None,
+    stopped: bool = False,
 ) -> AnswerView:
     """Render an answer's Markdown safely; its `[n]` become buttons for the quotes it was given."""
     views = [
@@ -104,7 +110,7 @@ def answer_view(
         for q in quotes
     ]
     html = render_answer(text, {view.number for view in views})
-    return AnswerView(html, views, chat_id, message_id, feedback)
+    return AnswerView(html, views, chat_id, message_id, feedback, comment, stopped)
 
 
 def chat_lines(chat_id: str, messages: Sequence[MessageRecord]) -> list[ChatLine]:
@@ -115,7 +121,15 @@ def chat_lines(chat_id: str, messages: Sequence[MessageRecord]) -> list[ChatLine
             lines.append(ChatLine(message.role, message.content))
             continue
         feedback = {1: "up", -1: "down"}.get(message.feedback)
-        view = answer_view(message.content, message.quotes, chat_id=chat_id, message_id=message.id, feedback=feedback)
+        view = answer_view(
+            message.content,
+            message.quotes,
+            chat_id=chat_id,
+            message_id=message.id,
+            feedback=feedback,
+            comment=message.feedback_comment,
+            stopped=message.timings.get("finish_reason") == STOPPED,
+        )
         lines.append(ChatLine("assistant", message.content, view))
     return lines
 
@@ -156,7 +170,11 @@ def chat_page(
 @router.post("/chat/render", name="chat_render")
 def render_finished_answer(body: RenderRequest, request: Request, _: AdminDep) -> HTMLResponse:
     """The server-side rendering of an answer that just finished streaming (an HTML fragment)."""
-    view = answer_view(
-        body.text, [quote.model_dump() for quote in body.quotes], chat_id=body.chat_id, message_id=body.message_id
-    )
+    return render_fragment(request, body)
+
+
+def render_fragment(request: Request, body: RenderRequest) -> HTMLResponse:
+    """A finished (or stopped) answer as the `chat/_answer.html` fragment."""
+    quotes = [quote.model_dump() for quote in body.quotes]
+    view = answer_view(body.text, quotes, chat_id=body.chat_id, message_id=body.message_id, stopped=body.stopped)
     return render(request, "chat/_answer.html", {"view": view}, headers=NO_STORE)
