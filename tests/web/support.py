@@ -51,10 +51,11 @@ class PacedChatModel(ScriptedChatModel):
             time.sleep(self.pause)
 
 
-def web_registry(settings: Settings, *, pause: float = 0.0) -> ModelRegistry:
-    """A registry of its own (fakes must not leak into other tests' shared one) with fast fakes."""
+def web_registry(settings: Settings, *, pause: float = 0.0, replies=None) -> ModelRegistry:
+    """A registry of its own (fakes must not leak into other tests' shared one) with fast fakes;
+    the chat model answers ANSWER, or what `replies(messages)` says."""
     registry = ModelRegistry(settings)
-    registry.register_chat(PacedChatModel(lambda messages: ANSWER, name="scripted", pause=pause))
+    registry.register_chat(PacedChatModel(replies or (lambda messages: ANSWER), name="scripted", pause=pause))
     registry.register_embedder(HashEmbedder(name="hash"))
     return registry
 

@@ -6,7 +6,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -84,15 +84,23 @@ class ChunkWriter:
 
 
 async def sse_events(
-    stream: ThreadedStream[StreamItem], first: StreamItem, job: ChatJob, writer: ChunkWriter, usage: RequestUsage
+    stream: ThreadedStream[StreamItem],
+    first: StreamItem,
+    job: ChatJob,
+    writer: ChunkWriter,
+    usage: RequestUsage,
+    is_disconnected: Callable[[], Awaitable[bool]] | None = None,
 ) -> AsyncIterator[str]:
-    """The answer as events; an error midway becomes an error event in OpenAI's shape, then the stream ends."""
+    """The answer as events; an error midway becomes an error event in OpenAI's shape, then the stream ends.
+
+    A client that leaves (Stop in the web chat, an SDK closing the stream) is noticed while the model
+    is still thinking, and the model is cancelled at once: see ThreadedStream."""
     try:
         yield writer.chunk({"role": "assistant", "content": ""})
         item = first
         while not isinstance(item, Completion):
             yield writer.chunk({"content": item.text})
-            item = await stream.next()
+            item = await stream.next(is_disconnected)
         usage.add_tokens(item.prompt_tokens, item.completion_tokens)
         for event in writer.ending(item, job.extras):
             yield event
@@ -136,5 +144,7 @@ async def respond(request: Request, job: ChatJob, *, stream: bool, include_usage
         raise
     writer = ChunkWriter(completion_id, created, job.model, include_usage)
     return StreamingResponse(
-        sse_events(started, first, job, writer, usage), media_type="text/event-stream", headers=SSE_HEADERS
+        sse_events(started, first, job, writer, usage, request.is_disconnected),
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
     )
