@@ -33,6 +33,8 @@ from kb.http.api.errors import install_error_handlers
 from kb.http.api.usage_log import UsageLogMiddleware
 from kb.http.deps import app_registry, app_runtime
 from kb.http.pages import admin as admin_pages
+from kb.http.pages import app_logs as app_log_pages
+from kb.http.pages import app_sharing as app_sharing_pages
 from kb.http.pages import apps as app_pages
 from kb.http.pages import auth as auth_pages
 from kb.http.pages import chat as chat_pages
@@ -66,6 +68,8 @@ ROUTERS = (
     learn,
     auth_pages,
     admin_pages,
+    app_sharing_pages,
+    app_log_pages,
     app_pages,
     key_pages,
     model_pages,

@@ -341,8 +341,8 @@
       if (button.classList.contains("feedback-button")) {
         rating = button.getAttribute("aria-pressed") === "true" ? null : button.dataset.rating;
       }
-      const conversation = group.closest(".chat");
-      const api = conversation.dataset.chatsApi || "/api/chats";
+      const conversation = group.closest(".chat"); // none on the admin's log page
+      const api = (conversation && conversation.dataset.chatsApi) || "/api/chats";
       const url = api + "/" + encodeURIComponent(group.dataset.chatId) + "/messages/" + group.dataset.messageId + "/feedback";
       try {
         const comment = group.querySelector("input.feedback-comment");
@@ -353,7 +353,7 @@
         group.removeAttribute("data-error");
         group.dataset.saved = "true";
       } catch (error) {
-        group.dataset.error = format(conversation.dataset.textFeedbackFailed, { message: error.message });
+        group.dataset.error = conversation ? format(conversation.dataset.textFeedbackFailed, { message: error.message }) : error.message;
       }
     });
   }

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -155,3 +155,25 @@ def set_feedback(session: Session, message_id: int, rating: int | None, comment:
 def visitor_filter(share_link_id: int, visitor_id: str) -> list[Any]:
     """`list_chats(where=...)`: the chats one share-link visitor started."""
     return [Chat.share_link_id == share_link_id, Chat.visitor_id == visitor_id]
+
+
+def log_filter(
+    *, feedback: str | None = None, since: datetime | None = None, until: datetime | None = None, share_link_id=None
+) -> list[Any]:
+    """`list_chats(where=...)` for the admin's logs: chats with this feedback (up, down, comment), active in
+    [since, until), started through this share link."""
+    conditions: list[Any] = []
+    rated = {
+        "up": Message.feedback == 1,
+        "down": Message.feedback == -1,
+        "comment": Message.feedback_comment.isnot(None),
+    }
+    if feedback in rated:
+        conditions.append(exists().where(Message.chat_id == Chat.id, rated[feedback]))
+    if since is not None:
+        conditions.append(Chat.updated_at >= since)
+    if until is not None:
+        conditions.append(Chat.updated_at < until)
+    if share_link_id is not None:
+        conditions.append(Chat.share_link_id == share_link_id)
+    return conditions
