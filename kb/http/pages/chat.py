@@ -161,6 +161,7 @@ def chat_page(
         "apps": apps,
         "app": chosen,
         "chats": chats,
+        "settings": app_service.chat_settings_of(chosen) if chosen else None,
         "chat_id": chat or secrets.token_urlsafe(12),  # a new conversation's id, used once its first answer is kept
         "messages": lines,
     }
