@@ -10,7 +10,7 @@ import pytest
 
 from kb.http.app import create_app
 from kb.ml.messages import last_user_text
-from tests.browser_support import screenshot
+from tests.browser_support import log_in, screenshot
 from tests.helpers import ROOT
 from tests.web.support import ANSWER, QUESTION, web_registry
 
@@ -89,3 +89,25 @@ def test_the_share_page_in_chinese(page, live_server, lakes_app):
     assert page.locator("form.ask button[type=submit]").inner_text() == "提问"
     assert page.locator(".new-chat").inner_text() == "新对话"
     screenshot(page, "share-page-zh")
+
+
+def test_the_admin_reads_a_visitors_conversation_in_the_logs(page, live_server, lakes_app):
+    link = httpx.post(
+        f"{live_server.url}/api/apps/{lakes_app.id}/share-links", json={"name": "Docs site"}, headers=ROOT
+    ).json()
+    page.goto(link["url"])
+    ask(page, QUESTION)
+    page.locator('.chat-history a[aria-current="page"]').wait_for()
+
+    log_in(page)
+    page.goto(f"/admin/apps/{lakes_app.id}/logs?link={link['id']}")
+    row = page.locator("table.chat-logs tbody tr")
+    assert row.count() == 1 and "Share link: Docs site" in row.inner_text()
+    screenshot(page, "logs-page")
+    page.goto(f"/admin/apps/{lakes_app.id}/logs?link={link['id']}&lang=zh")
+    assert "分享链接：Docs site" in row.inner_text()
+    screenshot(page, "logs-page-zh")
+    row.locator("a").click()
+    page.locator("details.annotate summary").click()
+    assert page.locator("details.annotate textarea[name=question]").input_value() == QUESTION
+    page.goto(page.url.split("?")[0] + "?lang=en")
