@@ -51,6 +51,7 @@
     row.dataset.id = id;
     field(row, "name").href = fill(table.dataset.chunksUrl, { id });
     field(row, "retry").action = fill(table.dataset.retryUrl, { id });
+    field(row, "download").href = "/api/collections/" + encodeURIComponent(id) + "/file";
     row.querySelector("details.confirm form").action = fill(table.dataset.deleteUrl, { id });
     return row;
   }
@@ -60,6 +61,7 @@
     row.dataset.status = item.status;
     field(row, "name").textContent = item.name;
     field(row, "source").textContent = sourceText(item);
+    field(row, "download").hidden = item.source_type !== "file";
     const status = field(row, "status");
     status.textContent = labels.status[item.status] || item.status;
     status.className = "status status-" + item.status;

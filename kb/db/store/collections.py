@@ -215,3 +215,9 @@ def delete_collection(session: Session, collection_id: int) -> bool:
 def lock_file(session: Session, file_path: str) -> None:
     """Serialise work on one stored file (keep on upload, unlink on delete) until the transaction ends."""
     session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:p))"), {"p": file_path})
+
+
+def ids_with_files(session: Session, collection_ids: set[int]) -> set[int]:
+    """The collections among these that keep an uploaded file."""
+    query = select(Collection.id).where(Collection.id.in_(collection_ids), Collection.file_path.isnot(None))
+    return set(session.scalars(query))

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from pydantic import TypeAdapter, ValidationError
 from starlette.datastructures import UploadFile
 
@@ -30,6 +30,7 @@ from kb.schemas import (
 )
 from kb.services import collections as service
 from kb.services.collections import AddOutcome, Upload
+from kb.services.originals import OriginalFile, original_file
 
 router = APIRouter(prefix="/api", tags=["collections"], dependencies=[Depends(require_full_access)])
 
@@ -166,6 +167,24 @@ def list_collections(
 def get_collection(collection_id: int, rt: RuntimeDep) -> CollectionPublic:
     detail = service.get_collection(rt, collection_id)
     return _public(detail.collection, detail.job)
+
+
+@router.get("/collections/{collection_id}/file", response_class=FileResponse)
+def download_original(collection_id: int, rt: RuntimeDep) -> FileResponse:
+    """The document's original file: a PDF opens in the browser (add `#page=N`), other types download."""
+    return file_response(original_file(rt, collection_id))
+
+
+def file_response(original: OriginalFile) -> FileResponse:
+    """The stored file under its own name; only a PDF is shown inline (never HTML: it could run script here)."""
+    disposition = "inline" if original.inline else "attachment"
+    return FileResponse(
+        original.path,
+        media_type=original.content_type,
+        filename=original.name,
+        content_disposition_type=disposition,
+        headers={"Cache-Control": "private, no-store"},
+    )
 
 
 @router.delete("/collections/{collection_id}", status_code=204)

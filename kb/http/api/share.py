@@ -52,8 +52,8 @@ async def visitor_chat(body: ChatCompletionRequest, request: Request, visitor: V
 
 
 @router.post("/api/share/{token}/render", include_in_schema=False)
-def visitor_render(body: RenderRequest, request: Request, _: VisitorDep):
-    return render_fragment(request, body)
+def visitor_render(token: str, body: RenderRequest, request: Request, _: VisitorDep):
+    return render_fragment(request, body, runtime(request), f"/s/{token}/files/{{id}}")
 
 
 @router.get("/api/share/{token}/chats", response_model=ChatList)

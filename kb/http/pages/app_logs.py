@@ -14,7 +14,7 @@ from kb.errors import KBError
 from kb.http.deps import RuntimeDep
 from kb.http.i18n import request_language
 from kb.http.pages.admin import render_admin
-from kb.http.pages.chat import chat_lines
+from kb.http.pages.chat import ADMIN_FILE_LINK, chat_lines, file_links
 from kb.http.pages.forms import notice_text, path_for, refusal_message, see_other
 from kb.http.security.auth import require_admin
 from kb.services import chat_logs
@@ -74,7 +74,7 @@ def _conversation_page(request: Request, rt, app_id: int, chat_id: str, error: s
     context = {
         "app": app,
         "chat": chat,
-        "lines": chat_lines(chat.id, messages),
+        "lines": chat_lines(chat.id, messages, file_links(rt, ADMIN_FILE_LINK, [m.quotes for m in messages])),
         "messages": messages,
         "datasets": datasets,
         "error": error,

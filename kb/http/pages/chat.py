@@ -30,6 +30,7 @@ from kb.http.pages.templating import render
 from kb.rag.answer import STOPPED
 from kb.services import apps as app_service
 from kb.services import chats as chat_service
+from kb.services import originals
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -45,6 +46,7 @@ class QuoteView:
     text: str
     cited: bool
     score: float | None
+    file_url: str | None = None  # the original file, at the cited page for a PDF
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class QuoteIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     number: int = Field(ge=1, le=1000)
+    collection_id: int | None = None
     source: str = Field(default="", max_length=2000)
     page: int | None = None
     text: str = Field(default="", max_length=100_000)
@@ -92,6 +95,17 @@ class RenderRequest(BaseModel):
     stopped: bool = False
 
 
+ADMIN_FILE_LINK = "/api/collections/{id}/file"
+
+
+def _file_url(quote: dict, file_link: str, with_files: set[int]) -> str | None:
+    collection_id = quote.get("collection_id")
+    if collection_id not in with_files:
+        return None
+    page = f"#page={quote['page']}" if quote.get("page") else ""
+    return file_link.replace("{id}", str(collection_id)) + page
+
+
 def answer_view(
     text: str,
     quotes: Sequence[dict],
@@ -101,11 +115,20 @@ def answer_view(
     feedback: str | None = None,
     comment: str | None = None,
     stopped: bool = False,
+    files: tuple[str, set[int]] = (ADMIN_FILE_LINK, set()),
 ) -> AnswerView:
-    """Render an answer's Markdown safely; its `[n]` become buttons for the quotes it was given."""
+    """Render an answer's Markdown safely; its `[n]` become buttons for the quotes it was given.
+
+    `files` is (link template with `{id}`, the collections that have an original file to open)."""
     views = [
         QuoteView(
-            q["number"], q.get("source") or "", q.get("page"), q.get("text") or "", bool(q.get("cited")), q.get("score")
+            q["number"],
+            q.get("source") or "",
+            q.get("page"),
+            q.get("text") or "",
+            bool(q.get("cited")),
+            q.get("score"),
+            _file_url(q, *files),
         )
         for q in quotes
     ]
@@ -113,7 +136,15 @@ def answer_view(
     return AnswerView(html, views, chat_id, message_id, feedback, comment, stopped)
 
 
-def chat_lines(chat_id: str, messages: Sequence[MessageRecord]) -> list[ChatLine]:
+def file_links(rt, file_link: str, messages: Sequence[dict]) -> tuple[str, set[int]]:
+    """The link template and which quoted documents (of these quote lists) have files."""
+    ids = {quote.get("collection_id") for quotes in messages for quote in quotes} - {None}
+    return file_link, originals.with_files(rt, ids)
+
+
+def chat_lines(
+    chat_id: str, messages: Sequence[MessageRecord], files: tuple[str, set[int]] = (ADMIN_FILE_LINK, set())
+) -> list[ChatLine]:
     """A stored conversation as the page shows it."""
     lines = []
     for message in messages:
@@ -129,6 +160,7 @@ def chat_lines(chat_id: str, messages: Sequence[MessageRecord]) -> list[ChatLine
             feedback=feedback,
             comment=message.feedback_comment,
             stopped=message.timings.get("finish_reason") == STOPPED,
+            files=files,
         )
         lines.append(ChatLine("assistant", message.content, view))
     return lines
@@ -152,7 +184,7 @@ def chat_page(
     if chat is not None:
         stored, messages = chat_service.get_chat(rt.db, principal, chat)
         app = stored.app_id  # a chat link opens its own app
-        lines = chat_lines(stored.id, messages)
+        lines = chat_lines(stored.id, messages, file_links(rt, ADMIN_FILE_LINK, [m.quotes for m in messages]))
     chosen = _chosen_app(apps, app)
     chats = []
     if chosen is not None:
@@ -169,13 +201,16 @@ def chat_page(
 
 
 @router.post("/chat/render", name="chat_render")
-def render_finished_answer(body: RenderRequest, request: Request, _: AdminDep) -> HTMLResponse:
+def render_finished_answer(body: RenderRequest, request: Request, rt: RuntimeDep, _: AdminDep) -> HTMLResponse:
     """The server-side rendering of an answer that just finished streaming (an HTML fragment)."""
-    return render_fragment(request, body)
+    return render_fragment(request, body, rt, ADMIN_FILE_LINK)
 
 
-def render_fragment(request: Request, body: RenderRequest) -> HTMLResponse:
+def render_fragment(request: Request, body: RenderRequest, rt, file_link: str) -> HTMLResponse:
     """A finished (or stopped) answer as the `chat/_answer.html` fragment."""
     quotes = [quote.model_dump() for quote in body.quotes]
-    view = answer_view(body.text, quotes, chat_id=body.chat_id, message_id=body.message_id, stopped=body.stopped)
+    files = file_links(rt, file_link, [quotes])
+    view = answer_view(
+        body.text, quotes, chat_id=body.chat_id, message_id=body.message_id, stopped=body.stopped, files=files
+    )
     return render(request, "chat/_answer.html", {"view": view}, headers=NO_STORE)

@@ -15,12 +15,14 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from kb.errors import NotFound
+from kb.http.api.collections import file_response
 from kb.http.deps import RuntimeDep
-from kb.http.pages.chat import NO_STORE, chat_lines
+from kb.http.pages.chat import NO_STORE, chat_lines, file_links
 from kb.http.pages.templating import render
 from kb.http.security import visitor as visitors
 from kb.services import share_links as share_service
 from kb.services.apps import chat_settings_of, get_app
+from kb.services.originals import original_file
 from kb.services.share_links import ShareLinkUnavailable
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
@@ -52,7 +54,7 @@ def share_page(token: str, request: Request, rt: RuntimeDep, chat: str | None = 
     if chat is not None:
         try:
             _, messages = share_service.visitor_chat(rt, link, visitor.visitor_id, chat)
-            lines = chat_lines(chat, messages)
+            lines = chat_lines(chat, messages, file_links(rt, f"/s/{token}/files/{{id}}", [m.quotes for m in messages]))
         except NotFound:  # somebody else's or a deleted chat: start a new one instead
             chat = None
     base = f"/api/share/{token}"
@@ -96,3 +98,15 @@ def unlock(
     response = RedirectResponse(f"/s/{token}{'?embed=1' if embed else ''}", status_code=303)
     visitors.remember(response, rt, visitors.Visitor(link, visitor.visitor_id, True))
     return response
+
+
+@router.get("/s/{token}/files/{collection_id}", name="share_file")
+def share_file(token: str, collection_id: int, request: Request, rt: RuntimeDep) -> Response:
+    """A cited document's original file, for whoever may use the link (a password link: once unlocked)."""
+    try:
+        link = share_service.open_link(rt, token)
+    except ShareLinkUnavailable as exc:
+        return _unavailable(request, exc)
+    if not visitors.page_visitor(rt, link, request).unlocked:
+        return render(request, "share/password.html", {"token": token, "embed": False}, status_code=401)
+    return file_response(original_file(rt, collection_id, app_id=link.app_id))
