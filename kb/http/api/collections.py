@@ -15,6 +15,7 @@ from kb.errors import BadRequest, UnsupportedMedia
 from kb.http.api.errors import error_body
 from kb.http.api.uploads import check_declared_length, read_json, read_multipart
 from kb.http.deps import RuntimeDep
+from kb.http.pages.forms import parse_separators
 from kb.http.security.auth import require_full_access
 from kb.runtime import Runtime
 from kb.schemas import (
@@ -29,6 +30,7 @@ from kb.schemas import (
     UploadResult,
 )
 from kb.services import collections as service
+from kb.services.chunk_preview import preview_chunks
 from kb.services.collections import AddOutcome, Upload
 from kb.services.originals import OriginalFile, original_file
 
@@ -149,6 +151,39 @@ async def add_collections(dataset_id: int, request: Request, rt: RuntimeDep) -> 
             code="unsupported_request_type",
         )
     return _respond(outcomes)
+
+
+@router.post("/datasets/{dataset_id}/preview")
+async def preview(dataset_id: int, request: Request, rt: RuntimeDep) -> JSONResponse:
+    """The first chunks (with sizes) one file would make under the dataset's chunk settings, or the ones sent
+    with it (`max_tokens`, `overlap`, `separators`, one per line); nothing is stored."""
+    form = await read_multipart(request, rt.settings.max_upload_bytes)
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise BadRequest("Send the file in a multipart field named 'file'.", code="missing_file")
+        data = await upload.read()
+        overrides = _chunk_overrides(form)
+        result = await run_in_threadpool(preview_chunks, rt, dataset_id, data, upload.filename or "", overrides)
+    finally:
+        await form.close()
+    return JSONResponse(asdict(result))
+
+
+def _chunk_overrides(form) -> dict:
+    """The chunk settings a form sends (blank fields keep the dataset's)."""
+    overrides: dict = {}
+    for name in ("max_tokens", "overlap"):
+        value = str(form.get(name) or "").strip()
+        if value:
+            try:
+                overrides[name] = float(value) if name == "overlap" else int(value)
+            except ValueError as exc:
+                raise BadRequest(f"{name} must be a number, not '{value}'.") from exc
+    separators = parse_separators(str(form.get("separators") or ""))
+    if separators:
+        overrides["separators"] = separators
+    return overrides
 
 
 @router.get("/datasets/{dataset_id}/collections", response_model=CollectionPage)
