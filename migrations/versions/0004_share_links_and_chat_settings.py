@@ -1,7 +1,7 @@
 """share links, chat settings of apps, and who started a chat
 
-Revision ID: 0003_chat
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-02 10:40:00
 
 Share links give an app a public chat page (and an embeddable one) without an admin login; a chat
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = '0003_chat'
-down_revision = '0002'
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
