@@ -157,6 +157,9 @@ async def add_collections(dataset_id: int, request: Request, rt: RuntimeDep) -> 
 async def preview(dataset_id: int, request: Request, rt: RuntimeDep) -> JSONResponse:
     """The first chunks (with sizes) one file would make under the dataset's chunk settings, or the ones sent
     with it (`max_tokens`, `overlap`, `separators`, one per line); nothing is stored."""
+    check_declared_length(request, rt.settings.max_upload_bytes)
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise UnsupportedMedia("Send the file as multipart/form-data in a field named 'file'.")
     form = await read_multipart(request, rt.settings.max_upload_bytes)
     try:
         upload = form.get("file")
