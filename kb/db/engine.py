@@ -86,12 +86,17 @@ def ensure_database(server_url: str, name: str) -> None:
 
 def resolve_database_url(settings: Settings) -> str:
     """The database to use: `KB_DATABASE_URL` as given, else the embedded server's `kb` database."""
+    return _resolve(settings)[0]
+
+
+def _resolve(settings: Settings):
+    """(url, the embedded server handle this process joined, or None)."""
     if settings.database_url:
-        return sqlalchemy_url(settings.database_url)
+        return sqlalchemy_url(settings.database_url), None
     server = start_embedded_server(settings.pg_dir)
     admin_url = server.get_uri()
     ensure_database(admin_url, DATABASE_NAME)
-    return sqlalchemy_url(server.get_uri(database=DATABASE_NAME))
+    return sqlalchemy_url(server.get_uri(database=DATABASE_NAME)), server
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
@@ -113,10 +118,14 @@ class Database:
         self.url = sqlalchemy_url(url)
         self.engine = make_engine(self.url, pool_size=pool_size)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._embedded = None  # the embedded server this process joined, released by dispose()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
-        return cls(resolve_database_url(settings))
+        url, server = _resolve(settings)
+        database = cls(url)
+        database._embedded = server
+        return database
 
     @cached_property
     def libpq_url(self) -> str:
@@ -139,4 +148,13 @@ class Database:
             conn.execute(text("SELECT 1"))
 
     def dispose(self) -> None:
+        """Close the connections and leave the embedded server (stopping it if this was its last user).
+
+        The package leaves it at interpreter exit too, but uvicorn ends `kb serve` on SIGTERM by raising the
+        signal again once it has shut down, which kills the interpreter before any exit handler runs: the
+        server then kept running with the dead process still listed as its user.
+        """
         self.engine.dispose()
+        if self._embedded is not None:
+            server, self._embedded = self._embedded, None
+            server.cleanup()

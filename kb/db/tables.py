@@ -142,6 +142,8 @@ class App(Base):
     search_settings: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     not_found_reply: Mapped[str | None] = mapped_column(Text)
     allow_general_knowledge: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    # temperature, max_tokens, opening_message, suggested_questions (kb.services.apps.ChatSettings)
+    chat_settings: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
 
@@ -170,15 +172,40 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = _now()
 
 
+class ShareLink(Base):
+    """A public chat page for one app: whoever holds the token may chat, within the link's limits."""
+
+    __tablename__ = "share_link"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("app.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    token: Mapped[str] = mapped_column(String(64), unique=True)  # the published capability, like a URL
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer)  # per visitor
+    allowed_origins: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))  # who may embed it
+    use_count: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    tokens_used: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _now()
+
+
 class Chat(Base):
     __tablename__ = "chat"
-    __table_args__ = (Index("ix_chat_app_updated", "app_id", "updated_at"),)
+    __table_args__ = (
+        Index("ix_chat_app_updated", "app_id", "updated_at"),
+        Index("ix_chat_share_visitor", "share_link_id", "visitor_id"),
+    )
 
     id: Mapped[str] = mapped_column(String(100), primary_key=True)  # client-chosen chatId, or generated
     app_id: Mapped[int] = mapped_column(ForeignKey("app.id", ondelete="CASCADE"))
     api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_key.id", ondelete="SET NULL"))
     title: Mapped[str] = mapped_column(String(300), server_default="")
-    source: Mapped[str] = mapped_column(String(20), server_default="api")  # web | api
+    source: Mapped[str] = mapped_column(String(20), server_default="api")  # web | api | share
+    share_link_id: Mapped[int | None] = mapped_column(ForeignKey("share_link.id", ondelete="SET NULL"))
+    visitor_id: Mapped[str | None] = mapped_column(String(64))  # the share-link visitor's browser
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
 

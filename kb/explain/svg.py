@@ -107,6 +107,51 @@ def _edge_geometry(a: tuple[float, float], b: tuple[float, float], centre: tuple
     return path, tip, arrive, label
 
 
+LABEL_BOX = (36.0, 17.0)  # room a "100%" label needs, in pixels
+
+
+def spread_labels(
+    points: Sequence[tuple[float, float]], box: tuple[float, float] = LABEL_BOX
+) -> list[tuple[float, float]]:
+    """Move label points apart until no two label boxes overlap (arrows meeting near one spot put them together)."""
+    moved = [list(point) for point in points]
+    for _ in range(200):
+        clash = False
+        for i in range(len(moved)):
+            for j in range(i + 1, len(moved)):
+                dx, dy = moved[j][0] - moved[i][0], moved[j][1] - moved[i][1]
+                if abs(dx) >= box[0] or abs(dy) >= box[1]:
+                    continue
+                clash = True
+                # part along the axis that needs less movement; a tie (same point) parts them vertically
+                if box[0] - abs(dx) < box[1] - abs(dy):
+                    push, axis = (box[0] - abs(dx)) / 2 + 0.5, 0
+                    sign = 1.0 if dx >= 0 else -1.0
+                else:
+                    push, axis = (box[1] - abs(dy)) / 2 + 0.5, 1
+                    sign = 1.0 if dy > 0 or (dy == 0 and j > i) else -1.0
+                moved[i][axis] -= sign * push
+                moved[j][axis] += sign * push
+        if not clash:
+            break
+    return [(x, y) for x, y in moved]
+
+
+def _edge_parts(state: str, token: str, target: str, p: float, geometry, label, words: dict) -> list[str]:
+    """One arrow of the graph: its path, head, hover title and probability label."""
+    path, tip, toward_tip = geometry
+    stroke, color = 1 + 7 * p, TOKEN_COLORS[token]
+    halo = f'stroke="white" stroke-width="3" paint-order="stroke" {FONT}'
+    return [
+        f'<g class="edge" data-from="{state}" data-to="{target}" data-token="{token}" data-p="{p:.4f}">',
+        f"<title>{state} → {target} ({escape(words['svg_next_' + token])}): {p:.1%}</title>",
+        f'<path d="{path}" fill="none" stroke="{color}" stroke-width="{stroke:.2f}" stroke-opacity="0.8"/>',
+        _arrowhead(tip, toward_tip, stroke, color),
+        _text(label[0], label[1], f"{p:.0%}", fill=color, extra=halo),
+        "</g>",
+    ]
+
+
 def render_transition_svg(
     state_probs: dict[str, float], *, title: str = "", unseen: Collection[str] = (), lang: str = "en"
 ) -> str:
@@ -123,23 +168,15 @@ def render_transition_svg(
     words = TEXT[resolve_language(lang)]
     width, height = 740, 400
     parts = _open_svg("transition-graph", width, height, title, "State-transition graph")
+    edges = []
     for state in states:
         for token in "01":
             target = state[1:] + token
             p = state_probs[state] if token == "1" else 1.0 - state_probs[state]
-            stroke = 1 + 7 * p
-            path, tip, toward_tip, (lx, ly) = _edge_geometry(centres[state], centres[target], centre, stroke)
-            color = TOKEN_COLORS[token]
-            parts += [
-                f'<g class="edge" data-from="{state}" data-to="{target}" data-token="{token}" data-p="{p:.4f}">',
-                f"<title>{state} → {target} ({escape(words['svg_next_' + token])}): {p:.1%}</title>",
-                f'<path d="{path}" fill="none" stroke="{color}" stroke-width="{stroke:.2f}" stroke-opacity="0.8"/>',
-                _arrowhead(tip, toward_tip, stroke, color),
-                _text(
-                    lx, ly, f"{p:.0%}", fill=color, extra=f'stroke="white" stroke-width="3" paint-order="stroke" {FONT}'
-                ),
-                "</g>",
-            ]
+            edges.append((state, token, target, p, _edge_geometry(centres[state], centres[target], centre, 1 + 7 * p)))
+    labels = spread_labels([geometry[3] for *_, geometry in edges])
+    for (state, token, target, p, geometry), label in zip(edges, labels):
+        parts += _edge_parts(state, token, target, p, geometry[:3], label, words)
     for state in states:
         x, y = centres[state]
         dashed = state in unseen

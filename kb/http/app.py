@@ -28,11 +28,14 @@ from kb.http.api import (
     openai_embeddings,
     openai_models,
     search,
+    share,
 )
 from kb.http.api.errors import install_error_handlers
 from kb.http.api.usage_log import UsageLogMiddleware
 from kb.http.deps import app_registry, app_runtime
 from kb.http.pages import admin as admin_pages
+from kb.http.pages import app_logs as app_log_pages
+from kb.http.pages import app_sharing as app_sharing_pages
 from kb.http.pages import apps as app_pages
 from kb.http.pages import auth as auth_pages
 from kb.http.pages import chat as chat_pages
@@ -44,6 +47,7 @@ from kb.http.pages import keys as key_pages
 from kb.http.pages import learn
 from kb.http.pages import model_status as model_pages
 from kb.http.pages import search as search_pages
+from kb.http.pages import share as share_pages
 from kb.http.pages.templating import WEB_DIR
 from kb.http.security.auth import LoginRequired, redirect_to_login
 from kb.http.security.body_limit import BodyLimitMiddleware
@@ -66,10 +70,14 @@ ROUTERS = (
     learn,
     auth_pages,
     admin_pages,
+    app_sharing_pages,
+    app_log_pages,
     app_pages,
     key_pages,
     model_pages,
     chat_pages,
+    share_pages,
+    share,
     openai_chat,
     openai_embeddings,
     keys,

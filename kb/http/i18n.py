@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from pathlib import Path
 
@@ -23,6 +24,34 @@ def catalogue(lang: str) -> dict[str, str]:
         for path in sorted(folder.glob("*.json")):
             merged.update(json.loads(path.read_text(encoding="utf-8")))
     return merged
+
+
+@cache
+def _message_patterns(lang: str) -> list[tuple[re.Pattern[str], str]]:
+    """The `failures.json` templates as patterns: a stored English message with its names filled in."""
+    path = LOCALES_DIR / lang / "failures.json"
+    if not path.is_file():
+        return []
+    templates = json.loads(path.read_text(encoding="utf-8"))
+    patterns = []
+    for english, translated in templates.items():
+        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>.+?)", re.escape(english))
+        patterns.append((re.compile(regex, re.S), translated))
+    return patterns
+
+
+def translate_message(lang: str, text: str) -> str:
+    """A message stored in English (a failure reason with a file name in it) in the reader's language."""
+    if lang == "en" or not text:
+        return text
+    exact = catalogue(lang).get(text)
+    if exact is not None:
+        return exact
+    for pattern, translated in _message_patterns(lang):
+        match = pattern.fullmatch(text)
+        if match:
+            return translated.format(**match.groupdict())
+    return text
 
 
 def translate(lang: str, text: str, **values: object) -> str:

@@ -18,6 +18,8 @@ _UNSUPPORTED_LABELS = {
     sniff.RTF: "an RTF document",
     sniff.BINARY: "a binary file, not a text document",
 }
+# An extension that names a binary format: a file whose content is something else was renamed or damaged.
+_CLAIMED_BY_EXTENSION = {".pdf": (sniff.PDF, "a PDF"), ".docx": (sniff.DOCX, "a Word document (DOCX)")}
 
 
 def read_document(data: bytes, filename: str, *, limits: ReadLimits | None = None) -> ParsedDocument:
@@ -27,6 +29,13 @@ def read_document(data: bytes, filename: str, *, limits: ReadLimits | None = Non
     if not data:
         raise Unprocessable(f"{name} is empty (0 bytes); upload a file that contains text.", code="empty_file")
     content_type = sniff.sniff_content_type(data, filename)
+    claimed = _CLAIMED_BY_EXTENSION.get(PurePath(filename or "").suffix.lower())
+    if claimed is not None and claimed[0] != content_type:
+        raise UnsupportedMedia(
+            f"{name} is not {claimed[1]}: its content is {_describe(content_type)}. It may have been renamed "
+            "or damaged; upload the original file.",
+            code="not_what_its_name_says",
+        )
     found = find_reader(content_type)
     if found is None:
         raise UnsupportedMedia(f"{name} is {_describe(content_type)}. {accepted_types_sentence()}")

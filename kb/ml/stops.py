@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from kb.ml.types import Completion
 
 TOOL_CALL_OPEN = "<tool_call>"
+REPLACEMENT_CHARACTER = "\ufffd"
 TOOL_CALL_BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
 
 
@@ -125,5 +126,9 @@ class AnswerAssembler:
         return last, Completion(self.text, prompt_tokens, completion_tokens, finish_reason, tool_calls)
 
     def _show(self, visible: str) -> str:
+        # A small model can emit bytes that never form a character (a lead byte, then a whole new character):
+        # decoding makes that U+FFFD, which no reader should see. (A character merely split across tokens
+        # is held back by the detokenizer until it completes, so nothing real is lost here.)
+        visible = visible.replace(REPLACEMENT_CHARACTER, "")
         self.text += visible
         return visible

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
-from kb.ml.types import ChatModel, Completion, GenerationParams, StreamDelta, check_params
+from kb.ml.types import ChatModel, Completion, GenerationCancelled, GenerationParams, StreamDelta, check_params
 from kb.rag.citations import extract_citations, source_of_copy
 from kb.rag.focus import focus_quotes
 from kb.rag.prompting import PromptQuote, QuotePrompt, build_quote_prompt, not_found_reply
@@ -37,6 +37,7 @@ class RetrievedQuote:
 
 
 Retriever = Callable[[str], Sequence[RetrievedQuote]]
+STOPPED = "stopped"  # an answer's finish_reason when its generation was cancelled midway
 
 
 @dataclass(frozen=True)
@@ -282,20 +283,38 @@ def _canned(draft: _Draft, reply: str, usage: Usage) -> Iterator[StreamDelta | A
 def _generate(
     draft: _Draft, pieces: Iterator[StreamDelta | Completion], usage: Usage, cite_copied_quote: bool
 ) -> Iterator[StreamDelta | Answer]:
-    """Pass the model's deltas on, then end with the `Answer` made from its `Completion`."""
+    """Pass the model's deltas on, then end with the `Answer` made from its `Completion`.
+
+    A cancelled generation (Stop, or the client went away) ends with the partial answer, marked `stopped`,
+    so it can be kept; its completion tokens are the pieces that were written.
+    """
     first_token_ms = None
-    for item in pieces:
-        if isinstance(item, Completion):
-            if first_token_ms is None:  # a whole answer: its first token arrived with the rest
+    written: list[str] = []
+    try:
+        for item in pieces:
+            if isinstance(item, Completion):
+                yield from _completed(draft, item, usage, first_token_ms, cite_copied_quote)
+                return
+            if first_token_ms is None:
                 first_token_ms = draft.clock.ms()
-            copied = _uncited_copy(item.text, draft.prompt.quotes) if cite_copied_quote else None
-            if copied is not None:
-                yield StreamDelta(f" [{copied}]")
-            text = item.text if copied is None else f"{item.text} [{copied}]"
-            total = usage + Usage(item.prompt_tokens, item.completion_tokens)
-            yield draft.finish(text, item.finish_reason, total, first_token_ms, False, "kb" if copied else None)
-            return
-        if first_token_ms is None:
-            first_token_ms = draft.clock.ms()
-        yield item
+            written.append(item.text)
+            yield item
+    except GenerationCancelled:
+        spent = usage + Usage(draft.prompt.prompt_tokens, len(written))
+        yield draft.finish("".join(written), STOPPED, spent, first_token_ms, False)
+        return
     raise RuntimeError("the chat model's stream ended without its Completion")
+
+
+def _completed(
+    draft: _Draft, item: Completion, usage: Usage, first_token_ms: float | None, cite_copied_quote: bool
+) -> Iterator[StreamDelta | Answer]:
+    """The end of a finished generation: a citation added to an uncited copy, then the `Answer`."""
+    if first_token_ms is None:  # a whole answer: its first token arrived with the rest
+        first_token_ms = draft.clock.ms()
+    copied = _uncited_copy(item.text, draft.prompt.quotes) if cite_copied_quote else None
+    if copied is not None:
+        yield StreamDelta(f" [{copied}]")
+    text = item.text if copied is None else f"{item.text} [{copied}]"
+    total = usage + Usage(item.prompt_tokens, item.completion_tokens)
+    yield draft.finish(text, item.finish_reason, total, first_token_ms, False, "kb" if copied else None)

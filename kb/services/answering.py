@@ -15,7 +15,7 @@ from kb.ml.types import GenerationParams, StreamDelta
 from kb.rag.answer import Answer, AnswerConfig, RetrievedQuote, Retriever, answer_question
 from kb.runtime import Runtime
 from kb.services import chats as chat_service
-from kb.services.apps import SearchSettings, search_settings_of
+from kb.services.apps import SearchSettings, chat_settings_of, search_settings_of
 from kb.services.chats import StoredTurn
 from kb.services.search import check_query_length, search_datasets
 
@@ -115,13 +115,16 @@ def ask_app(
     source: str = "api",
     cancel: threading.Event | None = None,
     stream: bool = True,
+    visitor: tuple[int, str] | None = None,
 ) -> Iterator[StreamDelta | FinishedAnswer]:
-    """Answer from the app's datasets; with a chatId the finished turn is stored (a failed one never is).
+    """Answer from the app's datasets; with a chatId the finished turn is stored (a failed one never is,
+    a stopped one is, marked stopped). `visitor` is (share link id, visitor id) for a share-link chat.
 
     With `stream` False nobody reads the answer before it is complete, and it comes as one piece.
     """
-    params = params or GenerationParams(temperature=0.0)
-    answer_tokens = params.max_tokens or rt.settings.answer_max_tokens
+    chat = chat_settings_of(app)
+    params = params or GenerationParams(temperature=chat.temperature)
+    answer_tokens = params.max_tokens or chat.max_tokens or rt.settings.answer_max_tokens
     spec = rt.registry.chat_spec(app.chat_model)
     answers = answer_question(
         asked.question,
@@ -144,6 +147,7 @@ def ask_app(
             source=source,
             question=asked.question,
             answer=answer,
+            visitor=visitor,
         )
 
     return _finished(answers, store)
@@ -177,6 +181,7 @@ def ask_datasets(
         not_found_reply=None,
         allow_general_knowledge=False,
         dataset_ids=[record.id for record in found.values()],
+        chat_settings={},
         created_at=now,
         updated_at=now,
     )

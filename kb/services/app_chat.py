@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from kb.errors import BadRequest
-from kb.ml.types import Completion
+from kb.ml.types import Completion, GenerationParams
 from kb.principal import Principal
 from kb.runtime import Runtime
 from kb.services.answering import FinishedAnswer, app_question, ask_app
-from kb.services.apps import find_app, get_app
+from kb.services.apps import ChatSettings, chat_settings_of, find_app, get_app
 from kb.services.gateway import APP_MODEL_PREFIX, ChatJob, ChatRequest, StreamItem
 
 
@@ -37,6 +38,16 @@ def response_extras(finished: FinishedAnswer, detail: bool) -> dict[str, Any]:
     return extras
 
 
+def with_app_settings(request: ChatRequest, settings: ChatSettings) -> GenerationParams:
+    """The request's sampling, with the app's temperature and answer length where the caller set none."""
+    params = request.params
+    if "temperature" not in request.chosen:
+        params = replace(params, temperature=settings.temperature)
+    if "max_tokens" not in request.chosen and settings.max_tokens:
+        params = replace(params, max_tokens=settings.max_tokens)
+    return params
+
+
 def app_chat(rt: Runtime, principal: Principal, app_name: str | None, request: ChatRequest) -> ChatJob:
     """Route a chat request to the key's app (or `app:<name>`); the answer is produced in the gateway's thread."""
     if app_name is not None:
@@ -51,6 +62,7 @@ def app_chat(rt: Runtime, principal: Principal, app_name: str | None, request: C
     if not isinstance(detail, bool):
         raise BadRequest("detail must be true or false")
     asked = app_question(rt, app, request.messages, chat_id)
+    params = with_app_settings(request, chat_settings_of(app))
     extras: dict[str, Any] = {}
 
     def produce(cancel: threading.Event) -> Iterator[StreamItem]:
@@ -58,7 +70,7 @@ def app_chat(rt: Runtime, principal: Principal, app_name: str | None, request: C
             rt,
             app,
             asked,
-            params=request.params,
+            params=params,
             api_key_id=principal.key_id,
             source="api",
             cancel=cancel,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.exc import IntegrityError
 
 from kb.db.store import apps as app_store
@@ -28,6 +28,30 @@ class SearchSettings(BaseModel):
     rerank: bool = False
 
 
+class ChatSettings(BaseModel):
+    """How the app talks: sampling, answer length, and what a new conversation shows first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=16, le=8192, description="Longest answer; empty: the server's.")
+    opening_message: str = Field(default="", max_length=2000)
+    suggested_questions: list[str] = Field(default_factory=list, max_length=8)
+
+    @field_validator("suggested_questions")
+    @classmethod
+    def _questions(cls, value: list[str]) -> list[str]:
+        cleaned = [" ".join(question.split()) for question in value]
+        if any(len(question) > 200 for question in cleaned):
+            raise ValueError("a suggested question has at most 200 characters")
+        return [question for question in cleaned if question]
+
+
+def chat_settings_of(app: AppRecord) -> ChatSettings:
+    """The app's stored chat settings, defaults filled in."""
+    return ChatSettings.model_validate(app.chat_settings or {})
+
+
 class AppCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -42,6 +66,7 @@ class AppCreate(BaseModel):
         description="Said when no quote is relevant; empty means a built-in reply in the question's language.",
     )
     allow_general_knowledge: bool = False
+    chat: ChatSettings = Field(default_factory=ChatSettings)
 
 
 class AppUpdate(BaseModel):
@@ -57,6 +82,7 @@ class AppUpdate(BaseModel):
     search: SearchSettings | None = None
     not_found_reply: str | None = None
     allow_general_knowledge: bool | None = None
+    chat: ChatSettings | None = None
 
 
 def search_settings_of(app: AppRecord) -> SearchSettings:
@@ -100,6 +126,7 @@ def create_app_record(rt: Runtime, data: AppCreate) -> AppRecord:
                 search_settings=data.search.model_dump(),
                 not_found_reply=data.not_found_reply or None,
                 allow_general_knowledge=data.allow_general_knowledge,
+                chat_settings=data.chat.model_dump(),
             )
             session.commit()
         except IntegrityError as exc:  # a concurrent create with the same name
@@ -133,6 +160,8 @@ def update_app(rt: Runtime, app_id: int, data: AppUpdate) -> AppRecord:
         _check_chat_model(rt.registry, changes["chat_model"])
     if "search" in changes:
         changes["search_settings"] = SearchSettings.model_validate(changes.pop("search") or {}).model_dump()
+    if "chat" in changes:
+        changes["chat_settings"] = ChatSettings.model_validate(changes.pop("chat") or {}).model_dump()
     if "not_found_reply" in changes:
         changes["not_found_reply"] = changes["not_found_reply"] or None
     for required in ("name", "description", "system_prompt", "allow_general_knowledge", "dataset_ids"):

@@ -57,9 +57,20 @@ def history_for(db: Database, chat_id: str, app_id: int) -> list[dict]:
 
 
 def save_turn(
-    db: Database, *, chat_id: str, app_id: int, api_key_id: int | None, source: str, question: str, answer: Answer
+    db: Database,
+    *,
+    chat_id: str,
+    app_id: int,
+    api_key_id: int | None,
+    source: str,
+    question: str,
+    answer: Answer,
+    visitor: tuple[int, str] | None = None,
 ) -> StoredTurn:
-    """Store the question and its finished answer (with quotes, usage and timings) in one transaction."""
+    """Store the question and its finished answer (with quotes, usage and timings) in one transaction.
+
+    `visitor` is (share link id, visitor id) for a chat started through a share link."""
+    share_link_id, visitor_id = visitor or (None, None)
     with db.session() as session:
         owner = chat_store.ensure_chat(
             session,
@@ -68,6 +79,8 @@ def save_turn(
             api_key_id=api_key_id,
             title=" ".join(question.split())[:TITLE_CHARS],
             source=source,
+            share_link_id=share_link_id,
+            visitor_id=visitor_id,
         )
         if owner != app_id:  # another app took this chatId while the answer was written
             raise not_found("chat", chat_id)  # as if it did not exist: nothing leaks of other apps
@@ -85,6 +98,7 @@ def save_turn(
                 "not_found": answer.not_found,
                 "model": answer.model,
                 "cited_by": answer.cited_by,
+                "finish_reason": answer.finish_reason,  # "stopped": cut short by Stop, the partial answer
             },
         )
         chat_store.touch_chat(session, chat_id)

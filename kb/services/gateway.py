@@ -32,6 +32,7 @@ class ChatRequest:
     params: GenerationParams
     stream: bool = False  # streamed to the client as it is written (else the whole answer at once)
     extra: dict[str, Any] = field(default_factory=dict)  # fields kb's plain path ignores (chatId, detail, ...)
+    chosen: frozenset[str] = frozenset()  # sampling fields the caller set; an app's own settings fill the others
 
 
 @dataclass

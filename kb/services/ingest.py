@@ -25,7 +25,15 @@ from kb.db.store import datasets as dataset_store
 from kb.db.store import fulltext_stats
 from kb.db.store.collections import CollectionRecord
 from kb.db.store.datasets import DatasetRecord
-from kb.errors import Cancelled, KBError, RateLimited, ServiceUnavailable, Unprocessable, UpstreamError
+from kb.errors import (
+    Cancelled,
+    KBError,
+    RateLimited,
+    ServiceUnavailable,
+    Unprocessable,
+    UnsupportedMedia,
+    UpstreamError,
+)
 from kb.ingest import read_document
 from kb.ingest.chunking import chunk_document
 from kb.ingest.fetch import fetch_link
@@ -258,7 +266,9 @@ def ingest_collection(
         raise
     except KBError as exc:
         log.info("Could not process '%s' (collection %d): %s", collection.name, collection_id, exc.message)
-        record_error(rt, collection_id, exc.message, settle=settle, warnings=warnings)
+        # An unreadable source fails the same way again: the page then offers no Retry.
+        retryable = not isinstance(exc, Unprocessable | UnsupportedMedia)
+        record_error(rt, collection_id, exc.message, settle=settle, warnings=warnings, retryable=retryable)
         with rt.db.session() as session:
             return collection_store.get_collection(session, collection_id)
     _refresh_fulltext_stats(rt, collection.dataset_id)

@@ -15,6 +15,19 @@ from kb.services.sharing import answering
 T = TypeVar("T")
 DISCONNECT_POLL_SECONDS = 0.25
 _END = object()
+_running = 0
+_running_lock = threading.Lock()
+
+
+def running_generations() -> int:
+    """How many producers are still running in this process (a cancelled one counts until it has stopped)."""
+    return _running
+
+
+def _count_running(change: int) -> None:
+    global _running
+    with _running_lock:
+        _running += change
 
 
 @dataclass
@@ -38,6 +51,7 @@ class ThreadedStream(Generic[T]):
         self._finished = False
         self._next_disconnect_check = 0.0
         self._thread = threading.Thread(target=self._run, name="kb-generation", daemon=True)
+        _count_running(1)
         self._thread.start()
 
     def _put(self, item: object) -> None:
@@ -51,16 +65,17 @@ class ThreadedStream(Generic[T]):
         try:
             with answering():  # searches step back while a model generates (kb.services.sharing)
                 items = self._produce(self.cancel)
+                # Not left at the cancel: the model raises GenerationCancelled at its next token, and the
+                # producer can then keep the partial answer (see kb.rag.answer).
                 for item in items:
                     self._put(item)
-                    if self.cancel.is_set():
-                        break
         except BaseException as exc:  # handed to the reader, who decides how to report it
             self._put(_Failure(exc))
         finally:
             if isinstance(items, Generator):
                 items.close()  # runs the producer's cleanup (e.g. releasing the model's lock) now, not at GC
             self._put(_END)
+            _count_running(-1)
 
     async def next(self, is_disconnected: Callable[[], Awaitable[bool]] | None = None) -> T:
         """The next item; StopAsyncIteration at the end, the producer's error re-raised here.

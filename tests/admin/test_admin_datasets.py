@@ -194,7 +194,7 @@ def test_empty_text_and_a_link_that_is_not_http_are_refused_with_the_reason_on_t
     assert admin_client.get(f"/api/datasets/{dataset_id}/collections").json()["total"] == 0
 
 
-def test_a_failed_document_shows_its_reason_and_a_retry_button_that_queues_it_again(admin_client, shared_data):
+def test_a_password_protected_document_shows_its_reason_and_offers_no_retry(admin_client, shared_data):
     dataset_id = create(admin_client, "handbook")
     encrypted = (shared_data / "messy_docs" / "pdf_encrypted_user-password.pdf").read_bytes()
     failed = wait_for_status(admin_client, upload(admin_client, dataset_id, "locked.pdf", encrypted))
@@ -205,8 +205,9 @@ def test_a_failed_document_shows_its_reason_and_a_retry_button_that_queues_it_ag
         0
     )
     assert failed["error"].replace("'", "&#39;").replace('"', "&#34;") in row and ">Failed<" in row
-    retry_form = re.search(r'<form method="post" action="([^"]+/retry)" data-field="retry">', row)
-    assert retry_form, "a failed document offers Retry"
+    retry_form = re.search(r'<form method="post" action="([^"]+/retry)" data-field="retry" hidden>', row)
+    assert retry_form, "retrying cannot open a password-protected file: the Retry form is hidden"
+    assert admin_client.get(f"/api/collections/{failed['id']}").json()["stats"]["retryable"] is False
 
     retried = admin_client.post(retry_form.group(1), data=form(admin_client), follow_redirects=False)
     assert retried.headers["location"] == f"/admin/datasets/{dataset_id}?notice=collection_retried"

@@ -66,8 +66,11 @@ def test_uploaded_documents_become_ready_a_bad_one_fails_with_a_reason_and_searc
 
     uploads = page.locator("[data-uploads] li")
     expect(uploads).to_have_count(3)
-    for entry in uploads.all():
-        expect(entry).to_have_attribute("data-state", "queued", timeout=PROCESSING_TIMEOUT)
+    # Each upload's line follows its document to the end, instead of saying "processing" for ever.
+    for name, state in ((PDF, "ready"), ("ferries.md", "ready"), (ENCRYPTED, "failed")):
+        entry = page.locator("[data-uploads] li", has_text=name)
+        expect(entry).to_have_attribute("data-state", state, timeout=PROCESSING_TIMEOUT)
+    expect(page.locator("[data-uploads] li", has_text=ENCRYPTED)).to_contain_text("password-protected")
     expect_status(page, PDF, "ready")
     expect_status(page, "ferries.md", "ready")
     expect_status(page, ENCRYPTED, "error")
@@ -75,18 +78,34 @@ def test_uploaded_documents_become_ready_a_bad_one_fails_with_a_reason_and_searc
     assert int(row(page, PDF).locator("[data-field=chunks]").inner_text()) >= 1
     failed = row(page, ENCRYPTED)
     expect(failed.locator("[data-field=error]")).to_contain_text("password")
-    expect(failed.locator("[data-field=retry] button")).to_be_visible()
+    # Retrying cannot open a password-protected file: no Retry is offered.
+    expect(failed.locator("[data-field=retry]")).to_be_hidden()
     expect(row(page, PDF).locator("[data-field=retry]")).to_be_hidden()
+    status = failed.locator("[data-field=status]")
+    assert status.bounding_box()["height"] < 2 * float(status.evaluate("e => getComputedStyle(e).lineHeight")[:-2])
     screenshot(page, "admin-collections")
+
+    # The delete confirmation opens inside the visible table: its whole question and its button.
+    failed.locator("details.confirm summary").click()
+    confirm = failed.locator("details.confirm button[type=submit]")
+    expect(confirm).to_be_in_viewport()
+    expect(failed.locator("details.confirm .confirm-body span")).to_have_text("Delete this document and its chunks?")
+    frame = page.locator(".table-wrap").first.bounding_box()  # scrolls sideways: what sticks out is hidden
+    for part in (confirm, failed.locator("details.confirm .confirm-body span")):
+        box = part.bounding_box()
+        assert box["x"] + box["width"] <= frame["x"] + frame["width"], "outside the visible table"
+    failed.locator("details.confirm summary").click()
 
     page.set_input_files("#upload-files", str(markdown))
     expect(uploads.first).to_have_attribute("data-state", "duplicate", timeout=PROCESSING_TIMEOUT)
     expect(uploads.first).to_contain_text("Already in this dataset")
 
-    failed.locator("[data-field=retry] button").click()
-    expect(page.locator(".notice")).to_have_text("Queued again.")
-    expect_status(page, ENCRYPTED, "error")
-    expect(row(page, ENCRYPTED).locator("[data-field=error]")).to_contain_text("password")
+    # In Chinese, the failure reason is Chinese too.
+    page.goto(page.url.split("?")[0] + "?lang=zh")
+    expect(row(page, ENCRYPTED).locator("[data-field=error]")).to_contain_text("受密码保护")
+    screenshot(page, "documents-table-zh")
+    page.goto(page.url.split("?")[0] + "?lang=en")
+    screenshot(page, "documents-table")
 
     page.set_viewport_size({"width": 390, "height": 844})
     assert_fits_a_phone(page)
@@ -103,6 +122,7 @@ def test_uploaded_documents_become_ready_a_bad_one_fails_with_a_reason_and_searc
     expect(first.locator(".result-meta")).to_contain_text("page 1")
     expect(first.locator("[data-list=fulltext]")).to_contain_text("full text #1")
     expect(page.locator("[data-timings]")).to_contain_text("total")
+    assert "_ms" not in page.locator("[data-timings]").inner_text()  # every stage has a readable label
     screenshot(page, "admin-search")
     page.set_viewport_size({"width": 390, "height": 844})
     assert_fits_a_phone(page)
@@ -125,7 +145,7 @@ def test_a_file_dropped_on_the_upload_area_is_uploaded_with_its_progress_shown(p
         }"""
     )
     entry = page.locator("[data-uploads] li", has_text="otters.md")
-    expect(entry).to_have_attribute("data-state", "queued", timeout=PROCESSING_TIMEOUT)
+    expect(entry).to_have_attribute("data-state", "ready", timeout=PROCESSING_TIMEOUT)
     assert entry.locator("progress").get_attribute("value") == "100"
     expect_status(page, "otters.md", "ready")
     row(page, "otters.md").locator("[data-field=name]").click()

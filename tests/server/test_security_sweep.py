@@ -35,6 +35,10 @@ PUBLIC_ROUTES = {
     ("GET", "/redoc"),
 }
 PUBLIC_MOUNTS = {"/static"}
+# A share link's page and its visitor API: the link's token in the path is the credential, so an unknown
+# token gets 404 (a plain page, or JSON under /api), never a login redirect; the visitor API also needs
+# the signed visitor header (tested in tests/web/test_share_links.py and below).
+SHARE_PREFIXES = ("/s/{token}", "/api/share/{token}/")
 # What a key limited to one app may still call: the model list and its app's chat.
 # Chats are filtered to the key's app by the chat service (tested in test_app_key_cannot_read_another_apps_chat).
 APP_KEY_ROUTES = {
@@ -42,6 +46,7 @@ APP_KEY_ROUTES = {
     ("POST", "/v1/chat/completions"),
     ("GET", "/api/chats"),
     ("GET", "/api/chats/{chat_id}"),
+    ("GET", "/api/chats/{chat_id}/export"),
     ("PATCH", "/api/chats/{chat_id}"),
     ("DELETE", "/api/chats/{chat_id}"),
     ("POST", "/api/chats/{chat_id}/messages/{message_id}/feedback"),
@@ -76,8 +81,16 @@ def concrete(path: str) -> str:
     return re.sub(r"\{[^}]+\}", "1", path)
 
 
+def is_share_route(path: str) -> bool:
+    return path.startswith(SHARE_PREFIXES)
+
+
 def guarded_routes(app: FastAPI) -> list[tuple[str, str]]:
-    return [route for route in all_routes(app) if route not in PUBLIC_ROUTES and route[0] != "MOUNT"]
+    return [
+        route
+        for route in all_routes(app)
+        if route not in PUBLIC_ROUTES and route[0] != "MOUNT" and not is_share_route(route[1])
+    ]
 
 
 def refusal_problems(
@@ -204,3 +217,35 @@ def test_admin_pages_need_the_admin_session_not_an_api_key(client, admin_client,
     assert not [problem for problem in refused if problem.split()[1].startswith("/admin")]
     assert admin_client.get("/admin").status_code == 200
     assert admin_client.get("/admin/datasets").status_code == 200
+
+
+def test_share_routes_with_an_unknown_token_say_so_and_never_redirect_to_login(client, app):
+    share_routes = [(m, p) for m, p in all_routes(app) if m != "MOUNT" and is_share_route(p)]
+    assert ("GET", "/s/{token}") in share_routes and ("POST", "/api/share/{token}/chat") in share_routes
+    problems = []
+    for method, path in share_routes:
+        client.cookies.clear()  # the page's pre-session cookie would make the next POST a CSRF refusal first
+        response = client.request(method, concrete(path), follow_redirects=False, data={"password": "x"})
+        if response.status_code != 404 or "does not exist" not in response.text:
+            problems.append(f"{method} {path} -> {response.status_code}")
+    assert problems == []
+
+
+def test_a_share_link_visitor_reaches_nothing_but_their_links_chat(app, db: Database):
+    with TestClient(app) as visitor, TestClient(app) as admin:
+        app_id = _app_id(db, "helpdesk")
+        link = admin.post(f"/api/apps/{app_id}/share-links", json={}, headers=ROOT).json()
+        other = admin.post(f"/api/apps/{_app_id(db, 'payroll')}/share-links", json={}, headers=ROOT).json()
+        page = visitor.get(link["url"])
+        token = re.search(r'<meta name="kb-visitor" content="([^"]+)">', page.text).group(1)
+        csrf = re.search(r'<meta name="csrf-token" content="([^"]+)">', page.text).group(1)
+        headers = {"X-KB-Visitor": token, "X-CSRF-Token": csrf}  # and the visitor's cookies, in the client
+        assert visitor.get(f"/api/share/{link['token']}/chats", headers=headers).status_code == 200
+        # Every other route refuses the visitor as it refuses anybody without a key or session.
+        assert refusal_problems(visitor, app, headers, "missing_api_key") == []
+        # Another link's visitor API refuses this visitor's token.
+        for method, path in [(m, p) for m, p in all_routes(app) if p.startswith("/api/share/{token}/")]:
+            if path.endswith("embed.json"):
+                continue
+            response = visitor.request(method, concrete(path).replace("/1/", f"/{other['token']}/", 1), headers=headers)
+            assert response.status_code == 401, (method, path, response.status_code)

@@ -23,6 +23,7 @@ from kb.explain import (
     train_tiny_gpt,
     validate_explain_input,
 )
+from kb.explain.svg import LABEL_BOX
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -206,6 +207,17 @@ def test_arrow_probability_width_and_label_follow_the_model(default_result):
     width = lambda edge: float(edge.find(f"{SVG}path").get("stroke-width"))  # noqa: E731
     assert width(sure) > 3 * width(unlikely)
     assert sure.find(f"{SVG}text").text == f"{default_result.after['101']:.0%}"
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 4])
+def test_no_two_probability_labels_overlap(bits):
+    states = [format(i, f"0{bits}b") for i in range(2**bits)]
+    svg = render_transition_svg(dict.fromkeys(states, 0.48))
+    spots = [(float(t.get("x")), float(t.get("y"))) for t in (e.find(f"{SVG}text") for e in edges(svg))]
+    width, height = LABEL_BOX
+    for i, (x, y) in enumerate(spots):
+        for other_x, other_y in spots[i + 1 :]:
+            assert abs(x - other_x) >= width - 0.2 or abs(y - other_y) >= height - 0.2, ((x, y), (other_x, other_y))
 
 
 def test_unseen_states_are_marked_and_text_is_escaped(default_result):

@@ -104,3 +104,17 @@ def test_several_tool_calls_and_a_missing_closing_tag_are_parsed():
     assert [c["function"]["name"] for c in calls] == ["a", "b"]
     assert calls[1]["function"]["arguments"] == '{"n": 1}'
     assert leftover == ""
+
+
+def test_a_stray_byte_before_a_whole_character_never_shows_as_a_replacement_character():
+    from kb.ml.decoding import IncrementalDetokenizer
+
+    class Bytes:
+        def decode(self, ids, skip_special_tokens=True):
+            return bytes(ids).decode("utf-8", errors="replace")
+
+    detokenizer, assembler = IncrementalDetokenizer(Bytes()), AnswerAssembler([])
+    ids = [*"重点上".encode(), 0xE6, *"浩订都".encode()]  # 0xE6 starts a character that never completes
+    shown = "".join(assembler.feed(detokenizer.add(token)) for token in ids)
+    last, completion = assembler.finish(1, len(ids), "stop")
+    assert shown + last == completion.text == "重点上浩订都"

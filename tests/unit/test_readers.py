@@ -364,6 +364,14 @@ def test_known_unsupported_formats_are_named(data, words):
         read_document(data, "upload.docx")
 
 
+def test_a_program_renamed_to_pdf_is_refused_as_not_a_pdf():
+    program = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff" + bytes(range(256)) * 8  # a Windows .exe
+    with pytest.raises(UnsupportedMedia) as caught:
+        read_document(program, "invoice.pdf")
+    assert caught.value.message.startswith('"invoice.pdf" is not a PDF: its content is a binary file')
+    assert caught.value.code == "not_what_its_name_says"
+
+
 def test_xlsx_is_named_as_a_workbook():
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:

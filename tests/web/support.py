@@ -10,7 +10,10 @@ from pathlib import Path
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
 from kb.config import Settings
+from kb.ml.decoding import IncrementalDetokenizer
 from kb.ml.registry import ModelRegistry
+from kb.ml.stops import AnswerAssembler
+from kb.ml.types import StreamDelta
 from kb.testing import HashEmbedder, ScriptedChatModel
 from tests.helpers import ADMIN_PASSWORD, ROOT_KEY
 
@@ -51,10 +54,11 @@ class PacedChatModel(ScriptedChatModel):
             time.sleep(self.pause)
 
 
-def web_registry(settings: Settings, *, pause: float = 0.0) -> ModelRegistry:
-    """A registry of its own (fakes must not leak into other tests' shared one) with fast fakes."""
+def web_registry(settings: Settings, *, pause: float = 0.0, replies=None) -> ModelRegistry:
+    """A registry of its own (fakes must not leak into other tests' shared one) with fast fakes;
+    the chat model answers ANSWER, or what `replies(messages)` says."""
     registry = ModelRegistry(settings)
-    registry.register_chat(PacedChatModel(lambda messages: ANSWER, name="scripted", pause=pause))
+    registry.register_chat(PacedChatModel(replies or (lambda messages: ANSWER), name="scripted", pause=pause))
     registry.register_embedder(HashEmbedder(name="hash"))
     return registry
 
@@ -75,3 +79,35 @@ def assert_inert(html: str) -> None:
         for name, value in node.attributes.items():
             assert not name.lower().startswith("on") and name.lower() != "style", f"<{node.tag} {name}=...>"
             assert "javascript:" not in (value or "").lower(), f"<{node.tag} {name}={value!r}>"
+
+
+class ByteTokenizer:
+    """A tokenizer whose tokens are single UTF-8 bytes: every Chinese character spans three tokens."""
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        return bytes(ids).decode("utf-8", errors="replace")
+
+
+STRAY_BYTE = 0xE6  # the lead byte of a three-byte character, never completed
+
+
+class ByteTokenChatModel(ScriptedChatModel):
+    """Streams its reply byte by byte through kb's real detokenizer, with one stray byte before the 4th character
+    (what the small model did in the walk-through: "重点上�浩订都")."""
+
+    def _pieces(self, answer, prompt_tokens, params, cancel):
+        detokenizer = IncrementalDetokenizer(ByteTokenizer())
+        assembler = AnswerAssembler(params.stop)
+        ids = [
+            byte
+            for index, char in enumerate(answer)
+            for byte in ([STRAY_BYTE] if index == 3 else []) + list(char.encode())
+        ]
+        for token in ids:
+            visible = assembler.feed(detokenizer.add(token))
+            if visible:
+                yield StreamDelta(visible)
+        last, completion = assembler.finish(prompt_tokens, len(ids), "stop")
+        if last:
+            yield StreamDelta(last)
+        yield completion

@@ -189,3 +189,23 @@ def test_hostile_app_fields_are_escaped_on_every_page(admin_client, rt):
 def test_form_labels_and_notices_have_chinese_translations():
     wanted = {*app_pages.FIELD_LABELS.values(), *key_pages.FIELD_LABELS.values(), *NOTICES.values()}
     assert sorted(wanted - catalogue("zh").keys()) == []
+
+
+def test_the_conversation_settings_are_stored_and_rerank_is_offered_only_with_a_reranker(admin_client, rt):
+    assert 'name="rerank"' not in admin_client.get("/admin/apps/new").text  # no KB_RERANK_MODEL here
+    values = form_values(
+        temperature="0.4",
+        answer_tokens="300",
+        opening_message="Hi! Ask about lakes.",
+        suggested_questions="Which lake is largest?\n\n  Where do perch   live? \n",
+    )
+    assert post_form(admin_client, "/admin/apps/new", values).status_code == 303
+    stored = app_service.find_app(rt, "helper")
+    assert stored.chat_settings == {
+        "temperature": 0.4,
+        "max_tokens": 300,
+        "opening_message": "Hi! Ask about lakes.",
+        "suggested_questions": ["Which lake is largest?", "Where do perch live?"],
+    }
+    refused = post_form(admin_client, "/admin/apps/new", form_values(name="hot", temperature="5"))
+    assert refused.status_code == 400 and "Temperature" in refused.text

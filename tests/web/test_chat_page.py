@@ -8,7 +8,10 @@ from fastapi.testclient import TestClient
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
 from kb.principal import Principal
+from kb.services import apps as app_service
 from kb.services import chats as chat_service
+from kb.services.apps import AppUpdate, ChatSettings
+from kb.testing import ScriptedChatModel
 from tests.answer_data import make_app
 from tests.helpers import ROOT, csrf_token_of
 from tests.web.support import ANSWER, QUESTION, assert_inert, sse_payloads
@@ -155,3 +158,13 @@ def test_an_app_key_cannot_read_chats_made_in_the_browser(admin_client, lakes_ap
     key = admin_client.post("/api/keys", json={"name": "other only", "app_id": other.id}).json()["key"]
     assert admin_client.get("/api/chats/web-5", headers={"Authorization": f"Bearer {key}"}).status_code == 404
     assert admin_client.get("/api/chats/web-5", headers=ROOT).status_code == 200
+
+
+def test_an_apps_answer_length_applies_unless_the_request_sets_its_own(admin_client, lakes_app, rt):
+    rt.registry.register_chat(ScriptedChatModel(lambda messages: "word " * 60, name="talkative"))
+    app_service.update_app(rt, lakes_app.id, AppUpdate(chat_model="talkative", chat=ChatSettings(max_tokens=20)))
+    body = {"model": "app:lakes", "messages": [{"role": "user", "content": QUESTION}]}
+    short = admin_client.post("/v1/chat/completions", json=body).json()
+    assert (short["usage"]["completion_tokens"], short["choices"][0]["finish_reason"]) == (20, "length")
+    longer = admin_client.post("/v1/chat/completions", json={**body, "max_tokens": 30}).json()
+    assert longer["usage"]["completion_tokens"] == 30

@@ -8,13 +8,28 @@
     return template.replace(/\{(\w+)\}/g, (whole, name) => (name in values ? String(values[name]) : whole));
   }
 
-  function postJSON(url, body, accept) {
+  // The share page's visitor token (see kb/http/security/visitor.py) travels as a header, never a cookie,
+  // so an embedded chat works without third-party cookies and a forged cross-site request cannot carry it.
+  const visitorMeta = document.querySelector('meta[name="kb-visitor"]');
+  const visitorHeaders = visitorMeta ? { "X-KB-Visitor": visitorMeta.content } : {};
+
+  function postJSON(url, body, accept, signal) {
     return fetch(url, {
       method: "POST",
       credentials: "same-origin",
-      headers: { "Content-Type": "application/json", Accept: accept, "X-CSRF-Token": kb.csrfToken },
+      headers: Object.assign(
+        { "Content-Type": "application/json", Accept: accept, "X-CSRF-Token": kb.csrfToken },
+        visitorHeaders
+      ),
       body: JSON.stringify(body),
+      signal,
     });
+  }
+
+  function sendJSON(url, method, body) {
+    const options = { method, headers: Object.assign({ "Content-Type": "application/json" }, visitorHeaders) };
+    if (body !== undefined) options.body = JSON.stringify(body);
+    return kb.fetchJSON(url, options);
   }
 
   async function errorMessage(response) {
@@ -75,6 +90,19 @@
       this.form = root.querySelector("form.ask");
       this.input = this.form.querySelector("textarea");
       this.button = this.form.querySelector("button[type=submit]");
+      this.stopButton = this.form.querySelector("button.stop");
+      this.endpoint = root.dataset.endpoint || "/v1/chat/completions";
+      this.renderUrl = root.dataset.render || "/chat/render";
+      this.controller = null;
+      this.stopButton.addEventListener("click", () => {
+        if (this.controller) this.controller.abort(); // the server sees the client leave and stops the model
+      });
+      for (const chip of root.querySelectorAll("button.suggestion")) {
+        chip.addEventListener("click", () => {
+          this.input.value = chip.textContent;
+          this.form.requestSubmit();
+        });
+      }
       this.store = root.dataset.store === "true";
       this.history = []; // only for a conversation that is not kept on the server (the admin's "try it")
       this.form.addEventListener("submit", (event) => {
@@ -115,8 +143,17 @@
       this.list.append(asked, answer);
       answer.scrollIntoView({ block: "end" });
       this.input.value = "";
+      this.controller = new AbortController();
+      this.stopButton.hidden = false;
+      this.partial = { text: "", quotes: [], chatId: null, messageId: null };
       try {
-        const finished = await this.stream(question, text);
+        let finished;
+        try {
+          finished = await this.stream(question, text, this.controller.signal);
+        } catch (error) {
+          if (error.name !== "AbortError") throw error;
+          finished = Object.assign({}, this.partial, { stopped: true }); // kept on the server as stopped too
+        }
         await this.showRendered(answer, finished);
         if (!this.store) {
           this.history.push({ role: "user", content: question }, { role: "assistant", content: finished.text });
@@ -127,16 +164,18 @@
         answer.classList.add("failed");
         text.textContent = format(this.root.dataset.textFailed, { message: error.message });
       } finally {
+        this.controller = null;
+        this.stopButton.hidden = true;
         answer.classList.remove("streaming");
         this.button.disabled = false;
         this.input.focus();
       }
     }
 
-    async stream(question, target) {
-      const response = await postJSON("/v1/chat/completions", this.requestBody(question), "text/event-stream");
+    async stream(question, target, signal) {
+      const response = await postJSON(this.endpoint, this.requestBody(question), "text/event-stream", signal);
       if (!response.ok) throw new Error(await errorMessage(response));
-      const finished = { text: "", quotes: [], chatId: null, messageId: null };
+      const finished = this.partial;
       let started = false;
       const complete = await readEvents(response, (event) => {
         if (event.error) throw new Error(event.error.message);
@@ -158,8 +197,14 @@
 
     async showRendered(item, finished) {
       const response = await postJSON(
-        "/chat/render",
-        { text: finished.text, quotes: finished.quotes, chat_id: finished.chatId, message_id: finished.messageId },
+        this.renderUrl,
+        {
+          text: finished.text,
+          quotes: finished.quotes,
+          chat_id: finished.chatId,
+          message_id: finished.messageId,
+          stopped: Boolean(finished.stopped),
+        },
         "text/html"
       );
       if (!response.ok) throw new Error(await errorMessage(response));
@@ -168,28 +213,89 @@
 
     // After the first kept answer: the address names the conversation, and the sidebar lists it.
     async remember() {
-      const appId = this.root.dataset.appId;
       const chatId = this.root.dataset.chatId;
       const url = new URL(window.location.href);
       if (url.searchParams.get("chat") !== chatId) {
-        url.searchParams.set("app", appId);
-        url.searchParams.set("chat", chatId);
-        window.history.replaceState(null, "", url.pathname + url.search);
+        const opened = new URL(chatLink(this.root, chatId), window.location.href);
+        window.history.replaceState(null, "", opened.pathname + opened.search);
       }
       const sidebar = document.querySelector(".chat-history");
       if (!sidebar) return;
-      const listing = await kb.fetchJSON("/api/chats?app_id=" + encodeURIComponent(appId));
-      const items = listing.data.map((chat) => {
-        const item = document.createElement("li");
-        const link = document.createElement("a");
-        link.href = "/?app=" + encodeURIComponent(appId) + "&chat=" + encodeURIComponent(chat.id);
-        link.textContent = chat.title || chat.id;
-        if (chat.id === chatId) link.setAttribute("aria-current", "page");
-        item.appendChild(link);
-        return item;
+      const api = this.root.dataset.chatsApi || "/api/chats";
+      const listing = await kb.fetchJSON(api + "?app_id=" + encodeURIComponent(this.root.dataset.appId), {
+        headers: visitorHeaders,
       });
-      sidebar.replaceChildren(...items);
+      sidebar.replaceChildren(...listing.data.map((chat) => sidebarItem(this.root, chat, chatId)));
     }
+  }
+
+  function chatLink(root, chatId) {
+    return (root.dataset.chatLink || "/?app=" + encodeURIComponent(root.dataset.appId) + "&chat=") + encodeURIComponent(chatId);
+  }
+
+  // One conversation in the sidebar, as chat/_sidebar_item.html renders it.
+  function sidebarItem(root, chat, currentId) {
+    const template = document.getElementById("sidebar-item");
+    const item = template.content.firstElementChild.cloneNode(true);
+    item.dataset.chatId = chat.id;
+    const link = item.querySelector("a");
+    link.href = chatLink(root, chat.id);
+    link.textContent = chat.title || chat.id;
+    if (chat.id === currentId) link.setAttribute("aria-current", "page");
+    return item;
+  }
+
+  // Rename (in place) and delete (after a second press) from the sidebar.
+  function setUpSidebar(root) {
+    const sidebar = document.querySelector(".chat-history");
+    if (!sidebar || !root) return;
+    const api = root.dataset.chatsApi || "/api/chats";
+    sidebar.addEventListener("click", async (event) => {
+      const button = event.target.closest("button");
+      if (!button) return;
+      const item = button.closest("li[data-chat-id]");
+      const url = api + "/" + encodeURIComponent(item.dataset.chatId);
+      if (button.classList.contains("chat-rename")) {
+        const link = item.querySelector("a");
+        const input = document.createElement("input");
+        input.className = "chat-title-input";
+        input.value = link.textContent;
+        input.setAttribute("aria-label", button.title);
+        link.hidden = true;
+        item.insertBefore(input, link);
+        input.focus();
+        input.addEventListener("keydown", async (key) => {
+          if (key.key === "Escape") {
+            input.remove();
+            link.hidden = false;
+          }
+          if (key.key !== "Enter" || !input.value.trim()) return;
+          key.preventDefault();
+          const saved = await sendJSON(url, "PATCH", { title: input.value });
+          link.textContent = saved.title;
+          input.remove();
+          link.hidden = false;
+        });
+      } else if (button.classList.contains("chat-export")) {
+        const response = await fetch(url + "/export", { credentials: "same-origin", headers: visitorHeaders });
+        if (!response.ok) return;
+        const link = document.createElement("a");
+        link.href = URL.createObjectURL(await response.blob());
+        link.download = (item.querySelector("a").textContent.trim() || "chat") + ".md";
+        link.click();
+        URL.revokeObjectURL(link.href);
+      } else if (button.classList.contains("chat-delete")) {
+        if (button.dataset.armed !== "true") {
+          button.dataset.armed = "true";
+          button.textContent = button.dataset.confirmText;
+          return;
+        }
+        await sendJSON(url, "DELETE");
+        const wasOpen = item.querySelector('a[aria-current="page"]');
+        item.remove();
+        if (wasOpen) window.location.href = root.dataset.newChat;
+      }
+    });
   }
 
   // Citations open their quote in the side panel; the quote's markup was escaped by the server.
@@ -223,28 +329,31 @@
     });
   }
 
-  // Thumbs up/down on a kept answer; pressing the pressed one again clears it.
+  // Thumbs up/down on a kept answer, with an optional comment; pressing the pressed thumb again clears it.
+  // "Send" saves the comment with the thumb already pressed.
   function setUpFeedback() {
     document.addEventListener("click", async (event) => {
-      const button = event.target.closest("button.feedback-button");
+      const button = event.target.closest("button.feedback-button, button.feedback-send");
       if (!button) return;
       const group = button.closest(".feedback");
-      const rating = button.getAttribute("aria-pressed") === "true" ? null : button.dataset.rating;
-      const url =
-        "/api/chats/" + encodeURIComponent(group.dataset.chatId) + "/messages/" + group.dataset.messageId + "/feedback";
+      const pressed = group.querySelector('button.feedback-button[aria-pressed="true"]');
+      let rating = pressed ? pressed.dataset.rating : null;
+      if (button.classList.contains("feedback-button")) {
+        rating = button.getAttribute("aria-pressed") === "true" ? null : button.dataset.rating;
+      }
+      const conversation = group.closest(".chat"); // none on the admin's log page
+      const api = (conversation && conversation.dataset.chatsApi) || "/api/chats";
+      const url = api + "/" + encodeURIComponent(group.dataset.chatId) + "/messages/" + group.dataset.messageId + "/feedback";
       try {
-        const saved = await kb.fetchJSON(url, {
-          method: "POST",
-          headers: { "Content-Type": "application/json" },
-          body: JSON.stringify({ rating }),
-        });
+        const comment = group.querySelector("input.feedback-comment");
+        const saved = await sendJSON(url, "POST", { rating, comment: comment.value || null });
         for (const each of group.querySelectorAll("button.feedback-button")) {
           each.setAttribute("aria-pressed", String(each.dataset.rating === saved.feedback));
         }
         group.removeAttribute("data-error");
+        group.dataset.saved = "true";
       } catch (error) {
-        const conversation = group.closest(".chat");
-        group.dataset.error = format(conversation.dataset.textFeedbackFailed, { message: error.message });
+        group.dataset.error = conversation ? format(conversation.dataset.textFeedbackFailed, { message: error.message }) : error.message;
       }
     });
   }
@@ -253,6 +362,7 @@
     select.addEventListener("change", () => select.form.submit());
   }
   document.querySelectorAll("section.chat").forEach((root) => new Conversation(root));
+  setUpSidebar(document.querySelector("section.chat[data-store=true]"));
   setUpQuotePanel();
   setUpFeedback();
 })();

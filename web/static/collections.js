@@ -51,6 +51,7 @@
     row.dataset.id = id;
     field(row, "name").href = fill(table.dataset.chunksUrl, { id });
     field(row, "retry").action = fill(table.dataset.retryUrl, { id });
+    field(row, "download").href = "/api/collections/" + encodeURIComponent(id) + "/file";
     row.querySelector("details.confirm form").action = fill(table.dataset.deleteUrl, { id });
     return row;
   }
@@ -60,6 +61,7 @@
     row.dataset.status = item.status;
     field(row, "name").textContent = item.name;
     field(row, "source").textContent = sourceText(item);
+    field(row, "download").hidden = item.source_type !== "file";
     const status = field(row, "status");
     status.textContent = labels.status[item.status] || item.status;
     status.className = "status status-" + item.status;
@@ -70,7 +72,11 @@
 
     const error = field(row, "error");
     error.hidden = !item.error;
-    error.textContent = item.error || "";
+    if (error.dataset.source !== (item.error || "")) {
+      // the server's rendering translated the reason; keep it until the reason itself changes
+      error.dataset.source = item.error || "";
+      error.textContent = item.error || "";
+    }
     error.className = item.status === "error" ? "error-message" : "note";
 
     const qa = item.stats && item.stats.qa;
@@ -88,7 +94,8 @@
         return li;
       })
     );
-    field(row, "retry").hidden = item.status !== "error";
+    // Retry only where it can help: an unreadable file (password, no text) fails the same way again.
+    field(row, "retry").hidden = item.status !== "error" || (item.stats && item.stats.retryable === false);
   }
 
   function render(page) {
@@ -100,8 +107,19 @@
       tbody.appendChild(row); // keeps the server's order (newest first); an open <details> stays open
     });
     existing.forEach((row) => row.remove());
+    followUploads(page.items);
     emptyNote.hidden = page.items.length > 0;
     totalNote.textContent = fill(labels.total, { count: page.total });
+  }
+
+  // An upload's line says what became of its document once processing ends, not "processing" forever.
+  function followUploads(items) {
+    for (const entry of document.querySelectorAll('[data-uploads] [data-state="queued"][data-collection-id]')) {
+      const item = items.find((each) => String(each.id) === entry.dataset.collectionId);
+      if (!item || !FINAL.has(item.status)) continue;
+      if (item.status === "ready") setState(entry, uploadBox.dataset.msgReady, "ready");
+      else setState(entry, uploadBox.dataset.msgFailed + ": " + (item.error || ""), "failed");
+    }
   }
 
   let timer = null;
@@ -168,6 +186,7 @@
           setState(entry, messages.msgDuplicate, "duplicate");
         } else if (xhr.status < 300) {
           setState(entry, messages.msgQueued, "queued");
+          entry.dataset.collectionId = String(outcome.id); // followed by the table's polling until it is final
         } else {
           const reason = (outcome.error && outcome.error.message) || (body.error && body.error.message) || xhr.statusText;
           setState(entry, messages.msgRefused + ": " + reason, "refused");

@@ -24,6 +24,7 @@ class AppRecord:
     not_found_reply: str | None
     allow_general_knowledge: bool
     dataset_ids: list[int]
+    chat_settings: dict[str, Any]
     created_at: datetime
     updated_at: datetime
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -24,6 +25,8 @@ class ChatRecord:
     created_at: datetime
     updated_at: datetime
     message_count: int = 0
+    share_link_id: int | None = None
+    visitor_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,27 +65,37 @@ def get_chat(session: Session, chat_id: str) -> ChatRecord | None:
     return _chat(*found) if found else None
 
 
-def ensure_chat(session: Session, chat_id: str, *, app_id: int, api_key_id: int | None, title: str, source: str) -> int:
+def ensure_chat(
+    session: Session,
+    chat_id: str,
+    *,
+    app_id: int,
+    api_key_id: int | None,
+    title: str,
+    source: str,
+    share_link_id: int | None = None,
+    visitor_id: str | None = None,
+) -> int:
     """Create the chat unless it exists (two first requests with one chatId both succeed); returns the app that
     owns it, with the row locked until the transaction ends so the owner cannot change before the write."""
-    session.execute(
-        insert(Chat)
-        .values(id=chat_id, app_id=app_id, api_key_id=api_key_id, title=title, source=source)
-        .on_conflict_do_nothing(index_elements=[Chat.id])
-    )
+    values = {"app_id": app_id, "api_key_id": api_key_id, "title": title, "source": source}
+    if visitor_id is not None:
+        values.update(share_link_id=share_link_id, visitor_id=visitor_id)
+    session.execute(insert(Chat).values(id=chat_id, **values).on_conflict_do_nothing(index_elements=[Chat.id]))
     return session.scalar(select(Chat.app_id).where(Chat.id == chat_id).with_for_update())
 
 
 def list_chats(
-    session: Session, *, app_id: int | None = None, offset: int = 0, limit: int = 50
+    session: Session, *, app_id: int | None = None, offset: int = 0, limit: int = 50, where: Sequence[Any] = ()
 ) -> tuple[list[ChatRecord], int]:
-    """Chats newest-first (optionally of one app) with message counts, and the total."""
+    """Chats newest-first (optionally of one app, and matching `where`) with message counts, and the total."""
     counts = _counts()
+    conditions = [*where, *([Chat.app_id == app_id] if app_id is not None else [])]
     query = select(Chat, func.coalesce(counts.c.n, 0)).outerjoin(counts, counts.c.chat_id == Chat.id)
     total_query = select(func.count()).select_from(Chat)
-    if app_id is not None:
-        query = query.where(Chat.app_id == app_id)
-        total_query = total_query.where(Chat.app_id == app_id)
+    if conditions:
+        query = query.where(*conditions)
+        total_query = total_query.where(*conditions)
     rows = session.execute(query.order_by(Chat.updated_at.desc(), Chat.id).offset(offset).limit(limit)).all()
     return [_chat(row, n) for row, n in rows], int(session.scalar(total_query) or 0)
 
@@ -139,3 +152,30 @@ def set_feedback(session: Session, message_id: int, rating: int | None, comment:
     row.feedback, row.feedback_comment = rating, comment
     session.flush()
     return _message(row)
+
+
+def visitor_filter(share_link_id: int, visitor_id: str) -> list[Any]:
+    """`list_chats(where=...)`: the chats one share-link visitor started."""
+    return [Chat.share_link_id == share_link_id, Chat.visitor_id == visitor_id]
+
+
+def log_filter(
+    *, feedback: str | None = None, since: datetime | None = None, until: datetime | None = None, share_link_id=None
+) -> list[Any]:
+    """`list_chats(where=...)` for the admin's logs: chats with this feedback (up, down, comment), active in
+    [since, until), started through this share link."""
+    conditions: list[Any] = []
+    rated = {
+        "up": Message.feedback == 1,
+        "down": Message.feedback == -1,
+        "comment": Message.feedback_comment.isnot(None),
+    }
+    if feedback in rated:
+        conditions.append(exists().where(Message.chat_id == Chat.id, rated[feedback]))
+    if since is not None:
+        conditions.append(Chat.updated_at >= since)
+    if until is not None:
+        conditions.append(Chat.updated_at < until)
+    if share_link_id is not None:
+        conditions.append(Chat.share_link_id == share_link_id)
+    return conditions

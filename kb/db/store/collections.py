@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import cast, delete, func, literal, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Session
 
 from kb.db.store.records import record_of
@@ -161,14 +162,25 @@ def mark_ready(
 
 
 def mark_error(
-    session: Session, collection_id: int, message: str, *, warnings: list[str] | None = None, stats: dict | None = None
+    session: Session,
+    collection_id: int,
+    message: str,
+    *,
+    warnings: list[str] | None = None,
+    stats: dict | None = None,
+    retryable: bool = True,
 ) -> bool:
-    """Record why processing failed; earlier chunks of the collection (if any) stay as they were."""
+    """Record why processing failed; earlier chunks of the collection (if any) stay as they were.
+
+    `retryable` False (noted as `stats.retryable`) says retrying cannot help: the source itself is unreadable."""
     values: dict[str, Any] = {"status": "error", "error": message, "updated_at": func.now(), "finished_at": func.now()}
     if warnings is not None:
         values["warnings"] = warnings
     if stats is not None:
         values["stats"] = stats
+    if not retryable:
+        base = Collection.stats if stats is None else cast(literal(json.dumps(stats)), JSONB)
+        values["stats"] = base.op("||")(cast(literal('{"retryable": false}'), JSONB))
     return session.execute(update(Collection).where(Collection.id == collection_id).values(**values)).rowcount > 0
 
 
@@ -203,3 +215,9 @@ def delete_collection(session: Session, collection_id: int) -> bool:
 def lock_file(session: Session, file_path: str) -> None:
     """Serialise work on one stored file (keep on upload, unlink on delete) until the transaction ends."""
     session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:p))"), {"p": file_path})
+
+
+def ids_with_files(session: Session, collection_ids: set[int]) -> set[int]:
+    """The collections among these that keep an uploaded file."""
+    query = select(Collection.id).where(Collection.id.in_(collection_ids), Collection.file_path.isnot(None))
+    return set(session.scalars(query))

@@ -12,7 +12,7 @@ from kb.db.store.apps import AppRecord
 from kb.http.deps import RuntimeDep
 from kb.http.security.auth import require_full_access
 from kb.services import apps as app_service
-from kb.services.apps import AppCreate, AppUpdate, SearchSettings
+from kb.services.apps import AppCreate, AppUpdate, ChatSettings, SearchSettings
 
 router = APIRouter(prefix="/api/apps", tags=["apps"], dependencies=[Depends(require_full_access)])
 
@@ -27,6 +27,7 @@ class AppPublic(BaseModel):
     search: SearchSettings
     not_found_reply: str | None
     allow_general_knowledge: bool
+    chat: ChatSettings
     created_at: datetime
     updated_at: datetime
 
@@ -36,7 +37,13 @@ class AppList(BaseModel):
 
 
 def app_public(record: AppRecord) -> AppPublic:
-    return AppPublic.model_validate({**asdict(record), "search": app_service.search_settings_of(record)})
+    return AppPublic.model_validate(
+        {
+            **asdict(record),
+            "search": app_service.search_settings_of(record),
+            "chat": app_service.chat_settings_of(record),
+        }
+    )
 
 
 @router.post("", status_code=201, response_model=AppPublic)

@@ -9,11 +9,13 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kb.db.store.chats import ChatRecord, MessageRecord
 from kb.http.deps import PrincipalDep, runtime
 from kb.services import chats as chat_service
+from kb.services.chat_export import chat_markdown
 
 router = APIRouter(prefix="/api/chats", tags=["chats"])
 
@@ -96,6 +98,13 @@ def list_chats(
 def get_chat(chat_id: str, request: Request, principal: PrincipalDep) -> ChatDetail:
     chat, messages = chat_service.get_chat(runtime(request).db, principal, chat_id)
     return ChatDetail(**chat_public(chat).model_dump(), messages=[message_public(m) for m in messages])
+
+
+@router.get("/{chat_id}/export")
+def export_chat(chat_id: str, request: Request, principal: PrincipalDep) -> PlainTextResponse:
+    """The conversation as Markdown, to download."""
+    chat, messages = chat_service.get_chat(runtime(request).db, principal, chat_id)
+    return PlainTextResponse(chat_markdown(chat, messages), media_type="text/markdown; charset=utf-8")
 
 
 @router.patch("/{chat_id}", response_model=ChatPublic)

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from pydantic import TypeAdapter, ValidationError
 from starlette.datastructures import UploadFile
 
@@ -15,6 +15,7 @@ from kb.errors import BadRequest, UnsupportedMedia
 from kb.http.api.errors import error_body
 from kb.http.api.uploads import check_declared_length, read_json, read_multipart
 from kb.http.deps import RuntimeDep
+from kb.http.pages.forms import parse_separators
 from kb.http.security.auth import require_full_access
 from kb.runtime import Runtime
 from kb.schemas import (
@@ -29,7 +30,9 @@ from kb.schemas import (
     UploadResult,
 )
 from kb.services import collections as service
+from kb.services.chunk_preview import preview_chunks
 from kb.services.collections import AddOutcome, Upload
+from kb.services.originals import OriginalFile, original_file
 
 router = APIRouter(prefix="/api", tags=["collections"], dependencies=[Depends(require_full_access)])
 
@@ -150,6 +153,42 @@ async def add_collections(dataset_id: int, request: Request, rt: RuntimeDep) -> 
     return _respond(outcomes)
 
 
+@router.post("/datasets/{dataset_id}/preview")
+async def preview(dataset_id: int, request: Request, rt: RuntimeDep) -> JSONResponse:
+    """The first chunks (with sizes) one file would make under the dataset's chunk settings, or the ones sent
+    with it (`max_tokens`, `overlap`, `separators`, one per line); nothing is stored."""
+    check_declared_length(request, rt.settings.max_upload_bytes)
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise UnsupportedMedia("Send the file as multipart/form-data in a field named 'file'.")
+    form = await read_multipart(request, rt.settings.max_upload_bytes)
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise BadRequest("Send the file in a multipart field named 'file'.", code="missing_file")
+        data = await upload.read()
+        overrides = _chunk_overrides(form)
+        result = await run_in_threadpool(preview_chunks, rt, dataset_id, data, upload.filename or "", overrides)
+    finally:
+        await form.close()
+    return JSONResponse(asdict(result))
+
+
+def _chunk_overrides(form) -> dict:
+    """The chunk settings a form sends (blank fields keep the dataset's)."""
+    overrides: dict = {}
+    for name in ("max_tokens", "overlap"):
+        value = str(form.get(name) or "").strip()
+        if value:
+            try:
+                overrides[name] = float(value) if name == "overlap" else int(value)
+            except ValueError as exc:
+                raise BadRequest(f"{name} must be a number, not '{value}'.") from exc
+    separators = parse_separators(str(form.get("separators") or ""))
+    if separators:
+        overrides["separators"] = separators
+    return overrides
+
+
 @router.get("/datasets/{dataset_id}/collections", response_model=CollectionPage)
 def list_collections(
     dataset_id: int,
@@ -166,6 +205,24 @@ def list_collections(
 def get_collection(collection_id: int, rt: RuntimeDep) -> CollectionPublic:
     detail = service.get_collection(rt, collection_id)
     return _public(detail.collection, detail.job)
+
+
+@router.get("/collections/{collection_id}/file", response_class=FileResponse)
+def download_original(collection_id: int, rt: RuntimeDep) -> FileResponse:
+    """The document's original file: a PDF opens in the browser (add `#page=N`), other types download."""
+    return file_response(original_file(rt, collection_id))
+
+
+def file_response(original: OriginalFile) -> FileResponse:
+    """The stored file under its own name; only a PDF is shown inline (never HTML: it could run script here)."""
+    disposition = "inline" if original.inline else "attachment"
+    return FileResponse(
+        original.path,
+        media_type=original.content_type,
+        filename=original.name,
+        content_disposition_type=disposition,
+        headers={"Cache-Control": "private, no-store"},
+    )
 
 
 @router.delete("/collections/{collection_id}", status_code=204)

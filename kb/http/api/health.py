@@ -1,7 +1,8 @@
 """`GET /healthz`: 200 when the database answers, 503 otherwise. No key needed.
 
 The body also says whether the default chat model can answer: a missing model never stops the server,
-it is reported here (and on the admin Models page) with what to do.
+it is reported here (and on the admin Models page) with what to do. `GET /api/generations`: how many answers
+this process is generating (full access), so an operator or a test can see Stop free the CPU.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from kb.http.api.errors import error_body
-from kb.http.deps import app_registry
+from kb.http.deps import FullAccessDep, app_registry
 from kb.services.model_checks import default_chat_health
+from kb.services.threaded_stream import running_generations
 
 router = APIRouter()
 
@@ -32,3 +34,9 @@ def healthz(request: Request) -> JSONResponse:
     if not chat.available:
         model["detail"] = chat.detail
     return JSONResponse({"status": "ok", "chat_model": model})
+
+
+@router.get("/api/generations", tags=["health"])
+def generations(_: FullAccessDep) -> dict[str, int]:
+    """Answers being generated right now in this process (a stopped one counts until its model has stopped)."""
+    return {"running": running_generations()}

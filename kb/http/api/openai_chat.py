@@ -6,7 +6,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -84,9 +84,17 @@ class ChunkWriter:
 
 
 async def sse_events(
-    stream: ThreadedStream[StreamItem], first: StreamItem, job: ChatJob, writer: ChunkWriter, usage: RequestUsage
+    stream: ThreadedStream[StreamItem],
+    first: StreamItem,
+    job: ChatJob,
+    writer: ChunkWriter,
+    usage: RequestUsage,
+    is_disconnected: Callable[[], Awaitable[bool]] | None = None,
 ) -> AsyncIterator[str]:
-    """The answer as events; an error midway becomes an error event in OpenAI's shape, then the stream ends."""
+    """The answer as events; an error midway becomes an error event in OpenAI's shape, then the stream ends.
+
+    A client that leaves (Stop in the web chat, an SDK closing the stream) is noticed while the model
+    is still thinking, and the model is cancelled at once: see ThreadedStream."""
     pieces = 0
     finished = False
     try:
@@ -95,7 +103,7 @@ async def sse_events(
         while not isinstance(item, Completion):
             yield writer.chunk({"content": item.text})
             pieces += 1
-            item = await stream.next()
+            item = await stream.next(is_disconnected)
         finished = True
         usage.add_tokens(item.prompt_tokens, item.completion_tokens)
         for event in writer.ending(item, job.extras):
@@ -127,19 +135,26 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, princi
         await run_in_threadpool(
             reserve_quota, runtime(request).db, usage, principal.key_id, prompt_estimate, job.max_completion_tokens
         )
+    return await respond(request, job, stream=body.stream, include_usage=body.include_usage, usage=usage)
+
+
+async def respond(request: Request, job: ChatJob, *, stream: bool, include_usage: bool, usage: RequestUsage):
+    """Run a prepared chat job and answer with its whole body or, streaming, its server-sent events."""
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-    stream = start_chat(job)
-    if not body.stream:
-        completion = await collect_completion(stream, request.is_disconnected)
+    started = start_chat(job)
+    if not stream:
+        completion = await collect_completion(started, request.is_disconnected)
         usage.add_tokens(completion.prompt_tokens, completion.completion_tokens)
         return JSONResponse(completion_body(completion_id, created, job, completion))
     try:
         # Wait for the first piece before sending headers, so a refused prompt or a dead provider is a plain HTTP error.
-        first = await stream.next(request.is_disconnected)
+        first = await started.next(request.is_disconnected)
     except BaseException:
-        stream.close()
+        started.close()
         raise
-    writer = ChunkWriter(completion_id, created, job.model, body.include_usage)
+    writer = ChunkWriter(completion_id, created, job.model, include_usage)
     return StreamingResponse(
-        sse_events(stream, first, job, writer, usage), media_type="text/event-stream", headers=SSE_HEADERS
+        sse_events(started, first, job, writer, usage, request.is_disconnected),
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
     )

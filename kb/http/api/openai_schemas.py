@@ -94,6 +94,7 @@ class ChatCompletionRequest(BaseModel):
             params=params,
             stream=self.stream,
             extra=dict(self.model_extra or {}),
+            chosen=frozenset(name for name, value in chosen.items() if value is not None),
         )
 
 

@@ -18,7 +18,7 @@ from kb.http.security.auth import require_admin
 from kb.runtime import Runtime
 from kb.services import apps as app_service
 from kb.services import datasets as dataset_service
-from kb.services.apps import AppCreate, SearchSettings
+from kb.services.apps import AppCreate, ChatSettings, SearchSettings
 
 router = APIRouter(tags=["pages"], include_in_schema=False, dependencies=[Depends(require_admin)])
 
@@ -35,6 +35,10 @@ FIELD_LABELS = {
     "search.min_score": "Minimum score",
     "search.max_tokens": "Quote token budget",
     "not_found_reply": "Reply when nothing is found",
+    "chat.temperature": "Temperature",
+    "chat.max_tokens": "Longest answer (tokens)",
+    "chat.opening_message": "Opening message",
+    "chat.suggested_questions": "Suggested questions",
 }
 
 
@@ -53,12 +57,21 @@ class AppForm(BaseModel):
     rerank: bool = False
     not_found_reply: str = ""
     allow_general_knowledge: bool = False
+    temperature: str = ""
+    answer_tokens: str = ""
+    opening_message: str = ""
+    suggested_questions: str = ""  # one per line
 
     @classmethod
     def of(cls, app: AppRecord | None) -> AppForm:
         """The form filled from a stored app, or with the defaults for a new one."""
         search = app_service.search_settings_of(app) if app else SearchSettings()
+        chat = app_service.chat_settings_of(app) if app else ChatSettings()
         values = {
+            "temperature": f"{chat.temperature:g}",
+            "answer_tokens": str(chat.max_tokens or ""),
+            "opening_message": chat.opening_message,
+            "suggested_questions": "\n".join(chat.suggested_questions),
             "mode": search.mode,
             "limit": str(search.limit),
             "min_score": f"{search.min_score:g}",
@@ -91,6 +104,12 @@ class AppForm(BaseModel):
                 "search": search,
                 "not_found_reply": self.not_found_reply.strip() or None,
                 "allow_general_knowledge": self.allow_general_knowledge,
+                "chat": {
+                    "temperature": self.temperature.strip() or 0,
+                    "max_tokens": self.answer_tokens.strip() or None,
+                    "opening_message": self.opening_message.strip(),
+                    "suggested_questions": self.suggested_questions.splitlines(),
+                },
             }
         )
 
@@ -113,6 +132,7 @@ def _form_page(
         "default_chat_model": rt.settings.chat_model,
         "datasets": dataset_service.list_datasets(rt),
         "search_modes": SEARCH_MODES,
+        "has_reranker": bool(rt.settings.rerank_model) or form.rerank,
     }
     return render_admin(request, "admin/app_form.html", context, section=SECTION, status_code=status_code)
 

@@ -1,8 +1,8 @@
 """The chat page `/`: pick an app, ask, watch the answer stream in, open the quotes it cites.
 
-Who may chat: the admin (the session cookie), like every other page that shows the knowledge bases'
-contents; logged out, `/` redirects to the login page. kb has no per-user accounts, so a public chat
-would need its own access model (share links, rate limits): left for when someone needs it.
+Who may chat here: the admin (the session cookie), like every other page that shows the knowledge bases'
+contents; logged out, `/` redirects to the login page. Everybody else chats through an app's share
+link (kb/http/pages/share.py), which reuses this page's conversation and rendering.
 
 How an answer arrives: chat.js posts to `/v1/chat/completions` (`stream`, `detail`, `chatId`) with the
 session cookie and the CSRF header, the same route and service programs use, and shows the streamed
@@ -27,8 +27,10 @@ from kb.db.store.chats import MessageRecord
 from kb.http.deps import AdminDep, RuntimeDep
 from kb.http.pages.markdown import render_answer
 from kb.http.pages.templating import render
+from kb.rag.answer import STOPPED
 from kb.services import apps as app_service
 from kb.services import chats as chat_service
+from kb.services import originals
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -44,6 +46,7 @@ class QuoteView:
     text: str
     cited: bool
     score: float | None
+    file_url: str | None = None  # the original file, at the cited page for a PDF
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ class AnswerView:
     chat_id: str | None = None
     message_id: int | None = None
     feedback: str | None = None
+    comment: str | None = None
+    stopped: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class QuoteIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     number: int = Field(ge=1, le=1000)
+    collection_id: int | None = None
     source: str = Field(default="", max_length=2000)
     page: int | None = None
     text: str = Field(default="", max_length=100_000)
@@ -86,6 +92,18 @@ class RenderRequest(BaseModel):
     quotes: list[QuoteIn] = Field(default_factory=list, max_length=200)
     chat_id: str | None = Field(default=None, max_length=100)
     message_id: int | None = None
+    stopped: bool = False
+
+
+ADMIN_FILE_LINK = "/api/collections/{id}/file"
+
+
+def _file_url(quote: dict, file_link: str, with_files: set[int]) -> str | None:
+    collection_id = quote.get("collection_id")
+    if collection_id not in with_files:
+        return None
+    page = f"#page={quote['page']}" if quote.get("page") else ""
+    return file_link.replace("{id}", str(collection_id)) + page
 
 
 def answer_view(
@@ -95,19 +113,38 @@ def answer_view(
     chat_id: str | None = None,
     message_id: int | None = None,
     feedback: str | None = None,
+    comment: str | None = None,
+    stopped: bool = False,
+    files: tuple[str, set[int]] = (ADMIN_FILE_LINK, set()),
 ) -> AnswerView:
-    """Render an answer's Markdown safely; its `[n]` become buttons for the quotes it was given."""
+    """Render an answer's Markdown safely; its `[n]` become buttons for the quotes it was given.
+
+    `files` is (link template with `{id}`, the collections that have an original file to open)."""
     views = [
         QuoteView(
-            q["number"], q.get("source") or "", q.get("page"), q.get("text") or "", bool(q.get("cited")), q.get("score")
+            q["number"],
+            q.get("source") or "",
+            q.get("page"),
+            q.get("text") or "",
+            bool(q.get("cited")),
+            q.get("score"),
+            _file_url(q, *files),
         )
         for q in quotes
     ]
     html = render_answer(text, {view.number for view in views})
-    return AnswerView(html, views, chat_id, message_id, feedback)
+    return AnswerView(html, views, chat_id, message_id, feedback, comment, stopped)
 
 
-def chat_lines(chat_id: str, messages: Sequence[MessageRecord]) -> list[ChatLine]:
+def file_links(rt, file_link: str, messages: Sequence[dict]) -> tuple[str, set[int]]:
+    """The link template and which quoted documents (of these quote lists) have files."""
+    ids = {quote.get("collection_id") for quotes in messages for quote in quotes} - {None}
+    return file_link, originals.with_files(rt, ids)
+
+
+def chat_lines(
+    chat_id: str, messages: Sequence[MessageRecord], files: tuple[str, set[int]] = (ADMIN_FILE_LINK, set())
+) -> list[ChatLine]:
     """A stored conversation as the page shows it."""
     lines = []
     for message in messages:
@@ -115,7 +152,16 @@ def chat_lines(chat_id: str, messages: Sequence[MessageRecord]) -> list[ChatLine
             lines.append(ChatLine(message.role, message.content))
             continue
         feedback = {1: "up", -1: "down"}.get(message.feedback)
-        view = answer_view(message.content, message.quotes, chat_id=chat_id, message_id=message.id, feedback=feedback)
+        view = answer_view(
+            message.content,
+            message.quotes,
+            chat_id=chat_id,
+            message_id=message.id,
+            feedback=feedback,
+            comment=message.feedback_comment,
+            stopped=message.timings.get("finish_reason") == STOPPED,
+            files=files,
+        )
         lines.append(ChatLine("assistant", message.content, view))
     return lines
 
@@ -138,7 +184,7 @@ def chat_page(
     if chat is not None:
         stored, messages = chat_service.get_chat(rt.db, principal, chat)
         app = stored.app_id  # a chat link opens its own app
-        lines = chat_lines(stored.id, messages)
+        lines = chat_lines(stored.id, messages, file_links(rt, ADMIN_FILE_LINK, [m.quotes for m in messages]))
     chosen = _chosen_app(apps, app)
     chats = []
     if chosen is not None:
@@ -147,6 +193,7 @@ def chat_page(
         "apps": apps,
         "app": chosen,
         "chats": chats,
+        "settings": app_service.chat_settings_of(chosen) if chosen else None,
         "chat_id": chat or secrets.token_urlsafe(12),  # a new conversation's id, used once its first answer is kept
         "messages": lines,
     }
@@ -154,9 +201,16 @@ def chat_page(
 
 
 @router.post("/chat/render", name="chat_render")
-def render_finished_answer(body: RenderRequest, request: Request, _: AdminDep) -> HTMLResponse:
+def render_finished_answer(body: RenderRequest, request: Request, rt: RuntimeDep, _: AdminDep) -> HTMLResponse:
     """The server-side rendering of an answer that just finished streaming (an HTML fragment)."""
+    return render_fragment(request, body, rt, ADMIN_FILE_LINK)
+
+
+def render_fragment(request: Request, body: RenderRequest, rt, file_link: str) -> HTMLResponse:
+    """A finished (or stopped) answer as the `chat/_answer.html` fragment."""
+    quotes = [quote.model_dump() for quote in body.quotes]
+    files = file_links(rt, file_link, [quotes])
     view = answer_view(
-        body.text, [quote.model_dump() for quote in body.quotes], chat_id=body.chat_id, message_id=body.message_id
+        body.text, quotes, chat_id=body.chat_id, message_id=body.message_id, stopped=body.stopped, files=files
     )
     return render(request, "chat/_answer.html", {"view": view}, headers=NO_STORE)

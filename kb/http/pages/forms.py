@@ -33,6 +33,9 @@ NOTICES = {
     "app_saved": "App saved.",
     "app_deleted": "The app, its chats and its API keys were deleted.",
     "key_revoked": "The key was revoked; it is refused from now on.",
+    "link_created": "Share link created. Copy its address or embed code below.",
+    "link_revoked": "The share link was turned off; its chats stay in the logs.",
+    "annotated": "Correction saved as a Q/A pair; the app finds it from now on.",
 }
 
 

@@ -8,7 +8,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from kb.http.i18n import LANGUAGES, request_language, translate
+from kb.http.i18n import LANGUAGES, request_language, translate, translate_message
 from kb.services.search import MAX_QUERY_CHARS
 
 WEB_DIR = Path(__file__).resolve().parents[3] / "web"
@@ -26,6 +26,7 @@ def render(
         "lang": lang,
         "languages": LANGUAGES,
         "_": lambda text, **values: translate(lang, text, **values),
+        "_msg": lambda text: translate_message(lang, text),  # stored English messages (failure reasons)
         "csrf_token": getattr(request.state, "csrf_token", ""),
         "admin": getattr(request.state, "session_principal", None) is not None,
     }

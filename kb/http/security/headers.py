@@ -30,6 +30,11 @@ COMMON_HEADERS = {
 }
 
 
+def framed_by(csp: str, origins: list[str]) -> str:
+    """The policy with `frame-ancestors` opened to these origins (and this site)."""
+    return csp.replace("frame-ancestors 'none'", "frame-ancestors 'self' " + " ".join(origins))
+
+
 class SecurityHeadersMiddleware:
     """Adds the CSP and friends to every response; admin pages are also kept out of caches."""
 
@@ -46,9 +51,12 @@ class SecurityHeadersMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                headers["Content-Security-Policy"] = csp
+                # A share link's page may be framed by the sites its admin listed (kb/http/pages/share.py).
+                ancestors = scope.get("state", {}).get("frame_ancestors")
+                headers["Content-Security-Policy"] = framed_by(csp, ancestors) if ancestors else csp
                 for name, value in COMMON_HEADERS.items():
-                    headers[name] = value
+                    if not (ancestors and name == "X-Frame-Options"):
+                        headers[name] = value
                 if path.startswith("/admin") and "cache-control" not in headers:
                     headers["Cache-Control"] = "no-store"
             await send(message)
