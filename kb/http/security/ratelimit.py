@@ -56,7 +56,8 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _spend(request: Request, limit: Limit | None, caller: str, what: str) -> None:
+def spend(request: Request, limit: Limit | None, caller: str, what: str) -> None:
+    """Take one token from `caller`'s bucket of `limit`, or refuse with 429 and when to try again."""
     if limit is None:
         return
     wait = take_token(request.app.state.db, f"{limit.name}:{caller}"[:200], limit.per_minute, limit.per_minute / 60)
@@ -72,16 +73,16 @@ def limit_chat(request: Request, principal: Principal = Depends(require_principa
     """Dependency of chat routes: one token from the caller's key bucket and one from its address's."""
     limits: RateLimits = request.app.state.rate_limits
     caller = f"key:{principal.key_id}" if principal.key_id is not None else principal.kind
-    _spend(request, limits.chat_per_key, caller, "chat requests with this key")
-    _spend(request, limits.chat_per_ip, client_address(request), "chat requests from your address")
+    spend(request, limits.chat_per_key, caller, "chat requests with this key")
+    spend(request, limits.chat_per_ip, client_address(request), "chat requests from your address")
 
 
 def limit_learn(request: Request) -> None:
     """Called before /learn trains anything: bounds the CPU one address can ask of a page that needs no login."""
-    _spend(request, LEARN, client_address(request), "training runs from your address")
+    spend(request, LEARN, client_address(request), "training runs from your address")
 
 
 def limit_login(request: Request) -> None:
     """Called before a login attempt is checked: bounds password guesses and argon2 work per address."""
     limits: RateLimits = request.app.state.rate_limits
-    _spend(request, limits.login_per_ip, client_address(request), "login attempts from your address")
+    spend(request, limits.login_per_ip, client_address(request), "login attempts from your address")

@@ -16,8 +16,8 @@ from fastapi import Request, Response
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from kb.db.store.share_links import ShareLinkRecord
-from kb.errors import RateLimited, Unauthorized
-from kb.http.security.ratelimit import TokenBucket, client_address
+from kb.errors import Unauthorized
+from kb.http.security.ratelimit import Limit, client_address, spend
 from kb.http.security.session import cookie_header
 from kb.runtime import Runtime
 from kb.services import admin as admin_service
@@ -86,26 +86,15 @@ def api_visitor(rt: Runtime, token: str, request: Request) -> Visitor:
 
 
 def limit_visitor(request: Request, visitor: Visitor) -> None:
-    """The link's per-visitor limit (and per address, so clearing cookies does not reset it)."""
+    """The link's per-visitor limit (and per address, so clearing cookies does not reset it), in the shared buckets."""
     per_minute = visitor.link.rate_limit_per_minute
     if not per_minute:
         return
-    buckets: dict[int, TokenBucket] | None = getattr(request.app.state, "share_buckets", None)
-    if buckets is None:
-        buckets = request.app.state.share_buckets = {}
-    bucket = buckets.setdefault(per_minute, TokenBucket(per_minute))
-    for caller in (f"{visitor.link.id}:{visitor.visitor_id}", f"{visitor.link.id}@{client_address(request)}"):
-        wait = bucket.take(caller)
-        if wait > 0:
-            seconds = max(1, int(wait) + 1)
-            raise RateLimited(
-                f"Too many questions; this link allows {per_minute} per minute. Try again in {seconds} seconds.",
-                headers={"Retry-After": str(seconds)},
-            )
+    limit = Limit(f"share-{visitor.link.id}", per_minute)
+    for caller in (f"visitor:{visitor.visitor_id}", f"ip:{client_address(request)}"):
+        spend(request, limit, caller, "questions through this link")
 
 
 def limit_password(request: Request, link: ShareLinkRecord) -> None:
     """Password guesses on a share link count against the address's login limit."""
-    bucket = request.app.state.rate_limits.login_per_ip
-    if bucket is not None and bucket.take(f"share:{client_address(request)}") > 0:
-        raise RateLimited("Too many password attempts from your address; wait a minute and try again.")
+    spend(request, request.app.state.rate_limits.login_per_ip, f"share:{client_address(request)}", "password attempts")
