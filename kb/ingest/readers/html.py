@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import re
+import threading
 
 import lxml.html
 import trafilatura
@@ -15,6 +16,10 @@ from kb.ingest.readers.registry import reader
 from kb.ingest.readers.structure import HeadingPath, table_lines
 from kb.ingest.textutil import decode_text, detect_encoding, tidy
 from kb.ingest.types import Block, ParsedDocument, ReadLimits
+
+# trafilatura copies and cleans lxml trees with shared module state: two worker slots extracting at once
+# aborted the process inside libxml2 (seen under load). Extraction is a small share of reading, so one at a time.
+_EXTRACTING = threading.Lock()
 
 _JUNK_TAGS = (
     "script",
@@ -157,16 +162,17 @@ def _main_content(tree: lxml.html.HtmlElement) -> etree._Element:
     candidate = marked[0] if marked else body
     if _link_density(body) < _LINK_DENSE:
         return candidate  # a plain document: keep all of it, with its structure
-    extracted = trafilatura.extract(
-        lxml.html.tostring(tree, encoding="unicode"),
-        output_format="html",
-        include_tables=True,
-        include_formatting=True,
-        include_links=False,
-        include_images=False,
-        include_comments=False,
-        config=_TRAFILATURA,
-    )
+    with _EXTRACTING:
+        extracted = trafilatura.extract(
+            lxml.html.tostring(tree, encoding="unicode"),
+            output_format="html",
+            include_tables=True,
+            include_formatting=True,
+            include_links=False,
+            include_images=False,
+            include_comments=False,
+            config=_TRAFILATURA,
+        )
     if extracted:
         return lxml.html.document_fromstring(extracted).body
     return candidate
