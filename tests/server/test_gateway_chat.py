@@ -261,16 +261,15 @@ def test_a_client_that_gives_up_on_a_plain_answer_cancels_the_generation(live_se
     assert wait_until(lambda: [r["status"] for r in usage_rows(db) if r["model"] == "endless"] == [499])
 
 
-def test_every_v1_request_is_logged_failures_included(client, live_server, db):
+def test_every_authenticated_v1_request_is_logged_failures_included_but_not_keyless_ones(client, live_server, db):
     client.chat.completions.create(model="echo", messages=QUESTION)
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="gpt-9", messages=QUESTION)
-    httpx.get(f"{live_server.url}/v1/models")  # no key
+    assert httpx.get(f"{live_server.url}/v1/models").status_code == 401  # no key: refused, and not logged (#17.11)
     rows = usage_rows(db)
     assert [(r["endpoint"], r["model"], r["status"]) for r in rows] == [
         ("/v1/chat/completions", "echo", 200),
         ("/v1/chat/completions", "gpt-9", 400),
-        ("/v1/models", None, 401),
     ]
     assert rows[0]["prompt_tokens"] > 0 and rows[0]["completion_tokens"] == 4
     assert rows[1]["prompt_tokens"] == rows[1]["completion_tokens"] == 0

@@ -61,7 +61,8 @@ def test_the_apps_page_lists_apps_and_needs_the_login(app, admin_client, rt, dat
 
 def test_the_new_app_form_offers_the_registry_models_and_the_datasets(admin_client, datasets):
     tree = HTMLParser(admin_client.get("/admin/apps/new").text)
-    assert [o.attributes["value"] for o in tree.css("#app-chat-model option")] == ["", "scripted", "smollm2"]
+    offered = [o.attributes["value"] for o in tree.css("#app-chat-model option")]
+    assert offered == ["", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "scripted", "smollm2"]  # the catalog's too
     assert tree.css_first("#app-chat-model option").text() == "Default (scripted)"
     assert [c.attributes["value"] for c in tree.css("input[name=dataset_ids]")] == [str(d) for d in datasets]
     assert (
