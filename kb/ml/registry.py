@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import threading
 from pathlib import Path
@@ -24,28 +23,22 @@ class UnknownModel(BadRequest):
     code = "model_not_found"
 
 
-def _use_llama_cpp(spec: ModelSpec) -> bool:
-    """llama.cpp runs a GGUF when asked for, or by default when its optional package is installed."""
-    if spec.engine == "auto":
-        return importlib.util.find_spec("llama_cpp") is not None
-    return spec.engine == "llama.cpp"
-
-
 def _load_chat(spec: ModelSpec, settings: Settings) -> ChatModel:
     if spec.backend == "remote":
         from kb.ml.remote import RemoteChatModel
 
         return RemoteChatModel(spec)
     from kb.ml.loading import dequantised_gguf, gguf_weight_bits, remote_code_allowed, resolve_source, use_torch_threads
-    from kb.ml.local_chat import load_transformers_chat
 
-    use_torch_threads(settings.torch_threads)
     source = resolve_source(spec)
-    weight_bits = None
-    if source.endswith(".gguf") and _use_llama_cpp(spec):
+    if source.endswith(".gguf") and spec.engine != "transformers":  # llama.cpp is the engine for GGUF files
         from kb.ml.llamacpp import load_llama_cpp_chat
 
         return load_llama_cpp_chat(spec, Path(source), settings)
+    from kb.ml.local_chat import load_transformers_chat
+
+    use_torch_threads(settings.torch_threads)
+    weight_bits = None
     if source.endswith(".gguf"):
         gguf_file = Path(source)
         source = str(dequantised_gguf(gguf_file, settings.model_cache_dir))
