@@ -14,6 +14,7 @@ from kb.ml.types import ChatModel, Embedder
 log = logging.getLogger(__name__)
 
 _loaded: dict[tuple, object] = {}
+_failed: dict[tuple, str] = {}  # why the last load of a model failed (it is tried again on its next use)
 _loading_locks: dict[tuple, threading.Lock] = {}
 _guard = threading.Lock()
 _registries: dict[tuple, ModelRegistry] = {}
@@ -147,6 +148,18 @@ class ModelRegistry:
             )
         return self._instance(spec, lambda s, settings: _load_embedder(s, settings, variant), variant)
 
+    def chat_status(self, name: str | None = None) -> dict[str, str]:
+        """Whether the chat model (default: settings.chat_model) is ready, not loaded yet, or unavailable and why."""
+        name = name or self.settings.chat_model
+        spec = self._chat.get(name)
+        if name in self._ready_chat or (spec is not None and self._key(spec) in _loaded):
+            return {"name": name, "state": "ready"}
+        if spec is None:
+            return {"name": name, "state": "unavailable", "message": f"no chat model '{name}' is configured"}
+        if self._key(spec) in _failed:
+            return {"name": name, "state": "unavailable", "message": _failed[self._key(spec)]}
+        return {"name": name, "state": "not loaded"}
+
     def loaded(self) -> list[str]:
         """Names of this registry's models already loaded in this process (an embedder in any variant)."""
         prefixes = {self._key(s)[:-1]: s.name for s in (*self._chat.values(), *self._embedding.values())}
@@ -176,7 +189,12 @@ class ModelRegistry:
         with lock:  # two first requests at once load the model once
             if key not in _loaded:
                 log.info("loading %s model '%s'%s", spec.kind, spec.name, f" ({variant})" if variant else "")
-                _loaded[key] = load(spec, self.settings)
+                try:
+                    _loaded[key] = load(spec, self.settings)
+                except ServiceUnavailable as exc:
+                    _failed[key] = exc.message
+                    raise
+                _failed.pop(key, None)
         return _loaded[key]
 
 

@@ -6,7 +6,8 @@ import itertools
 
 import pytest
 
-from kb.ml.stops import AnswerAssembler, StopMatcher, parse_tool_calls
+from kb.ml.stops import AnswerAssembler, StopMatcher, parse_json_tool_calls, parse_tool_calls
+from kb.ml.types import GenerationParams
 
 
 def run(pieces: list[str], stop: list[str], tools: bool = False) -> tuple[list[str], object]:
@@ -104,3 +105,50 @@ def test_several_tool_calls_and_a_missing_closing_tag_are_parsed():
     assert [c["function"]["name"] for c in calls] == ["a", "b"]
     assert calls[1]["function"]["arguments"] == '{"n": 1}'
     assert leftover == ""
+
+
+SEARCH_TOOL = [{"type": "function", "function": {"name": "search", "parameters": {"type": "object"}}}]
+JSON_CALL = '```json\n{"name": "search", "arguments": {"query": "pgvector"}}\n```'
+
+
+def run_with_tools(pieces: list[str], tools: list[dict] = SEARCH_TOOL) -> tuple[list[str], object]:
+    assembler = AnswerAssembler.for_params(GenerationParams(tools=tools))
+    shown = [assembler.feed(piece) for piece in pieces]
+    last, completion = assembler.finish(10, len(pieces), "stop")
+    return [s for s in [*shown, last] if s], completion
+
+
+@pytest.mark.parametrize("pieces", splits(JSON_CALL, 2)[::97])
+def test_a_reply_that_is_only_a_fenced_json_call_of_an_offered_tool_becomes_a_tool_call(pieces):
+    shown, completion = run_with_tools(pieces)
+    assert shown == [] and completion.text == "" and completion.finish_reason == "tool_calls"
+    [call] = completion.tool_calls
+    assert call["function"] == {"name": "search", "arguments": '{"query": "pgvector"}'}
+
+
+def test_bare_json_calls_and_lists_of_them_are_tool_calls_too():
+    two = '[{"name": "search", "arguments": {"query": "a"}}, {"name": "search", "parameters": {"query": "b"}}]'
+    assert len(parse_json_tool_calls(two, ("search",))) == 2
+    assert parse_json_tool_calls('  {"name": "search", "arguments": "{}"}\n', ("search",))[0]["function"]["name"]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        '{"name": "delete_everything", "arguments": {}}',  # not an offered tool
+        '```json\n{"city": "Paris"}\n```',  # JSON, but no call
+        'Here it is: ```json\n{"name": "search", "arguments": {}}\n```',  # text around it
+        '```json\n{"name": "search", "arguments": {}}\n``` and more',
+        "{not json",
+    ],
+)
+def test_json_that_is_not_a_whole_reply_calling_an_offered_tool_stays_text(reply):
+    shown, completion = run_with_tools([reply[:5], reply[5:]])
+    assert "".join(shown) == reply == completion.text and completion.tool_calls == []
+    assert completion.finish_reason == "stop"
+
+
+def test_plain_text_with_tools_offered_streams_at_once():
+    assembler = AnswerAssembler.for_params(GenerationParams(tools=SEARCH_TOOL))
+    assert assembler.feed("  ") == "" and assembler.feed("Paris is") == "  Paris is"
+    assert assembler.feed(' {"name": "search"}') == ' {"name": "search"}'

@@ -1,4 +1,4 @@
-"""`GET /healthz`: 200 when the database answers, 503 otherwise. No key needed."""
+"""`GET /healthz`: 200 when the database answers, 503 otherwise, with the chat model's state. No key needed."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from kb.http.api.errors import error_body
+from kb.http.deps import runtime
 
 router = APIRouter()
 
@@ -21,4 +22,5 @@ def healthz(request: Request) -> JSONResponse:
             status_code=503,
             headers={"Retry-After": "5"},
         )
-    return JSONResponse({"status": "ok"})
+    # A chat model that cannot load leaves the rest of kb (search, upload, admin) working: say so, still 200.
+    return JSONResponse({"status": "ok", "detail": {"chat_model": runtime(request).registry.chat_status()}})
