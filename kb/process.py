@@ -5,9 +5,8 @@
   shrink. With many request threads the server's memory then creeps up under load (bench/load.py:
   +100 to +260 MB/min); pinning the threshold at glibc's default keeps it flat (-6 MB/min, and
   ~200 MB less). `MALLOC_MMAP_THRESHOLD_` in the environment wins.
-- OpenMP threads that spin while waiting steal the other core from everything else on a small
-  machine (a query embedding went from 15 ms to 1.5 s next to a busy process); they sleep instead
-  unless `OMP_WAIT_POLICY` says otherwise.
+- OpenMP threads sleep instead of spinning while they wait: importing kb sets `OMP_WAIT_POLICY`
+  (kb/__init__.py), since it must come before torch or llama.cpp loads.
 """
 
 from __future__ import annotations
@@ -37,6 +36,5 @@ def pin_mmap_threshold() -> bool:
 
 def tune_process() -> None:
     """Apply the tuning above; safe to call more than once."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if not pin_mmap_threshold():
         log.debug("malloc's mmap threshold left as it is")

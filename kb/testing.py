@@ -120,7 +120,7 @@ class EchoChatModel:
         self, answer: str, prompt_tokens: int, params: GenerationParams, cancel: threading.Event | None
     ) -> Iterator[StreamDelta | Completion]:
         budget = min(params.max_tokens or self.context_length, self.context_length - prompt_tokens)
-        assembler = AnswerAssembler(params.stop, tools_enabled=bool(params.tools))
+        assembler = AnswerAssembler.for_params(params)
         pieces = PIECE.findall(answer)
         used, finish_reason = 0, "stop"
         for piece in pieces:

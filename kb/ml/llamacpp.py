@@ -1,67 +1,224 @@
-"""The optional llama.cpp engine for `.gguf` chat models (install `kb[llamacpp]`); never needed by default.
+"""The default engine for `.gguf` chat models: llama.cpp (xllamacpp), one loaded server per model per process.
 
-Only the forward pass moves to llama.cpp: chat templates, tools, stop strings, sampling, counts and the
-one-request-at-a-time lock are the same code as the transformers path (TransformersChatModel).
+Templates, tokenizer, sampling, stop strings and tool-call parsing are llama.cpp's own; kb adds a queue
+that a waiting client can leave, cancellation that reaches llama.cpp while it still reads the prompt, and
+its own stop/tool handling on top (kb/ml/stops.py) so every engine streams the same way.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-
-import numpy as np
-import torch
+from typing import Protocol
 
 from kb.config import Settings
-from kb.errors import ServiceUnavailable
-from kb.ml.loading import gguf_tokenizer
-from kb.ml.local_chat import TransformersChatModel
+from kb.errors import BadRequest, ServiceUnavailable
+from kb.ml.llamacpp_server import ChunkStream, LlamaServerError, ServerConfig, shared_server
+from kb.ml.messages import normalise_messages
+from kb.ml.remote import StreamState
 from kb.ml.specs import ModelSpec
+from kb.ml.stops import AnswerAssembler
+from kb.ml.types import (
+    Completion,
+    GenerationCancelled,
+    GenerationParams,
+    StreamDelta,
+    check_params,
+    final_completion,
+    room_for_answer,
+)
+
+POLL_SECONDS = 0.1  # how often a waiting or reading-the-prompt request looks at its cancel event
+DEFAULT_CONTEXT = 4096  # per slot; the models' own 32k would reserve a KV cache few prompts here need
+_END = object()
 
 
-class LlamaCppDecoder:
-    """A Decoder whose forward pass is llama.cpp's, over the GGUF file as shipped."""
+class Engine(Protocol):
+    """What the chat model needs from a loaded llama.cpp (LlamaServer; tests pass a fake)."""
 
-    def __init__(self, llm: object):
-        self.llm = llm
-        self.vocab_size = llm.n_vocab()
+    chat_template: str
 
-    def _last_logits(self) -> torch.Tensor:
-        import llama_cpp
+    def post(self, path: str, body: dict) -> dict: ...
 
-        pointer = llama_cpp.llama_get_logits(self.llm.ctx)
-        return torch.from_numpy(np.ctypeslib.as_array(pointer, shape=(self.vocab_size,)).copy())
-
-    def start(self, token_ids: list[int]) -> torch.Tensor:
-        """Prefill the prompt from an empty context; returns the logits for the first new token."""
-        self.llm.reset()
-        self.llm.eval(token_ids)
-        return self._last_logits()
-
-    def step(self, token_id: int) -> torch.Tensor:
-        """Feed one token; returns the logits for the next."""
-        self.llm.eval([token_id])
-        return self._last_logits()
+    def open_chat(self, body: dict) -> ChunkStream: ...
 
 
-def load_llama_cpp_chat(spec: ModelSpec, gguf_file: Path, settings: Settings) -> TransformersChatModel:
-    """A ChatModel running `gguf_file` in llama.cpp, with the file's own tokenizer and chat template."""
+class LlamaCppChatModel:
+    """A ChatModel over a llama.cpp server; `slots` requests run at once, the others wait their turn in kb."""
+
+    def __init__(self, name: str, engine: Engine, context_length: int, slots: int = 1):
+        self.name = name
+        self.engine = engine
+        self.context_length = context_length
+        self.supports_tools = "tools" in engine.chat_template
+        self._slots = threading.BoundedSemaphore(slots)
+        self._count_lock = threading.Lock()
+        self.generating = 0  # requests holding a slot: reading their prompt or decoding
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of plain text, without special tokens (the model's own tokenizer)."""
+        return len(self.engine.post("/tokenize", {"content": text, "add_special": False})["tokens"])
+
+    def count_prompt_tokens(self, messages: list[dict], tools: list[dict] | None = None) -> int:
+        """Tokens of the whole templated prompt, as llama.cpp will read it (equals its usage.prompt_tokens)."""
+        if tools and not self.supports_tools:
+            raise BadRequest(f"model '{self.name}' does not support tools (its chat template has no tool section)")
+        body: dict = {"messages": normalise_messages(messages)}
+        if tools:
+            body["tools"] = tools
+        prompt = self.engine.post("/apply-template", body)["prompt"]
+        tokens = self.engine.post("/tokenize", {"content": prompt, "add_special": False, "parse_special": True})
+        return len(tokens["tokens"])
+
+    def stream(
+        self, messages: list[dict], params: GenerationParams, cancel: threading.Event | None = None
+    ) -> Iterator[StreamDelta | Completion]:
+        """Yield answer pieces as llama.cpp decodes them, then the Completion; waits its turn for a slot."""
+        check_params(params)
+        prompt_tokens = self.count_prompt_tokens(messages, params.tools)
+        budget = room_for_answer(self.name, self.context_length, prompt_tokens, params.max_tokens)
+        body: dict = {
+            "messages": normalise_messages(messages),
+            "stream_options": {"include_usage": True},
+            "max_tokens": budget,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "cache_prompt": True,  # reuse the KV cache of the prefix this slot read last (system prompt, quotes)
+        }
+        if params.stop:
+            body["stop"] = params.stop  # llama.cpp stops early on them; the assembler keeps kb's exact semantics
+        if params.seed is not None:
+            body["seed"] = params.seed
+        if params.tools:
+            body["tools"] = params.tools
+        return self._generate(body, params, prompt_tokens, cancel)
+
+    def _acquire(self, should_stop: Callable[[], bool]) -> None:
+        while not self._slots.acquire(timeout=POLL_SECONDS):
+            if should_stop():
+                raise GenerationCancelled("cancelled while waiting for the model")
+        with self._count_lock:
+            self.generating += 1
+
+    def _release(self) -> None:
+        with self._count_lock:
+            self.generating -= 1
+        self._slots.release()
+
+    def _start(self, body: dict, items: queue.Queue) -> ChunkStream:
+        """Open the request and read it in a worker thread that gives the slot back when llama.cpp is done."""
+        try:
+            chunks = self.engine.open_chat(body)
+        except OSError as exc:
+            self._release()
+            raise ServiceUnavailable(f"llama.cpp is not answering for model '{self.name}': {exc}") from exc
+
+        def read() -> None:
+            try:
+                for chunk in chunks.chunks():
+                    items.put(chunk)
+            except BaseException as exc:  # handed to the consumer, who re-raises it in its own thread
+                items.put(exc)
+            finally:
+                self._release()
+                items.put(_END)
+
+        threading.Thread(target=read, name=f"kb-llama-{self.name}", daemon=True).start()
+        return chunks
+
+    def _generate(
+        self, body: dict, params: GenerationParams, prompt_tokens: int, cancel: threading.Event | None
+    ) -> Iterator[StreamDelta | Completion]:
+        abandoned = threading.Event()
+
+        def should_stop() -> bool:
+            return abandoned.is_set() or (cancel is not None and cancel.is_set())
+
+        self._acquire(should_stop)
+        items: queue.Queue = queue.Queue()
+        chunks = self._start(body, items)
+        state, assembler, pieces = StreamState(), AnswerAssembler.for_params(params), 0
+        try:
+            while (item := self._next(items, should_stop)) is not _END:
+                piece = state.absorb(self._checked(item))
+                pieces += bool(piece)  # llama.cpp streams one token per chunk
+                visible = assembler.feed(piece)
+                if visible:
+                    yield StreamDelta(visible)
+                if assembler.stopped or should_stop():
+                    break
+            if should_stop():
+                raise GenerationCancelled("generation cancelled")
+            # llama.cpp's usage comes last; when kb's stop matcher ended the answer first, count it here
+            usage = state.usage or {"prompt_tokens": prompt_tokens, "completion_tokens": pieces}
+            last, completion = assembler.finish(
+                int(usage["prompt_tokens"]), int(usage["completion_tokens"]), state.finish_reason or "stop"
+            )
+            if state.tool_calls:  # llama.cpp parsed <tool_call> blocks itself
+                completion.tool_calls = state.openai_tool_calls() + completion.tool_calls
+                completion.finish_reason = "tool_calls"
+            if last:
+                yield StreamDelta(last)
+            yield completion
+        finally:
+            abandoned.set()
+            chunks.close()  # a no-op after a finished answer; otherwise llama.cpp drops the task and frees the CPU
+
+    @staticmethod
+    def _next(items: queue.Queue, should_stop: Callable[[], bool]) -> object:
+        while True:
+            try:
+                item = items.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                if should_stop():  # nothing comes while llama.cpp reads the prompt: look at cancel meanwhile
+                    raise GenerationCancelled("generation cancelled") from None
+                continue
+            if isinstance(item, BaseException):
+                raise item
+            return item
+
+    def _checked(self, chunk: dict) -> dict:
+        error = chunk.get("error")
+        if not error:
+            return chunk
+        if error.get("type") == "exceed_context_size_error":
+            raise BadRequest(
+                f"the prompt is {error.get('n_prompt_tokens')} tokens but model '{self.name}' has a context of "
+                f"{error.get('n_ctx')} tokens; shorten the conversation or the quotes",
+                code="context_length_exceeded",
+            )
+        raise ServiceUnavailable(f"llama.cpp failed on model '{self.name}': {error.get('message') or error}")
+
+    def generate(
+        self, messages: list[dict], params: GenerationParams, cancel: threading.Event | None = None
+    ) -> Completion:
+        """The whole answer at once."""
+        return final_completion(self.stream(messages, params, cancel))
+
+
+def load_llama_cpp_chat(spec: ModelSpec, gguf_file: Path, settings: Settings) -> LlamaCppChatModel:
+    """The ChatModel for `gguf_file` on the process's shared llama.cpp server for it (loaded on first use)."""
+    config = ServerConfig(
+        gguf=gguf_file.resolve(),
+        context_per_slot=spec.context_length or DEFAULT_CONTEXT,
+        slots=spec.slots,
+        threads=settings.torch_threads,
+    )
     try:
-        from llama_cpp import Llama
+        server = shared_server(config)
     except ImportError as exc:
         raise ServiceUnavailable(
-            f"model '{spec.name}' asks for engine 'llama.cpp' but llama-cpp-python is not installed "
-            "(pip install 'kb[llamacpp]'), or set its engine to 'transformers'",
+            f"model '{spec.name}' needs the llama.cpp engine but xllamacpp is not installed "
+            "(reinstall kb: `make install`), or set its engine to 'transformers'",
             code="model_unavailable",
         ) from exc
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(gguf_tokenizer(gguf_file, settings.model_cache_dir))
-    llm = Llama(
-        model_path=str(gguf_file),
-        n_ctx=spec.context_length or 0,  # 0: the context the model was trained with
-        n_threads=settings.torch_threads,
-        n_threads_batch=settings.torch_threads,
-        verbose=False,
-    )
-    end_of_turn = {tokenizer.eos_token_id, llm.token_eos()} - {None}
-    return TransformersChatModel(spec.name, tokenizer, LlamaCppDecoder(llm), llm.n_ctx(), end_of_turn)
+    except LlamaServerError as exc:
+        raise ServiceUnavailable(
+            f"llama.cpp cannot load chat model '{spec.name}' from {gguf_file} ({exc}): the file may be incomplete "
+            "or not a GGUF chat model. Check its size and sha256 (`kb models verify` for catalog models), "
+            "fetch it again, or configure another chat model",
+            code="model_unavailable",
+        ) from exc
+    return LlamaCppChatModel(spec.name, server, config.context_per_slot, config.slots)

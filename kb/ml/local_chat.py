@@ -16,7 +16,15 @@ from kb.ml.lean_decoder import LeanDecoder, lean_decoder_supports
 from kb.ml.messages import normalise_messages
 from kb.ml.specs import ModelSpec
 from kb.ml.stops import AnswerAssembler
-from kb.ml.types import Completion, GenerationCancelled, GenerationParams, StreamDelta, check_params, final_completion
+from kb.ml.types import (
+    Completion,
+    GenerationCancelled,
+    GenerationParams,
+    StreamDelta,
+    check_params,
+    final_completion,
+    room_for_answer,
+)
 
 log = logging.getLogger(__name__)
 LOCK_POLL_SECONDS = 0.1
@@ -56,16 +64,6 @@ class TransformersChatModel:
         )
         return self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
 
-    def _room_for_answer(self, prompt_tokens: int, max_tokens: int | None) -> int:
-        room = self.context_length - prompt_tokens
-        if room < 1:
-            raise BadRequest(
-                f"the prompt is {prompt_tokens} tokens but model '{self.name}' has a context of {self.context_length} "
-                f"tokens, leaving no room for an answer; shorten the conversation or the quotes",
-                code="context_length_exceeded",
-            )
-        return room if max_tokens is None else min(room, max_tokens)
-
     def _acquire(self, should_stop: Callable[[], bool]) -> None:
         while not self._lock.acquire(timeout=LOCK_POLL_SECONDS):
             if should_stop():
@@ -77,7 +75,7 @@ class TransformersChatModel:
         """Yield answer pieces as they are decoded, then the Completion; waits its turn for the model."""
         check_params(params)
         prompt = self._prompt_ids(messages, params.tools)
-        budget = self._room_for_answer(len(prompt), params.max_tokens)
+        budget = room_for_answer(self.name, self.context_length, len(prompt), params.max_tokens)
         return self._generate(prompt, budget, params, cancel)
 
     def _generate(
@@ -115,7 +113,7 @@ class TransformersChatModel:
         self, prompt: list[int], budget: int, params: GenerationParams, should_stop: Callable[[], bool]
     ) -> Iterator[StreamDelta | Completion]:
         generator = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
-        assembler = AnswerAssembler(params.stop, tools_enabled=bool(params.tools))
+        assembler = AnswerAssembler.for_params(params)
         detokenizer = IncrementalDetokenizer(self.tokenizer)
         logits = self.decoder.start(prompt)
         generated, finish_reason = 0, "length"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import threading
 from pathlib import Path
@@ -15,6 +14,7 @@ from kb.ml.types import ChatModel, Embedder
 log = logging.getLogger(__name__)
 
 _loaded: dict[tuple, object] = {}
+_failed: dict[tuple, str] = {}  # why the last load of a model failed (it is tried again on its next use)
 _loading_locks: dict[tuple, threading.Lock] = {}
 _guard = threading.Lock()
 _registries: dict[tuple, ModelRegistry] = {}
@@ -24,28 +24,22 @@ class UnknownModel(BadRequest):
     code = "model_not_found"
 
 
-def _use_llama_cpp(spec: ModelSpec) -> bool:
-    """llama.cpp runs a GGUF when asked for, or by default when its optional package is installed."""
-    if spec.engine == "auto":
-        return importlib.util.find_spec("llama_cpp") is not None
-    return spec.engine == "llama.cpp"
-
-
 def _load_chat(spec: ModelSpec, settings: Settings) -> ChatModel:
     if spec.backend == "remote":
         from kb.ml.remote import RemoteChatModel
 
         return RemoteChatModel(spec)
     from kb.ml.loading import dequantised_gguf, gguf_weight_bits, remote_code_allowed, resolve_source, use_torch_threads
-    from kb.ml.local_chat import load_transformers_chat
 
-    use_torch_threads(settings.torch_threads)
     source = resolve_source(spec, settings.shared_models_dir)
-    weight_bits = None
-    if source.endswith(".gguf") and _use_llama_cpp(spec):
+    if source.endswith(".gguf") and spec.engine != "transformers":  # llama.cpp is the engine for GGUF files
         from kb.ml.llamacpp import load_llama_cpp_chat
 
         return load_llama_cpp_chat(spec, Path(source), settings)
+    from kb.ml.local_chat import load_transformers_chat
+
+    use_torch_threads(settings.torch_threads)
+    weight_bits = None
     if source.endswith(".gguf"):
         gguf_file = Path(source)
         source = str(dequantised_gguf(gguf_file, settings.model_cache_dir))
@@ -158,27 +152,8 @@ class ModelRegistry:
             )
         return self._instance(spec, lambda s, settings: _load_embedder(s, settings, variant), variant)
 
-    def prepare_chat_file(self, name: str | None = None) -> None:
-        """Make a catalog chat model's file ready (assembled and verified once per machine), remembering a failure.
-
-        Run in the background at server start: the server serves while the file is built, and a model
-        that cannot be made ready is reported (healthz, admin Models page) instead of stopping the server.
-        """
-        spec = self._chat.get(name or self.settings.chat_model)
-        if spec is None or spec.catalog is None:
-            return
-        from kb.ml.loading import resolve_source
-
-        try:
-            resolve_source(spec, self.settings.shared_models_dir)
-            self._file_problems.pop(spec.name, None)
-        except ServiceUnavailable as exc:
-            log.error("chat model '%s' is unavailable: %s", spec.name, exc.message)
-            self._file_problems[spec.name] = exc.message
-
-    def file_problem(self, name: str) -> str | None:
-        """Why a model's file could not be made ready the last time it was tried, if it failed."""
-        return self._file_problems.get(name)
+    source = resolve_source(spec, settings.shared_models_dir)
+    if source.endswith(".gguf") and spec.engine != "transformers":  # llama.cpp is the engine for GGUF files
 
     def loaded(self) -> list[str]:
         """Names of this registry's models already loaded in this process (an embedder in any variant)."""
@@ -209,7 +184,12 @@ class ModelRegistry:
         with lock:  # two first requests at once load the model once
             if key not in _loaded:
                 log.info("loading %s model '%s'%s", spec.kind, spec.name, f" ({variant})" if variant else "")
-                _loaded[key] = load(spec, self.settings)
+                try:
+                    _loaded[key] = load(spec, self.settings)
+                except ServiceUnavailable as exc:
+                    _failed[key] = exc.message
+                    raise
+                _failed.pop(key, None)
         return _loaded[key]
 
 

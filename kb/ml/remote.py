@@ -29,7 +29,7 @@ def estimate_tokens(text: str) -> int:
 
 
 @dataclass
-class _StreamState:
+class StreamState:
     finish_reason: str | None = None
     usage: dict | None = None
     tool_calls: dict[int, dict] = field(default_factory=dict)
@@ -88,7 +88,7 @@ class _OpenStream:
     provider: ProviderSpec
     response: httpx.Response
     payloads: Iterator[dict | None]
-    state: _StreamState
+    state: StreamState
     first_text: str
 
 
@@ -151,7 +151,7 @@ class RemoteChatModel:
                     f"answered {content_type or 'no content type'} instead of an event stream: {response.read()[:120]!r}"
                 )
             payloads = sse_payloads(response.iter_lines())
-            state = _StreamState()
+            state = StreamState()
             text = state.next_text(payloads)
             if state.ended:
                 raise ProviderFailed("ended the stream before sending anything")
@@ -178,7 +178,7 @@ class RemoteChatModel:
         self, messages: list[dict], body: dict, params: GenerationParams, cancel: threading.Event | None
     ) -> Iterator[StreamDelta | Completion]:
         opened = self.pool.run(lambda provider: self._open(provider, body, cancel))
-        assembler = AnswerAssembler(params.stop, tools_enabled=bool(params.tools))
+        assembler = AnswerAssembler.for_params(params)
         try:
             yield from self._answer(opened, assembler, messages, params, cancel)
         except (httpx.TransportError, ProviderFailed) as exc:
@@ -216,7 +216,7 @@ class RemoteChatModel:
         yield from self._finish(messages, params, assembler, state)
 
     def _finish(
-        self, messages: list[dict], params: GenerationParams, assembler: AnswerAssembler, state: _StreamState
+        self, messages: list[dict], params: GenerationParams, assembler: AnswerAssembler, state: StreamState
     ) -> Iterator[StreamDelta | Completion]:
         usage = state.usage or {}
         finish_reason = state.finish_reason if state.finish_reason in ("stop", "length", "tool_calls") else "stop"
@@ -243,7 +243,7 @@ class RemoteChatModel:
 
         def whole_answer(provider: ProviderSpec) -> Completion:
             opened = self._open(provider, body, cancel)
-            assembler = AnswerAssembler(params.stop, tools_enabled=bool(params.tools))
+            assembler = AnswerAssembler.for_params(params)
             return final_completion(self._answer(opened, assembler, messages, params, cancel))
 
         return self.pool.run(whole_answer)

@@ -70,7 +70,15 @@ class ModelSpec(BaseModel):
     )
     engine: Literal["auto", "transformers", "llama.cpp"] = Field(
         default="auto",
-        description="For .gguf chat models: llama.cpp when llama-cpp-python is installed (kb[llamacpp]).",
+        description="For .gguf chat models: 'auto' and 'llama.cpp' run the file in llama.cpp (xllamacpp); "
+        "'transformers' dequantises it for kb's own decoder (fast_decode) or transformers' forward.",
+    )
+    slots: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="llama.cpp engine: requests decoded at once; the rest wait their turn. On 2 cores two slots "
+        "only interleave the same CPU (BENCHMARKS.md), so 1 unless the machine has cores to spare.",
     )
     query_prefix: str = ""
     document_prefix: str = ""
@@ -93,6 +101,8 @@ class ModelSpec(BaseModel):
             raise ValueError(f"model '{self.name}': a remote model needs at least one entry in 'providers'")
         if self.backend == "remote" and (self.path or self.catalog):
             raise ValueError(f"model '{self.name}': 'path' is for local models; remote ones use 'providers'")
+        if self.slots > 1 and self.kind != "chat":
+            raise ValueError(f"model '{self.name}': 'slots' only applies to chat models")
         if self.engine == "llama.cpp" and not (self.catalog or (self.path or "").endswith(".gguf")):
             raise ValueError(f"model '{self.name}': engine 'llama.cpp' needs a .gguf file as 'path'")
         if self.kind == "chat" and (self.query_prefix or self.document_prefix):

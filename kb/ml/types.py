@@ -104,3 +104,15 @@ def check_params(params: GenerationParams) -> None:
         raise BadRequest(f"top_p must be in (0, 1], not {params.top_p}")
     if params.max_tokens is not None and params.max_tokens < 1:
         raise BadRequest(f"max_tokens must be at least 1, not {params.max_tokens}")
+
+
+def room_for_answer(model: str, context_length: int, prompt_tokens: int, max_tokens: int | None) -> int:
+    """Tokens left for the answer after the prompt (at most max_tokens); a prompt that fills the context is a 400."""
+    room = context_length - prompt_tokens
+    if room < 1:
+        raise BadRequest(
+            f"the prompt is {prompt_tokens} tokens but model '{model}' has a context of {context_length} "
+            f"tokens, leaving no room for an answer; shorten the conversation or the quotes",
+            code="context_length_exceeded",
+        )
+    return room if max_tokens is None else min(room, max_tokens)

@@ -20,6 +20,7 @@ SMOKE_RUNS = {
     "chunking.py": ["--smoke"],
     "eval.py": ["--smoke"],
     "fusion_ablation.py": ["--smoke"],
+    "generate.py": ["--smoke"],
     "retrieval.py": ["--smoke"],
 }
 

@@ -19,6 +19,7 @@ def test_healthz_answers_ok_when_the_database_answers(client):
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
+    assert response.json()["chat_model"]["state"] in ("ready", "not loaded")
 
 
 def test_healthz_says_503_in_json_when_the_database_is_gone(settings):

@@ -6,7 +6,8 @@ import itertools
 
 import pytest
 
-from kb.ml.stops import AnswerAssembler, StopMatcher, parse_tool_calls
+from kb.ml.stops import AnswerAssembler, StopMatcher, parse_json_tool_calls, parse_tool_calls
+from kb.ml.types import GenerationParams
 
 
 def run(pieces: list[str], stop: list[str], tools: bool = False) -> tuple[list[str], object]:
@@ -118,3 +119,50 @@ def test_a_stray_byte_before_a_whole_character_never_shows_as_a_replacement_char
     shown = "".join(assembler.feed(detokenizer.add(token)) for token in ids)
     last, completion = assembler.finish(1, len(ids), "stop")
     assert shown + last == completion.text == "重点上浩订都"
+
+
+SEARCH_TOOL = [{"type": "function", "function": {"name": "search", "parameters": {"type": "object"}}}]
+JSON_CALL = '```json\n{"name": "search", "arguments": {"query": "pgvector"}}\n```'
+
+
+def run_with_tools(pieces: list[str], tools: list[dict] = SEARCH_TOOL) -> tuple[list[str], object]:
+    assembler = AnswerAssembler.for_params(GenerationParams(tools=tools))
+    shown = [assembler.feed(piece) for piece in pieces]
+    last, completion = assembler.finish(10, len(pieces), "stop")
+    return [s for s in [*shown, last] if s], completion
+
+
+@pytest.mark.parametrize("pieces", splits(JSON_CALL, 2)[::97])
+def test_a_reply_that_is_only_a_fenced_json_call_of_an_offered_tool_becomes_a_tool_call(pieces):
+    shown, completion = run_with_tools(pieces)
+    assert shown == [] and completion.text == "" and completion.finish_reason == "tool_calls"
+    [call] = completion.tool_calls
+    assert call["function"] == {"name": "search", "arguments": '{"query": "pgvector"}'}
+
+
+def test_bare_json_calls_and_lists_of_them_are_tool_calls_too():
+    two = '[{"name": "search", "arguments": {"query": "a"}}, {"name": "search", "parameters": {"query": "b"}}]'
+    assert len(parse_json_tool_calls(two, ("search",))) == 2
+    assert parse_json_tool_calls('  {"name": "search", "arguments": "{}"}\n', ("search",))[0]["function"]["name"]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        '{"name": "delete_everything", "arguments": {}}',  # not an offered tool
+        '```json\n{"city": "Paris"}\n```',  # JSON, but no call
+        'Here it is: ```json\n{"name": "search", "arguments": {}}\n```',  # text around it
+        '```json\n{"name": "search", "arguments": {}}\n``` and more',
+        "{not json",
+    ],
+)
+def test_json_that_is_not_a_whole_reply_calling_an_offered_tool_stays_text(reply):
+    shown, completion = run_with_tools([reply[:5], reply[5:]])
+    assert "".join(shown) == reply == completion.text and completion.tool_calls == []
+    assert completion.finish_reason == "stop"
+
+
+def test_plain_text_with_tools_offered_streams_at_once():
+    assembler = AnswerAssembler.for_params(GenerationParams(tools=SEARCH_TOOL))
+    assert assembler.feed("  ") == "" and assembler.feed("Paris is") == "  Paris is"
+    assert assembler.feed(' {"name": "search"}') == ' {"name": "search"}'

@@ -29,10 +29,19 @@ def healthz(request: Request) -> JSONResponse:
             status_code=503,
             headers={"Retry-After": "5"},
         )
-    chat = default_chat_health(app_registry(request.app.state))
-    model = {"name": chat.name, "available": chat.available}
+    registry = app_registry(request.app.state)
+    chat = default_chat_health(registry)
+    # A chat model that cannot load leaves the rest of kb (search, upload, admin) working: say so, still 200.
+    status = registry.chat_status()  # loading: ready, not loaded yet, or unavailable with why
+    model = {
+        "name": chat.name,
+        "available": chat.available and status["state"] != "unavailable",
+        "state": status["state"],
+    }
     if not chat.available:
         model["detail"] = chat.detail
+    elif "message" in status:
+        model["detail"] = status["message"]
     return JSONResponse({"status": "ok", "chat_model": model})
 
 
