@@ -152,8 +152,39 @@ class ModelRegistry:
             )
         return self._instance(spec, lambda s, settings: _load_embedder(s, settings, variant), variant)
 
-    source = resolve_source(spec, settings.shared_models_dir)
-    if source.endswith(".gguf") and spec.engine != "transformers":  # llama.cpp is the engine for GGUF files
+    def prepare_chat_file(self, name: str | None = None) -> None:
+        """Make a catalog chat model's file ready (assembled and verified once per machine), remembering a failure.
+
+        Run in the background at server start: the server serves while the file is built, and a model
+        that cannot be made ready is reported (healthz, admin Models page) instead of stopping the server.
+        """
+        spec = self._chat.get(name or self.settings.chat_model)
+        if spec is None or spec.catalog is None:
+            return
+        from kb.ml.loading import resolve_source
+
+        try:
+            resolve_source(spec, self.settings.shared_models_dir)
+            self._file_problems.pop(spec.name, None)
+        except ServiceUnavailable as exc:
+            log.error("chat model '%s' is unavailable: %s", spec.name, exc.message)
+            self._file_problems[spec.name] = exc.message
+
+    def file_problem(self, name: str) -> str | None:
+        """Why a model's file could not be made ready the last time it was tried, if it failed."""
+        return self._file_problems.get(name)
+
+    def chat_status(self, name: str | None = None) -> dict[str, str]:
+        """Whether the chat model (default: settings.chat_model) is ready, not loaded yet, or unavailable and why."""
+        name = name or self.settings.chat_model
+        spec = self._chat.get(name)
+        if name in self._ready_chat or (spec is not None and self._key(spec) in _loaded):
+            return {"name": name, "state": "ready"}
+        if spec is None:
+            return {"name": name, "state": "unavailable", "message": f"no chat model '{name}' is configured"}
+        if self._key(spec) in _failed:
+            return {"name": name, "state": "unavailable", "message": _failed[self._key(spec)]}
+        return {"name": name, "state": "not loaded"}
 
     def loaded(self) -> list[str]:
         """Names of this registry's models already loaded in this process (an embedder in any variant)."""
