@@ -58,9 +58,12 @@ def _load_embedder(spec: ModelSpec, settings: Settings, variant: str) -> Embedde
         from kb.ml.remote import RemoteEmbedder
 
         return RemoteEmbedder(spec)
-    from kb.ml.loading import remote_code_allowed, resolve_source, use_torch_threads
+    from kb.ml.e5pack import is_pack
+    from kb.ml.loading import dequantised_pack, remote_code_allowed, resolve_source, use_torch_threads
 
     source, trust = resolve_source(spec), remote_code_allowed(spec, settings.allow_remote_code)
+    if is_pack(Path(source)):
+        source = str(dequantised_pack(Path(source), settings.model_cache_dir, spec.sha256))
     if variant.startswith("onnx-"):
         from kb.ml.onnx_embed import load_onnx_embedder
 
@@ -153,6 +156,18 @@ class ModelRegistry:
                 f"embedding model '{name}' has no variant '{variant}'; it has: {', '.join(spec.embed_variants())}"
             )
         return self._instance(spec, lambda s, settings: _load_embedder(s, settings, variant), variant)
+
+    def embedding_variant(self, name: str, variant: str | None = None) -> str:
+        """The variant `embedder(name, variant)` would load, checked without loading anything (400 if unknown)."""
+        ready = self._ready_embedders.get(name)
+        if ready:
+            choices, default = tuple(ready), next(iter(ready))
+        else:
+            spec = self._find(self._embedding, name, "embedding", self.embedding_names())
+            choices, default = spec.embed_variants(), spec.default_variant()
+        if variant is not None and variant not in choices:
+            raise UnknownVariant(f"embedding model '{name}' has no variant '{variant}'; it has: {', '.join(choices)}")
+        return variant or default
 
     def loaded(self) -> list[str]:
         """Names of this registry's models already loaded in this process (an embedder in any variant)."""
