@@ -24,8 +24,12 @@ SPECIAL_TOKENS = 2
 
 
 def token_cap(embedder: Embedder) -> int:
-    """The longest chunk (in the embedder's own tokens) the embedder reads without truncating."""
-    return max(16, embedder.max_tokens - SPECIAL_TOKENS)
+    """The longest chunk (in the embedder's own tokens) the embedder reads without truncating.
+
+    The document prefix (e5's "passage: ", 2 tokens) is read in the same window, so it counts too.
+    """
+    prefix = getattr(embedder, "document_prefix", "")
+    return max(16, embedder.max_tokens - SPECIAL_TOKENS - (embedder.count_tokens(prefix) if prefix else 0))
 
 
 def fit_chunk_settings(chunk_settings: ChunkSettings | dict[str, Any], embedder: Embedder) -> dict[str, Any]:
@@ -62,7 +66,7 @@ def dataset_embedder(rt: Runtime, dataset: DatasetRecord) -> Embedder:
 def assert_embedder_current(session, dataset_id: int, embedder: Embedder) -> None:
     """In a transaction about to store vectors: lock the dataset's embedder and check it still made them."""
     current = dataset_store.lock_embedder(session, dataset_id)
-    if current is not None and current[1] != embedder.variant:  # the model itself never changes in place
+    if current is not None and current != (embedder.name, embedder.variant):
         raise EmbedderChanged(
             f"The dataset was re-embedded with the '{current[1]}' variant of '{current[0]}' while this was being processed; "
             "the work will be redone with it. Try again if you were adding a chunk.",
@@ -128,7 +132,8 @@ def update_dataset(rt: Runtime, dataset_id: int, data: DatasetUpdate) -> Dataset
     if data.embed_model is not None and data.embed_model != current.embed_model:
         raise BadRequest(
             "A dataset's embedding model cannot be changed in place: its stored vectors would no longer match. "
-            "Create a new dataset with that model and add the sources again.",
+            f"Re-embed it with the new model: POST /api/datasets/{dataset_id}/reembed with "
+            f'{{"embed_model": "{data.embed_model}"}} (or the Re-embed form on its settings page).',
             code="embed_model_fixed",
         )
     if data.embed_variant is not None and data.embed_variant != current.embed_variant:
