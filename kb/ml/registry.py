@@ -157,6 +157,14 @@ class ModelRegistry:
             )
         return self._instance(spec, lambda s, settings: _load_embedder(s, settings, variant), variant)
 
+    def embedding_facts(self, name: str) -> tuple[list[str], int | None, str | None]:
+        """(languages, dimensions, licence) of an embedding model as configured, without loading it."""
+        ready = self._ready_embedders.get(name)
+        if ready:
+            return [], next(iter(ready.values())).dim, None
+        spec = self._find(self._embedding, name, "embedding", self.embedding_names())
+        return list(spec.languages), spec.dim, spec.licence
+
     def embedding_variant(self, name: str, variant: str | None = None) -> str:
         """The variant `embedder(name, variant)` would load, checked without loading anything (400 if unknown)."""
         ready = self._ready_embedders.get(name)

@@ -32,6 +32,9 @@ class ModelStatus:
     source: str  # the local path, or the remote providers in the order they are tried
     is_default: bool
     loaded: bool
+    languages: tuple[str, ...] = ()  # embedding models: what they read well
+    dim: int | None = None
+    licence: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ def describe_models(registry: ModelRegistry) -> list[ModelStatus]:
         ready = set(registry.registered(kind))
         for name in registry.chat_names() if chat else registry.embedding_names():
             spec = None if name in ready else specs[name]
+            languages, dim, licence = registry.embedding_facts(name) if not chat else ([], None, None)
             statuses.append(
                 ModelStatus(
                     name=name,
@@ -72,6 +76,9 @@ def describe_models(registry: ModelRegistry) -> list[ModelStatus]:
                     source=_source(spec) if spec else "",
                     is_default=name == defaults[kind],
                     loaded=spec is None or name in loaded,
+                    languages=tuple(languages),
+                    dim=dim,
+                    licence=licence,
                 )
             )
     return statuses

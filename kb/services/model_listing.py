@@ -16,6 +16,10 @@ from kb.services.gateway import APP_MODEL_PREFIX
 class ModelEntryInfo:
     id: str
     owned_by: str
+    kind: str  # chat, embedding or app
+    languages: tuple[str, ...] = ()
+    dimensions: int | None = None
+    licence: str | None = None
 
 
 def list_model_entries(rt: Runtime, principal: Principal) -> list[ModelEntryInfo]:
@@ -23,13 +27,16 @@ def list_model_entries(rt: Runtime, principal: Principal) -> list[ModelEntryInfo
     entries: list[ModelEntryInfo] = []
     if principal.is_full:
         registry = rt.registry
-        names = [*registry.chat_names(), *registry.embedding_names()]
-        entries.extend(ModelEntryInfo(id=name, owned_by="kb") for name in dict.fromkeys(names))
+        entries.extend(ModelEntryInfo(id=name, owned_by="kb", kind="chat") for name in registry.chat_names())
+        for name in registry.embedding_names():
+            languages, dim, licence = registry.embedding_facts(name)
+            entries.append(ModelEntryInfo(name, "kb", "embedding", tuple(languages), dim, licence))
     with rt.db.session() as session:
         query = select(App.name).order_by(App.id)
         if principal.app_id is not None:
             query = query.where(App.id == principal.app_id)
         entries.extend(
-            ModelEntryInfo(id=f"{APP_MODEL_PREFIX}{name}", owned_by="kb-app") for name in session.scalars(query)
+            ModelEntryInfo(id=f"{APP_MODEL_PREFIX}{name}", owned_by="kb-app", kind="app")
+            for name in session.scalars(query)
         )
     return entries
