@@ -222,6 +222,21 @@ def release(session: Session, job: Job) -> bool:
     return result.rowcount > 0
 
 
+def postpone(session: Session, job: Job, seconds: float, note: str) -> bool:
+    """Give a job back to run again after `seconds`, this attempt not counted (it waits on something outside it)."""
+    result = session.execute(
+        text(
+            f"""
+            UPDATE job SET status = 'queued', attempts = attempts - 1, locked_by = NULL, heartbeat_at = NULL,
+                           run_after = now() + make_interval(secs => :delay), last_error = :note, updated_at = now()
+            WHERE {_OWNED}
+            """
+        ),
+        {**_owner(job), "delay": seconds, "note": note},
+    )
+    return result.rowcount > 0
+
+
 def requeue_stale(session: Session, stale_seconds: float) -> list[Job]:
     """Running jobs whose worker went silent go back to the queue (or fail when out of attempts); returns them."""
     rows = session.execute(

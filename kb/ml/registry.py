@@ -165,6 +165,15 @@ class ModelRegistry:
         spec = self._find(self._embedding, name, "embedding", self.embedding_names())
         return list(spec.languages), spec.dim, spec.licence
 
+    def check_embedder(self, name: str, variant: str | None = None) -> None:
+        """Raise what loading `embedder(name, variant)` would surely raise (unknown name or variant, missing files)."""
+        self.embedding_variant(name, variant)
+        spec = self._embedding.get(name)
+        if name not in self._ready_embedders and spec is not None and spec.backend == "local":
+            from kb.ml.loading import resolve_source
+
+            resolve_source(spec)
+
     def embedding_variant(self, name: str, variant: str | None = None) -> str:
         """The variant `embedder(name, variant)` would load, checked without loading anything (400 if unknown)."""
         ready = self._ready_embedders.get(name)

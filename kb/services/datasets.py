@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from kb.db.store import collections as collection_store
 from kb.db.store import datasets as dataset_store
 from kb.db.store.datasets import DatasetRecord
-from kb.errors import BadRequest, Conflict, ServiceUnavailable, Unprocessable, found
+from kb.errors import BadRequest, Conflict, KBError, ServiceUnavailable, Unprocessable, found
 from kb.ml.types import Embedder
 from kb.runtime import Runtime
 from kb.schemas import ChunkSettings, DatasetCreate, DatasetUpdate
@@ -48,12 +48,37 @@ class EmbedderChanged(ServiceUnavailable):
     code = "embedder_changed"
 
 
+class EmbedderUnavailable(ServiceUnavailable):
+    """The model that made a dataset's vectors cannot be loaded here; the vectors are kept, nothing is re-made."""
+
+    code = "embedder_unavailable"
+
+
+def _unavailable(dataset: DatasetRecord, reason: str) -> EmbedderUnavailable:
+    return EmbedderUnavailable(
+        f"Dataset '{dataset.name}' cannot use its embedding model '{dataset.embed_model}' ({dataset.embed_variant}): "
+        f"{reason.rstrip('.')}. Its stored vectors are kept; restore the model or re-embed the dataset with another."
+    )
+
+
+def embedder_problem(rt: Runtime, dataset: DatasetRecord) -> str | None:
+    """Why the dataset's embedder cannot be loaded, found without loading it (for its page); None when it looks fine."""
+    try:
+        rt.registry.check_embedder(dataset.embed_model, dataset.embed_variant)
+    except KBError as exc:
+        return _unavailable(dataset, exc.message).message
+    return None
+
+
 def dataset_embedder(rt: Runtime, dataset: DatasetRecord) -> Embedder:
     """The embedder that made the dataset's vectors (its model in its recorded variant), for documents and queries.
 
-    A dimension that no longer matches the stored vectors is refused.
+    A model that cannot be loaded raises EmbedderUnavailable; a dimension that no longer matches is refused.
     """
-    embedder = rt.registry.embedder(dataset.embed_model, variant=dataset.embed_variant)
+    try:
+        embedder = rt.registry.embedder(dataset.embed_model, variant=dataset.embed_variant)
+    except KBError as exc:
+        raise _unavailable(dataset, exc.message) from exc
     if embedder.dim != dataset.embed_dim:
         raise Unprocessable(
             f"The embedding model '{dataset.embed_model}' now gives {embedder.dim}-dimensional vectors but this dataset "
