@@ -12,7 +12,14 @@ from kb.runtime import Runtime
 from kb.schemas import ChunkCreate, DatasetCreate
 from kb.services import chunks as chunk_service
 from kb.services import collections as collection_service
-from kb.services.datasets import EmbedderChanged, assert_embedder_current, create_dataset, dataset_embedder, get_dataset
+from kb.services.datasets import (
+    EmbedderChanged,
+    EmbedderUnavailable,
+    assert_embedder_current,
+    create_dataset,
+    dataset_embedder,
+    get_dataset,
+)
 from kb.services.ingest import ingest_collection
 from kb.services.reembed import reembed_dataset
 from kb.testing import EchoChatModel, HashEmbedder
@@ -82,8 +89,9 @@ def test_queries_use_the_variant_recorded_for_the_dataset_even_after_the_default
     assert mixed < score - 0.3, "a query from another variant does not match the stored vectors"
 
     without_old = Runtime(pipeline_settings, db, registry_with(pipeline_settings, "new"))
-    with pytest.raises(UnknownVariant):
+    with pytest.raises(EmbedderUnavailable, match="no variant 'old'") as missing:
         dataset_embedder(without_old, get_dataset(without_old, dataset.id))
+    assert isinstance(missing.value.__cause__, UnknownVariant) and "vectors are kept" in missing.value.message
 
 
 def test_changing_a_datasets_variant_in_place_is_refused_and_a_reembed_switches_every_vector_with_it(api, rt):
