@@ -55,7 +55,7 @@ from kb.services.answering import AppQuestion, FinishedAnswer, ask_app, dataset_
 from kb.services.apps import AppCreate, AppUpdate, create_app_record, find_app, search_settings_of, update_app  # noqa: E402
 from kb.services.collections import add_text  # noqa: E402
 from kb.services.datasets import create_dataset, find_dataset  # noqa: E402
-from kb.worker.jobs import recover_stale_jobs  # noqa: E402
+from kb.worker.kinds import recover_stale_jobs  # noqa: E402
 from kb.worker.loop import Worker  # noqa: E402
 
 KITS = ("squad_dev_kit", "cmrc_dev_kit")

@@ -32,7 +32,8 @@ class Settings(BaseSettings):
 
     chat_model: str = Field(default="smollm2", description="The default chat model (a name from the model list).")
     embed_model: str = Field(
-        default="minilm", description="The embedding model of new datasets (a name from the model list)."
+        default="e5-small",
+        description="The embedding model of new datasets (a name from the model list); existing datasets keep theirs.",
     )
     models_dir: Path | None = Field(
         default=None,
@@ -92,6 +93,11 @@ class Settings(BaseSettings):
     )
     link_timeout_seconds: float = Field(
         default=120.0, gt=0, description="Longest a link source's whole download may take, redirects included."
+    )
+    model_cache: Path | None = Field(
+        default=None,
+        description="Where models built from the installed files (ONNX exports, the e5 folder) are kept; "
+        "default `model-cache` under data_dir. Several data dirs may share one: builds take turns on a file lock.",
     )
     torch_threads: int = Field(default=2, ge=1, description="CPU threads each model may use.")
     worker_poll_seconds: float = Field(
@@ -168,7 +174,7 @@ class Settings(BaseSettings):
 
     @cached_property
     def model_cache_dir(self) -> Path:
-        return self.data_dir / "model-cache"
+        return self.model_cache.expanduser().resolve() if self.model_cache else self.data_dir / "model-cache"
 
     @cached_property
     def shared_models_dir(self) -> Path:

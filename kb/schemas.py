@@ -68,9 +68,25 @@ class DatasetPublic(BaseModel):
 
 
 class DatasetReembed(_Input):
+    embed_model: str | None = Field(
+        default=None, description="The embedding model to switch to; default: the dataset's own model."
+    )
     embed_variant: str | None = Field(
         default=None, description="The variant to re-embed with; default: the model's default."
     )
+
+
+class ReembedPublic(BaseModel):
+    """A dataset's re-embedding job: where it stands, and what it switches to."""
+
+    job_id: int
+    dataset_id: int
+    status: Literal["queued", "running", "done", "failed", "cancelled"]
+    stage: str = Field(description="waiting, loading the model, embedding, switching or finished")
+    percent: int = Field(ge=0, le=100)
+    embed_model: str
+    embed_variant: str | None
+    error: str | None = None
 
 
 class DatasetList(BaseModel):

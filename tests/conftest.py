@@ -26,6 +26,9 @@ from tests.shared_data import require_shared_data
 pytest_plugins = ["tests.browser_fixtures"]
 
 TEMPLATE_DB = "kb_test_template"
+# Models built from installed files (the e5 folder and ONNX exports: ~70 s and GBs once) are kept across tests
+# and runs in one cache; a test about building them passes its own `model_cache`.
+os.environ.setdefault("KB_MODEL_CACHE", str(Path(tempfile.gettempdir()) / "kb-test-model-cache"))
 
 
 def pytest_configure(config) -> None:

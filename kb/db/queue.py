@@ -30,7 +30,7 @@ class Job:
     kind: str
     collection_id: int | None
     payload: dict[str, Any]
-    status: str  # queued | running | done | failed
+    status: str  # queued | running | done | failed | cancelled
     attempts: int
     max_attempts: int
     run_after: datetime
@@ -61,7 +61,8 @@ def enqueue(
 ) -> tuple[Job, bool]:
     """Queue a job unless a live one (queued or running) exists for this collection; returns (job, created).
 
-    A job about no collection (an evaluation run, named in its payload) is always queued.
+    A job about no collection (an evaluation run or a dataset's re-embedding, named in its payload) is always
+    queued.
     """
     row = session.execute(
         text(
@@ -130,14 +131,47 @@ def assert_owned(session: Session, job: Job) -> None:
         raise JobLost(f"job {job.id} is no longer held by {job.locked_by}")
 
 
-def complete(session: Session, job: Job) -> bool:
+def complete(session: Session, job: Job, *, status: str = "done", error: str | None = None) -> bool:
+    """End the job we hold: `done`, or `cancelled` / `failed` with the sentence saying why."""
     result = session.execute(
         text(
-            f"UPDATE job SET status = 'done', locked_by = NULL, finished_at = now(), updated_at = now() WHERE {_OWNED}"
+            "UPDATE job SET status = :status, last_error = coalesce(:error, last_error), locked_by = NULL, "
+            f"finished_at = now(), updated_at = now() WHERE {_OWNED}"
         ),
-        _owner(job),
+        {**_owner(job), "status": status, "error": error},
     )
     return result.rowcount > 0
+
+
+def update_payload(session: Session, job_id: int, values: dict[str, Any]) -> None:
+    """Merge `values` into the job's payload (progress of a long job, a cancel request)."""
+    session.execute(
+        text("UPDATE job SET payload = payload || :values, updated_at = now() WHERE id = :id").bindparams(
+            bindparam("values", type_=JSONB)
+        ),
+        {"id": job_id, "values": values},
+    )
+
+
+def cancel_queued(session: Session, job_id: int, reason: str) -> bool:
+    """Cancel a job nobody has started; False when it is running or over."""
+    result = session.execute(
+        text(
+            "UPDATE job SET status = 'cancelled', last_error = :reason, finished_at = now(), updated_at = now() "
+            "WHERE id = :id AND status = 'queued'"
+        ),
+        {"id": job_id, "reason": reason},
+    )
+    return result.rowcount > 0
+
+
+def latest_job_with(session: Session, kind: str, key: str, value: int | str) -> Job | None:
+    """The newest job of `kind` whose payload has `key` = `value` (a dataset's re-embedding)."""
+    row = session.execute(
+        text(f"SELECT {_COLUMNS} FROM job WHERE kind = :kind AND payload ->> :key = :value ORDER BY id DESC LIMIT 1"),
+        {"kind": kind, "key": key, "value": str(value)},
+    ).first()
+    return _job(row) if row is not None else None
 
 
 def fail(session: Session, job: Job, error: str, *, backoff_seconds: float) -> Job | None:
@@ -185,6 +219,21 @@ def release(session: Session, job: Job) -> bool:
     )
     if result.rowcount:
         notify(session, job.kind)
+    return result.rowcount > 0
+
+
+def postpone(session: Session, job: Job, seconds: float, note: str) -> bool:
+    """Give a job back to run again after `seconds`, this attempt not counted (it waits on something outside it)."""
+    result = session.execute(
+        text(
+            f"""
+            UPDATE job SET status = 'queued', attempts = attempts - 1, locked_by = NULL, heartbeat_at = NULL,
+                           run_after = now() + make_interval(secs => :delay), last_error = :note, updated_at = now()
+            WHERE {_OWNED}
+            """
+        ),
+        {**_owner(job), "delay": seconds, "note": note},
+    )
     return result.rowcount > 0
 
 

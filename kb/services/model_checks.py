@@ -34,6 +34,9 @@ class ModelStatus:
     source: str  # the local path, or the remote providers in the order they are tried
     is_default: bool
     loaded: bool
+    languages: tuple[str, ...] = ()  # embedding models: what they read well
+    dim: int | None = None
+    licence: str | None = None
     file: ModelFile | None = None  # catalog models: licence, size, context and whether the file is ready
 
 
@@ -124,6 +127,7 @@ def describe_models(registry: ModelRegistry) -> list[ModelStatus]:
         ready = set(registry.registered(kind))
         for name in registry.chat_names() if chat else registry.embedding_names():
             spec = None if name in ready else specs[name]
+            languages, dim, licence = registry.embedding_facts(name) if not chat else ([], None, None)
             statuses.append(
                 ModelStatus(
                     name=name,
@@ -133,6 +137,9 @@ def describe_models(registry: ModelRegistry) -> list[ModelStatus]:
                     is_default=name == defaults[kind],
                     loaded=spec is None or name in loaded,
                     file=model_file(registry, spec) if spec else None,
+                    languages=tuple(languages),
+                    dim=dim,
+                    licence=licence,
                 )
             )
     return statuses

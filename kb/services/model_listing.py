@@ -17,6 +17,10 @@ from kb.services.model_checks import ModelFile, describe_models
 class ModelEntryInfo:
     id: str
     owned_by: str
+    kind: str  # chat, embedding or app
+    languages: tuple[str, ...] = ()
+    dimensions: int | None = None
+    licence: str | None = None
     file: ModelFile | None = None  # catalog models: licence, size, context, installed
 
 
@@ -28,12 +32,16 @@ def list_model_entries(rt: Runtime, principal: Principal) -> list[ModelEntryInfo
         for status in describe_models(rt.registry):
             if status.name not in seen:
                 seen.add(status.name)
-                entries.append(ModelEntryInfo(id=status.name, owned_by="kb", file=status.file))
+                licence = status.licence or (status.file.licence if status.file else None)
+                entries.append(
+                    ModelEntryInfo(status.name, "kb", status.kind, status.languages, status.dim, licence, status.file)
+                )
     with rt.db.session() as session:
         query = select(App.name).order_by(App.id)
         if principal.app_id is not None:
             query = query.where(App.id == principal.app_id)
         entries.extend(
-            ModelEntryInfo(id=f"{APP_MODEL_PREFIX}{name}", owned_by="kb-app") for name in session.scalars(query)
+            ModelEntryInfo(id=f"{APP_MODEL_PREFIX}{name}", owned_by="kb-app", kind="app")
+            for name in session.scalars(query)
         )
     return entries

@@ -27,6 +27,7 @@ from kb.rag.retrieval import (
 )
 from kb.runtime import Runtime
 from kb.services import sharing
+from kb.services.datasets import EmbedderUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,13 @@ def _embed_query(registry, dataset: DatasetRecord, query: str, cache: dict) -> t
     """The query vector from the dataset's own embedding model, and that model's coverage of the query."""
     key = (dataset.embed_model, dataset.embed_variant)  # the variant that made the dataset's vectors
     if key not in cache:
-        embedder = registry.embedder(dataset.embed_model, variant=dataset.embed_variant)
+        try:
+            embedder = registry.embedder(dataset.embed_model, variant=dataset.embed_variant)
+        except KBError as exc:
+            raise EmbedderUnavailable(
+                f"dataset '{dataset.name}' cannot search by meaning: its embedding model '{dataset.embed_model}' "
+                f"({dataset.embed_variant}) cannot be loaded ({exc.message.rstrip('.')}); its stored vectors are kept"
+            ) from exc
         cache[key] = (embedder, embedder.embed_query(query), vocabulary_coverage(embedder, query))
     embedder, vector, coverage = cache[key]
     if embedder.dim != dataset.embed_dim:

@@ -13,6 +13,7 @@ from kb.db import queue
 from kb.db.store import collections as collection_store
 from kb.errors import Cancelled, KBError, Unprocessable
 from kb.runtime import Runtime
+from kb.services.datasets import EmbedderUnavailable
 from kb.services.ingest import Progress, ingest_collection
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,8 @@ INTERNAL_ERROR = (
     "kb hit an internal error while processing this source (the details are in the server log). "
     "Retry it; if it fails again, please report the problem."
 )
+PAUSE_SECONDS = 60.0  # how often a paused source checks whether its dataset's embedder can be loaded again
+PAUSED = "Paused: {reason} Processing resumes by itself once the model loads."
 STALLED = (
     "Processing stopped responding {attempts} times: the worker may have crashed or run out of memory on this "
     "source. Retry it, or split the file into smaller parts."
@@ -55,8 +58,20 @@ def run_ingest_job(
         ingest_collection(rt, job.collection_id, settle=settle, cancel=cancel, progress=progress)
     except (queue.JobLost, Cancelled):
         raise
+    except EmbedderUnavailable as exc:
+        _pause(rt, job, exc.message)
     except Exception as exc:
         _retry_or_fail(rt, job, exc)
+
+
+def _pause(rt: Runtime, job: queue.Job, reason: str) -> None:
+    """Wait for the dataset's embedder without using up attempts: the source stays queued, saying why."""
+    note = PAUSED.format(reason=reason)
+    with rt.db.session() as session:
+        if queue.postpone(session, job, PAUSE_SECONDS, note):
+            collection_store.mark_queued(session, job.collection_id, note=note)
+        session.commit()
+    log.warning("Collection %s paused: %s", job.collection_id, reason)
 
 
 def _retry_or_fail(rt: Runtime, job: queue.Job, exc: Exception) -> None:

@@ -2,7 +2,8 @@
 
 Each kind keeps its own retry policy in its handler: ingestion retries passing trouble with an exponential
 backoff up to `job_max_attempts` (`kb.worker.jobs`); an evaluation run records its failure on the run and
-is not retried, but is tried once more when its worker died (`kb.worker.eval_jobs`). Every kind is safe to
+is not retried, but is tried once more when its worker died (`kb.worker.eval_jobs`); a re-embedding is tried
+twice and otherwise records its failure on the job, the dataset untouched (`kb.worker.reembed_jobs`). Every kind is safe to
 run twice, so a job given back on shutdown or requeued after a silent worker simply starts over.
 """
 
@@ -20,8 +21,10 @@ from kb.runtime import Runtime
 from kb.services.collections import INGEST
 from kb.services.eval_runs import EVAL_RUN
 from kb.services.ingest import Progress
+from kb.services.reembed import REEMBED
 from kb.worker.eval_jobs import eval_stalled, release_eval_job, run_eval_job
 from kb.worker.jobs import fail_timed_out_job, ingest_stalled, release_ingest_job, run_ingest_job
+from kb.worker.reembed_jobs import reembed_stalled, release_reembed_job, run_reembed_job
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,7 @@ class JobKind:
 KINDS: dict[str, JobKind] = {
     INGEST: JobKind(run_ingest_job, release_ingest_job, ingest_stalled, fail_timed_out_job),
     EVAL_RUN: JobKind(run_eval_job, release_eval_job, eval_stalled),
+    REEMBED: JobKind(run_reembed_job, release_reembed_job, reembed_stalled),
 }
 
 

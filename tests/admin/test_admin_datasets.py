@@ -105,7 +105,7 @@ def test_a_refused_dataset_form_comes_back_with_the_reason_and_what_was_typed(ad
 def test_the_settings_page_saves_and_says_a_new_embedding_model_means_re_embedding(admin_client):
     dataset_id = create(admin_client, "handbook", max_tokens="80")
     page = admin_client.get(f"/admin/datasets/{dataset_id}/settings").text
-    assert 'value="80"' in page and "re-embedding every chunk" in page
+    assert 'value="80"' in page and "re-embedding every chunk" in page and "Re-embed" in page
 
     saved = admin_client.post(
         f"/admin/datasets/{dataset_id}/settings",

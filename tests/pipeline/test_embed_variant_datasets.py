@@ -12,10 +12,18 @@ from kb.runtime import Runtime
 from kb.schemas import ChunkCreate, DatasetCreate
 from kb.services import chunks as chunk_service
 from kb.services import collections as collection_service
-from kb.services.datasets import EmbedderChanged, assert_embedder_current, create_dataset, dataset_embedder, get_dataset
+from kb.services.datasets import (
+    EmbedderChanged,
+    EmbedderUnavailable,
+    assert_embedder_current,
+    create_dataset,
+    dataset_embedder,
+    get_dataset,
+)
 from kb.services.ingest import ingest_collection
 from kb.services.reembed import reembed_dataset
 from kb.testing import EchoChatModel, HashEmbedder
+from kb.worker.loop import Worker
 from tests.helpers import ROOT
 
 TEXT = (
@@ -81,8 +89,9 @@ def test_queries_use_the_variant_recorded_for_the_dataset_even_after_the_default
     assert mixed < score - 0.3, "a query from another variant does not match the stored vectors"
 
     without_old = Runtime(pipeline_settings, db, registry_with(pipeline_settings, "new"))
-    with pytest.raises(UnknownVariant):
+    with pytest.raises(EmbedderUnavailable, match="no variant 'old'") as missing:
         dataset_embedder(without_old, get_dataset(without_old, dataset.id))
+    assert isinstance(missing.value.__cause__, UnknownVariant) and "vectors are kept" in missing.value.message
 
 
 def test_changing_a_datasets_variant_in_place_is_refused_and_a_reembed_switches_every_vector_with_it(api, rt):
@@ -97,9 +106,11 @@ def test_changing_a_datasets_variant_in_place_is_refused_and_a_reembed_switches_
     same = api.patch(f"/api/datasets/{created['id']}", json={"embed_variant": "old", "description": "d"}, headers=ROOT)
     assert same.status_code == 200
 
-    switched = api.post(f"/api/datasets/{created['id']}/reembed", json={"embed_variant": "new"}, headers=ROOT)
-    assert switched.status_code == 200, switched.text
-    assert switched.json()["embed_variant"] == "new" and switched.json()["chunk_count"] == 3
+    queued = api.post(f"/api/datasets/{created['id']}/reembed", json={"embed_variant": "new"}, headers=ROOT)
+    assert queued.status_code == 202, queued.text
+    Worker(rt).run_until_idle()  # the re-embedding (and the ingestion job `ingest_text` ran by hand, again)
+    switched = api.get(f"/api/datasets/{created['id']}", headers=ROOT).json()
+    assert switched["embed_variant"] == "new" and switched["chunk_count"] == 3
     assert stored_vectors_match(rt, created["id"], "new") and not stored_vectors_match(rt, created["id"], "old")
     unknown = api.post(f"/api/datasets/{created['id']}/reembed", json={"embed_variant": "int4"}, headers=ROOT)
     assert unknown.status_code == 400 and get_dataset(rt, created["id"]).embed_variant == "new"
@@ -111,7 +122,7 @@ def test_an_ingestion_that_embedded_with_the_old_variant_is_not_stored_after_a_r
 
     def reembed_midway(stage: str, done: int, total: int) -> None:
         if stage == "embedding" and get_dataset(rt, dataset.id).embed_variant == "old":
-            reembed_dataset(rt, dataset.id, "new")
+            reembed_dataset(rt, dataset.id, embed_variant="new")
 
     with pytest.raises(EmbedderChanged):
         ingest_text(rt, dataset.id, progress=reembed_midway)
@@ -126,10 +137,11 @@ def test_a_chunk_added_while_a_reembed_runs_is_reembedded_too(rt):
     ingest_text(rt, dataset.id)
     added = []
 
-    def add_meanwhile(done: int, total: int) -> None:
-        added.append(chunk_service.add_manual_chunk(rt, dataset.id, ChunkCreate(q="Swans nest on the shore", a="")))
+    def add_meanwhile(stage: str, percent: int) -> None:
+        if stage == "embedding":
+            added.append(chunk_service.add_manual_chunk(rt, dataset.id, ChunkCreate(q="Swans nest on the shore", a="")))
 
-    reembed_dataset(rt, dataset.id, "new", progress=add_meanwhile)
+    reembed_dataset(rt, dataset.id, embed_variant="new", progress=add_meanwhile)
     assert len(added) == 1 and get_dataset(rt, dataset.id).chunk_count == 4
     assert stored_vectors_match(rt, dataset.id, "new")
     swan = rt.registry.embedder("hash", variant="new").embed_query("Swans nest on the shore")
@@ -139,7 +151,7 @@ def test_a_chunk_added_while_a_reembed_runs_is_reembedded_too(rt):
 def test_a_vector_writer_holding_the_old_variant_is_stopped_with_a_retryable_error(rt):
     dataset = create_dataset(rt, DatasetCreate(name="lakes", chunk_settings=SMALL_CHUNKS))
     old = dataset_embedder(rt, dataset)
-    reembed_dataset(rt, dataset.id, "new")
+    reembed_dataset(rt, dataset.id, embed_variant="new")
     with rt.db.session() as session:
         with pytest.raises(EmbedderChanged) as stopped:
             assert_embedder_current(session, dataset.id, old)

@@ -38,7 +38,7 @@ def test_a_dataset_records_its_embedder_and_caps_chunk_size_at_what_the_embedder
     assert changed.json()["chunk_settings"]["mode"] == "qa" and changed.json()["chunk_settings"]["overlap"] == 0.1
 
     refused = api.patch(f"/api/datasets/{created['id']}", json={"embed_model": "minilm"}, headers=ROOT)
-    assert refused.status_code == 400 and "new dataset" in refused.json()["error"]["message"]
+    assert refused.status_code == 400 and "/reembed" in refused.json()["error"]["message"]
     assert api.post("/api/datasets", json={"name": "encyclopedia"}, headers=ROOT).status_code == 409
     assert api.delete(f"/api/datasets/{created['id']}", headers=ROOT).status_code == 204
     assert api.get(f"/api/datasets/{created['id']}", headers=ROOT).status_code == 404

@@ -19,6 +19,8 @@ from tests.shared_data import require_shared_data
 SMOKE_RUNS = {
     "chunking.py": ["--smoke"],
     "eval.py": ["--smoke"],
+    "crosslang.py": ["--smoke"],
+    "ingest.py": ["--smoke"],
     "fusion_ablation.py": ["--smoke"],
     "generate.py": ["--smoke"],
     "retrieval.py": ["--smoke"],

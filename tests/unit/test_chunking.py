@@ -107,14 +107,19 @@ def test_chinese_text_splits_at_chinese_sentence_ends_within_budget(max_tokens):
     drafts = chunk(doc(Block(CHINESE)), max_tokens=max_tokens, overlap=0.0)
     assert len(drafts) > 1
     assert all(d.token_count <= max_tokens for d in drafts)
-    assert all(d.q[-1] in "。！？；，" for d in drafts)
+    assert all(d.q[-1] in "。！？；，…" for d in drafts)
     assert "".join(d.q for d in drafts) == CHINESE
+
+
+def test_a_chinese_ellipsis_ends_a_sentence():
+    drafts = chunk(doc(Block("山里的夏天很短……冬天却很长。")), max_tokens=10, overlap=0.0)
+    assert [d.q for d in drafts] == ["山里的夏天很短……", "冬天却很长。"]
 
 
 def test_chinese_overlap_repeats_the_previous_sentence_or_clause():
     drafts = chunk(doc(Block(CHINESE)), max_tokens=50, overlap=0.3)
     for before, after in zip(drafts, drafts[1:], strict=False):
-        pieces = re.split(r"(?<=[。！？；，])", before.q)
+        pieces = re.split(r"(?<=[。！？；，…])", before.q)
         assert any(after.q.startswith(p) for p in pieces if p and len(p) <= 15)
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from kb.config import Settings
 from kb.errors import ServiceUnavailable
+from kb.ml import e5pack
 from kb.ml.loading import remote_code_allowed
 from kb.ml.registry import ModelRegistry, get_registry
 from kb.ml.specs import load_specs, package_path
@@ -26,10 +27,13 @@ def test_builtin_defaults_exist_and_point_into_installed_packages():
         ("chat", "smollm2"),
         ("chat", "qwen2.5-coder-1.5b"),
         ("chat", "qwen2.5-coder-0.5b"),
+        ("embedding", "e5-small"),
         ("embedding", "minilm"),
     }
     assert package_path(specs[("chat", "smollm2")].path).is_file()
     assert (package_path(specs[("embedding", "minilm")].path) / "modules.json").is_file()
+    e5 = specs[("embedding", "e5-small")]
+    assert e5pack.is_pack(package_path(e5.path)) and e5pack.file_sha256(package_path(e5.path)) == e5.sha256
 
 
 def test_models_file_adds_models_like_fastgpt_config(tmp_path):
@@ -66,10 +70,10 @@ def test_models_file_adds_models_like_fastgpt_config(tmp_path):
         "qwen2.5-1.5b",
         "gpt-remote",
     ]
-    assert [s.name for s in registry.embedding_specs()] == ["minilm", "m3e", "e5"]
+    assert [s.name for s in registry.embedding_specs()] == ["e5-small", "minilm", "m3e", "e5"]
     remote = registry.chat_spec("gpt-remote")
     assert [p.base_url for p in remote.sorted_providers()] == ["http://a.example/v1", "http://b.example/v1"]
-    assert registry.embedding_specs()[2].query_prefix == "query: "
+    assert registry.embedding_specs()[3].query_prefix == "query: "
 
 
 @pytest.mark.parametrize(

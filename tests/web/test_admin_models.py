@@ -37,7 +37,13 @@ def test_the_page_lists_configured_and_registered_models_with_their_state(admin_
     )
     assert chat["smollm2"][3] == "not loaded"
     embedding = rows(page.text, "Embedding models")
-    assert embedding["hash"][0] == "hashdefault" and embedding["minilm"][3] == "not loaded"
+    assert embedding["hash"][0] == "hashdefault" and embedding["minilm"][3:7] == [
+        "en",
+        "384",
+        "Apache-2.0",
+        "not loaded",
+    ]
+    assert embedding["e5-small"][3:6] == ["zh, en, + ~100 more", "384", "MIT"]
 
 
 def test_remote_models_show_their_providers_in_the_order_tried(tmp_path, database_url, db):

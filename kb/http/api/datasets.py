@@ -6,9 +6,9 @@ from fastapi import APIRouter, Depends, Response
 
 from kb.http.deps import RuntimeDep
 from kb.http.security.auth import require_full_access
-from kb.schemas import DatasetCreate, DatasetList, DatasetPublic, DatasetReembed, DatasetUpdate
+from kb.schemas import DatasetCreate, DatasetList, DatasetPublic, DatasetReembed, DatasetUpdate, ReembedPublic
 from kb.services import datasets as service
-from kb.services.reembed import reembed_dataset
+from kb.services import reembed as reembedding
 
 router = APIRouter(prefix="/api/datasets", tags=["datasets"], dependencies=[Depends(require_full_access)])
 
@@ -37,10 +37,22 @@ def update_dataset(dataset_id: int, data: DatasetUpdate, rt: RuntimeDep) -> Data
     return _public(service.update_dataset(rt, dataset_id, data))
 
 
-@router.post("/{dataset_id}/reembed", response_model=DatasetPublic)
-def reembed(dataset_id: int, data: DatasetReembed, rt: RuntimeDep) -> DatasetPublic:
-    """Remake every vector with another variant of the dataset's model; answers when the switch is done."""
-    return _public(reembed_dataset(rt, dataset_id, data.embed_variant))
+@router.post("/{dataset_id}/reembed", status_code=202, response_model=ReembedPublic)
+def reembed(dataset_id: int, data: DatasetReembed, rt: RuntimeDep) -> ReembedPublic:
+    """Queue remaking every vector with another embedding model or variant; the switch happens all at once."""
+    return reembedding.request_reembed(rt, dataset_id, data)
+
+
+@router.get("/{dataset_id}/reembed", response_model=ReembedPublic)
+def reembed_status(dataset_id: int, rt: RuntimeDep) -> ReembedPublic:
+    """The dataset's latest re-embedding: status, stage and percentage."""
+    return reembedding.reembed_status(rt, dataset_id)
+
+
+@router.delete("/{dataset_id}/reembed", response_model=ReembedPublic)
+def cancel_reembed(dataset_id: int, rt: RuntimeDep) -> ReembedPublic:
+    """Cancel the dataset's re-embedding; the dataset keeps its vectors and model."""
+    return reembedding.cancel_reembed(rt, dataset_id)
 
 
 @router.delete("/{dataset_id}", status_code=204)

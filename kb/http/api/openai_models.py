@@ -16,7 +16,11 @@ class ModelEntry(BaseModel):
     object: str = "model"
     created: int = 0
     owned_by: str = "kb"
-    # kb's own fields, for models of its catalog (the GGUF files it can fetch and verify)
+    # kb's own fields (OpenAI clients ignore them): what a model reads and gives, and for the catalog's GGUF
+    # files whether they are on this machine
+    kind: str = Field(description="chat, embedding or app")
+    languages: list[str] | None = None
+    dimensions: int | None = None
     licence: str | None = None
     size_bytes: int | None = None
     context_length: int | None = None
@@ -27,18 +31,23 @@ class ModelEntry(BaseModel):
 
     @classmethod
     def of(cls, entry: ModelEntryInfo) -> ModelEntry:
+        facts = {
+            "id": entry.id,
+            "owned_by": entry.owned_by,
+            "kind": entry.kind,
+            "languages": list(entry.languages) if entry.kind == "embedding" else None,
+            "dimensions": entry.dimensions,
+            "licence": entry.licence,
+        }
         file = entry.file
-        if file is None:
-            return cls(id=entry.id, owned_by=entry.owned_by)
-        return cls(
-            id=entry.id,
-            owned_by=entry.owned_by,
-            licence=file.licence,
-            size_bytes=file.size,
-            context_length=file.context_length,
-            installed=file.installed,
-            available=file.available,
-        )
+        if file is not None:
+            facts.update(
+                size_bytes=file.size,
+                context_length=file.context_length,
+                installed=file.installed,
+                available=file.available,
+            )
+        return cls(**facts)
 
 
 class ModelList(BaseModel):

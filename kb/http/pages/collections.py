@@ -50,6 +50,7 @@ def collections_page(
     collections, total = service.list_collections(rt, dataset_id, offset=offset, limit=PAGE_SIZE)
     context = {
         "dataset": dataset,
+        "embedder_problem": dataset_service.embedder_problem(rt, dataset),
         "collections": collections,
         "total": total,
         "offset": offset,

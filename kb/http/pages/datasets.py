@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ValidationError
 
 from kb.db.store.datasets import DatasetRecord
-from kb.errors import BadRequest, KBError
+from kb.errors import BadRequest, KBError, NotFound
 from kb.http.deps import RuntimeDep
 from kb.http.pages.admin import render_admin
 from kb.http.pages.forms import (
@@ -24,8 +24,9 @@ from kb.http.pages.forms import (
 )
 from kb.http.security.auth import require_admin
 from kb.runtime import Runtime
-from kb.schemas import ChunkSettings, DatasetCreate, DatasetUpdate
+from kb.schemas import ChunkSettings, DatasetCreate, DatasetReembed, DatasetUpdate
 from kb.services import datasets as service
+from kb.services import reembed as reembedding
 
 router = APIRouter(tags=["pages"], include_in_schema=False, dependencies=[Depends(require_admin)])
 
@@ -96,12 +97,19 @@ def _new_page(request: Request, rt: Runtime, form: DatasetForm, refused: Refused
 
 
 def _settings_page(
-    request: Request, dataset: DatasetRecord, form: DatasetForm, refused: Refused | None = None
+    request: Request, rt: Runtime, dataset: DatasetRecord, form: DatasetForm, refused: Refused | None = None
 ) -> HTMLResponse:
+    try:
+        reembed = reembedding.reembed_status(rt, dataset.id)
+    except NotFound:
+        reembed = None
     context = {
         "dataset": dataset,
         "form": form,
         "refused": refused,
+        "reembed": reembed,
+        "models": embedding_choices(rt),
+        "embedder_problem": service.embedder_problem(rt, dataset),
         "notice": notice_text(request.query_params.get("notice")),
         "tab": "settings",
     }
@@ -141,7 +149,7 @@ def create_dataset(request: Request, form: Annotated[DatasetForm, Form()], rt: R
 def settings_page(request: Request, dataset_id: int, rt: RuntimeDep) -> HTMLResponse:
     dataset = service.get_dataset(rt, dataset_id)
     form = DatasetForm.of(dataset.chunk_settings, name=dataset.name, description=dataset.description)
-    return _settings_page(request, dataset, form)
+    return _settings_page(request, rt, dataset, form)
 
 
 @router.post("/admin/datasets/{dataset_id}/settings", name="admin_dataset_save")
@@ -156,8 +164,25 @@ def save_settings(
         data = DatasetUpdate(name=form.name, description=form.description, chunk_settings=form.chunk_settings())
         service.update_dataset(rt, dataset_id, data)
     except (ValidationError, KBError) as exc:
-        return _settings_page(request, dataset, form, Refused.of("dataset", form, exc, FIELD_LABELS))
+        return _settings_page(request, rt, dataset, form, Refused.of("dataset", form, exc, FIELD_LABELS))
     return see_other(path_for(request, "admin_dataset_settings", dataset_id=dataset_id), notice="dataset_saved")
+
+
+@router.post("/admin/datasets/{dataset_id}/reembed", name="admin_dataset_reembed")
+def reembed(request: Request, dataset_id: int, rt: RuntimeDep, embed_model: Annotated[str, Form()] = "") -> Response:
+    try:
+        reembedding.request_reembed(rt, dataset_id, DatasetReembed(embed_model=embed_model or None))
+    except KBError as exc:
+        dataset = service.get_dataset(rt, dataset_id)
+        form = DatasetForm.of(dataset.chunk_settings, name=dataset.name, description=dataset.description)
+        return _settings_page(request, rt, dataset, form, Refused.of("reembed", form, exc, FIELD_LABELS))
+    return see_other(path_for(request, "admin_dataset_settings", dataset_id=dataset_id), notice="reembed_queued")
+
+
+@router.post("/admin/datasets/{dataset_id}/reembed/cancel", name="admin_dataset_reembed_cancel")
+def cancel_reembed(request: Request, dataset_id: int, rt: RuntimeDep) -> Response:
+    reembedding.cancel_reembed(rt, dataset_id)
+    return see_other(path_for(request, "admin_dataset_settings", dataset_id=dataset_id), notice="reembed_cancelled")
 
 
 @router.post("/admin/datasets/{dataset_id}/delete", name="admin_dataset_delete")
@@ -171,6 +196,6 @@ def delete_dataset(
     if confirm_name.strip() != dataset.name:
         form = DatasetForm.of(dataset.chunk_settings, name=dataset.name, description=dataset.description)
         wrong_name = BadRequest("Type the dataset's name exactly as shown to delete it.", code="confirmation_mismatch")
-        return _settings_page(request, dataset, form, Refused.of("delete", form, wrong_name))
+        return _settings_page(request, rt, dataset, form, Refused.of("delete", form, wrong_name))
     service.delete_dataset(rt, dataset_id)
     return see_other(path_for(request, "admin_datasets"), notice="dataset_deleted")

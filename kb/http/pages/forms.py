@@ -22,6 +22,8 @@ NOTICES = {
     "dataset_created": "Dataset created. Add documents to it below.",
     "dataset_saved": "Settings saved. New chunk settings apply to documents added from now on.",
     "dataset_deleted": "The dataset and everything in it were deleted.",
+    "reembed_queued": "Re-embedding queued. Searches use the current vectors until the new ones are all ready.",
+    "reembed_cancelled": "Re-embedding cancelled. The dataset keeps its vectors and its embedding model.",
     "source_queued": "Added; it is being processed.",
     "source_duplicate": "This content is already in the dataset; nothing new was added.",
     "collection_retried": "Queued again.",
