@@ -56,7 +56,8 @@ def test_registry_loads_the_tiny_model_once(tiny_registry, tiny):
 
 def test_unknown_model_names_the_configured_ones(tiny_registry):
     with pytest.raises(
-        UnknownModel, match=r"unknown chat model 'nope'; configured: smollm2, tiny, tiny-generic"
+        UnknownModel,
+        match=r"unknown chat model 'nope'; configured: qwen2.5-coder-0.5b, qwen2.5-coder-1.5b, smollm2, tiny, tiny-generic",
     ) as info:
         tiny_registry.chat("nope")
     assert info.value.status_code == 400

@@ -157,6 +157,7 @@ def test_a_missing_chat_model_file_still_starts_and_is_reported_on_healthz_the_p
         "object": "model",
         "created": 0,
         "owned_by": "kb",
+        "kind": "chat",
         "licence": "Apache-2.0",
         "size_bytes": 1_117_320_768,
         "context_length": 32768,
@@ -167,4 +168,7 @@ def test_a_missing_chat_model_file_still_starts_and_is_reported_on_healthz_the_p
 
 
 def test_the_healthz_of_an_available_chat_model_says_so_without_details(client):
-    assert client.get("/healthz").json() == {"status": "ok", "chat_model": {"name": "scripted", "available": True}}
+    assert client.get("/healthz").json() == {
+        "status": "ok",
+        "chat_model": {"name": "scripted", "available": True, "state": "ready"},
+    }
