@@ -29,6 +29,9 @@ class FakeModels:
     def chat(self, name=None):
         return self._chat
 
+    def prepare_chat_file(self, name=None):
+        """Nothing to assemble: the stand-ins are in memory."""
+
 
 def add_collection(session, dataset_id: int, name: str, status: str = "ready") -> int:
     row = Collection(dataset_id=dataset_id, name=name, source_type="text", content_hash=name, status=status)

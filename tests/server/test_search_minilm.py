@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pytest
 
 from kb.db.store import datasets as dataset_store
 from kb.ml.registry import get_registry
 from kb.rag.retrieval import DENSE_WEIGHT, dense_weight
+from kb.runtime import Runtime
 from kb.services.search import search_datasets, vocabulary_coverage
 from tests.server.search_support import add_collection, add_texts
 
@@ -54,7 +54,7 @@ def test_hybrid_with_minilm_finds_the_paragraph_in_english_and_in_chinese(db, se
             add_texts(session, dataset.id, collection, paragraphs, minilm)
             questions += asked
         session.commit()
-    deps = SimpleNamespace(db=db, settings=settings, registry=None)
+    deps = Runtime(settings, db, get_registry(settings))
     assert len(questions) >= 8
     found = 0
     for question in questions:

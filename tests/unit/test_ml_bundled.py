@@ -34,7 +34,7 @@ def forget_loaded_models() -> None:
 def test_smollm2_gguf_builds_its_cache_once_then_loads_from_it(tmp_path):
     models_file = tmp_path / "models.json"
     models_file.write_text(json.dumps(SMOLLM2_TRANSFORMERS))  # the default engine even where llama.cpp is installed
-    settings = Settings(data_dir=tmp_path, torch_threads=2, models_file=models_file)
+    settings = Settings(data_dir=tmp_path, torch_threads=2, models_file=models_file, model_cache=tmp_path / "cache")
     cache = gguf_cache_folder(package_path(SMOLLM2_GGUF), settings.model_cache_dir)
     assert not cache.exists()
     forget_loaded_models()
@@ -59,7 +59,7 @@ def test_smollm2_gguf_builds_its_cache_once_then_loads_from_it(tmp_path):
 
 
 def test_minilm_embeds_normalised_384_dimensional_vectors(tmp_path):
-    embedder = ModelRegistry(Settings(data_dir=tmp_path, torch_threads=2)).embedder()
+    embedder = ModelRegistry(Settings(data_dir=tmp_path, torch_threads=2)).embedder("minilm")
     assert (embedder.name, embedder.dim, embedder.max_tokens, embedder.variant) == (
         "minilm",
         384,
