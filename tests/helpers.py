@@ -65,3 +65,10 @@ class LiveServer:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+
+def forget_loaded_models() -> None:
+    """Make the next registry load from disk, as a new process would (models are cached per process)."""
+    from kb.ml import registry
+
+    registry._loaded.clear()

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from kb.config import Settings
-from kb.ml import registry as registry_module
 from kb.ml.loading import gguf_cache_folder
 from kb.ml.registry import ModelRegistry
 from kb.ml.specs import BUILTIN_EMBEDDING_VARIANT, package_path
 from kb.ml.types import GenerationParams
+from tests.helpers import forget_loaded_models
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytestmark = pytest.mark.slow
@@ -24,11 +24,6 @@ SMOLLM2_TRANSFORMERS = {
         {"name": "smollm2-float", "path": SMOLLM2_GGUF, "engine": "transformers", "fast_decode": False},
     ]
 }
-
-
-def forget_loaded_models() -> None:
-    """Make the next registry load from disk, as a new process would."""
-    registry_module._loaded.clear()
 
 
 def test_smollm2_gguf_builds_its_cache_once_then_loads_from_it(tmp_path):

@@ -14,7 +14,7 @@ from kb.http.app import create_app
 from kb.ml.registry import ModelRegistry
 from kb.services.model_checks import describe_models, try_model
 from kb.testing import ScriptedChatModel
-from tests.helpers import ADMIN_PASSWORD, ROOT, csrf_token_of, log_in
+from tests.helpers import ADMIN_PASSWORD, ROOT, csrf_token_of, forget_loaded_models, log_in
 from tests.server.support import BreakingChatModel
 from tests.web.support import web_registry, web_settings
 
@@ -29,6 +29,7 @@ def rows(html: str, kind_heading: str) -> dict[str, list[str]]:
 
 
 def test_the_page_lists_configured_and_registered_models_with_their_state(admin_client):
+    forget_loaded_models()  # "not loaded" below must not depend on what earlier tests of this process loaded
     page = admin_client.get("/admin/models")
     chat = rows(page.text, "Chat models")
     assert chat["scripted"][:4] == ["scripteddefault", "in-process instance", "—", "loaded"]
