@@ -19,6 +19,11 @@ from kb.db.textsearch import QUERY_STOP_WORDS, has_cjk, tokenizer_for
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)|(?<=[。！？；])")
 CJK_END = re.compile(r"[。！？；]$")
+# A period after these ends an abbreviation or an initial, not a sentence ("St. John's Church", "J. K. Rowling").
+ABBREVIATION_END = re.compile(
+    r"(?:^|[\s(])(?:[A-Z]|St|Mt|Ft|Mr|Mrs|Ms|Dr|Prof|Jr|Sr|Gen|Col|Capt|Lt|Gov|Sen|Rep|Rev|Inc|Ltd|Co|Corp|No|vs"
+    r"|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|e\.g|i\.e|a\.m|p\.m|U\.S|U\.K)\.$"
+)
 WORD = re.compile(r"[^\W_]+", re.UNICODE)
 CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 ENGLISH_STOP_WORDS = frozenset(
@@ -106,8 +111,17 @@ class FocusedQuote:
 
 
 def sentences(text: str) -> list[str]:
-    """The text's sentences: split after . ! ? and a space, and after 。！？；."""
-    return [s.strip() for s in SENTENCE_END.split(" ".join(text.split())) if s.strip()]
+    """The text's sentences: split after . ! ? and a space, and after 。！？；, but not after an abbreviation or
+    an initial, nor before a lower-case letter."""
+    pieces: list[str] = []
+    for piece in (p.strip() for p in SENTENCE_END.split(" ".join(text.split()))):
+        if not piece:
+            continue
+        if pieces and (ABBREVIATION_END.search(pieces[-1]) or piece[0].islower()):
+            pieces[-1] = f"{pieces[-1]} {piece}"
+        else:
+            pieces.append(piece)
+    return pieces
 
 
 def join_sentences(parts: Sequence[str]) -> str:

@@ -25,6 +25,17 @@ def test_sentences_split_after_english_and_chinese_sentence_ends_and_join_back_u
     assert join_sentences(sentences(PUB)) == PUB
 
 
+def test_abbreviations_initials_and_a_lower_case_continuation_do_not_end_a_sentence():
+    text = (
+        "Henry spoke at St. John's Church in 1775. J. K. Rowling was born in the U.S. army town. e.g. this one. Done."
+    )
+    assert sentences(text) == [
+        "Henry spoke at St. John's Church in 1775.",
+        "J. K. Rowling was born in the U.S. army town. e.g. this one.",
+        "Done.",
+    ]
+
+
 def test_question_words_drop_english_stop_words_and_chinese_question_words():
     assert question_words("What people introduced gin to England?") == {"people", "introduced", "gin", "england"}
     assert {"公园", "面积"} <= question_words("乍都节公园的面积有多大？")
