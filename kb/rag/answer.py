@@ -53,6 +53,8 @@ class AnswerConfig:
     rewrite_follow_ups: bool = True
     cite_copied_quote: bool = True  # an uncited answer copied from one quote gets its [n] (see kb.rag.citations)
     quote_sentences: int | None = None  # show only this many best-matching sentences of the quotes (see kb.rag.focus)
+    lead_sentences: int | None = None  # with quote_sentences: how many sentences the best-ranked quote keeps
+    rules_in_system: bool = True  # the answering rules in the system message, else in the user turn
     whole_answer: bool = False  # nobody reads the answer before it is complete: ask the model for it at once
 
 
@@ -173,14 +175,20 @@ def _uncited_copy(text: str, quotes: Sequence[PromptQuote]) -> int | None:
 
 
 def _shown(
-    found: list[RetrievedQuote], query: str, sentences: int | None
+    found: list[RetrievedQuote], query: str, sentences: int | None, lead: int | None = None
 ) -> tuple[list[RetrievedQuote], list[PromptQuote]]:
-    """The quotes as the prompt shows them, whole or focused on the sentences matching the query, and their hits."""
+    """The quotes as the prompt shows them, and their hits: whole, or focused on the sentences matching the query
+    (with `lead`, the best-ranked quote keeps that many of its own and the others `sentences` between them)."""
     if not sentences:
         return found, [PromptQuote(hit.text, hit.source, hit.page) for hit in found]
-    focused = focus_quotes([hit.text for hit in found], query, sentences)
-    hits = [found[quote.index] for quote in focused]
-    return hits, [PromptQuote(quote.text, hit.source, hit.page) for quote, hit in zip(focused, hits)]
+    groups = [(found[:1], lead), (found[1:], sentences)] if lead else [(found, sentences)]
+    hits, shown = [], []
+    for group, keep in groups:
+        for quote in focus_quotes([hit.text for hit in group], query, keep):
+            hit = group[quote.index]
+            hits.append(hit)
+            shown.append(PromptQuote(quote.text, hit.source, hit.page))
+    return hits, shown
 
 
 def _whole(
@@ -210,7 +218,7 @@ def answer_question(
     rewrite_ms = clock.ms()
 
     started = time.perf_counter()
-    found, shown = _shown(list(retrieve(query)), query, config.quote_sentences)
+    found, shown = _shown(list(retrieve(query)), query, config.quote_sentences, config.lead_sentences)
     retrieval_ms = clock.ms(started)
     prompt = build_quote_prompt(
         question=question,
@@ -222,6 +230,7 @@ def answer_question(
         history=history,
         allow_general_knowledge=config.allow_general_knowledge,
         max_history_turns=config.max_history_turns,
+        rules_in_system=config.rules_in_system,
     )
 
     draft = _Draft(prompt, found, query, model.name, clock, rewrite_ms, retrieval_ms)

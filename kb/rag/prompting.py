@@ -19,8 +19,55 @@ LATIN_WORD = re.compile(r"[A-Za-z]+")
 MIN_CUT_QUOTE_TOKENS = 24  # a cut quote shorter than this says too little to be worth its number
 ELLIPSIS = "…"
 
-# The rules sit in the user turn, right between the quotes and the question: small models follow
-# instructions there far better than in a system message (SmolLM2-135M ignored them there).
+# Two placements of the rules, chosen per chat model (`rules_in_system`, measured in bench/answer.py):
+# - in the user turn, between the quotes and the question: the tiny SmolLM2-135M ignored them anywhere else;
+# - in the system message, with the app's own system prompt: Qwen2.5 follows them there, and that prefix is the
+#   same for every question of an app, so llama.cpp reuses its KV cache instead of reading it again.
+# The system wording asks for whole sentences first and the number at their end: told to "cite it like [1]"
+# (or shown a template such as "<sentence> [2]"), Qwen2.5-Coder often replied with nothing but "[1]".
+SYSTEM_RULES = {
+    "en": {
+        "strict": (
+            "You answer the user's question using only the numbered quotes the user gives. Answer in one or two "
+            "complete sentences, in the words of the quotes, and end with the number of the quote you used in "
+            "square brackets. If the quotes do not contain the answer, say that you don't know. Answer in English."
+        ),
+        "general": (
+            "You answer the user's question using the numbered quotes the user gives. Answer in one or two complete "
+            "sentences, in the words of the quotes, and end with the number of the quote you used in square "
+            "brackets. If the quotes do not contain the answer, you may answer from your own knowledge. "
+            "Answer in English."
+        ),
+    },
+    "zh": {
+        "strict": "你只根据用户给出的编号引用回答问题。用一两个完整的句子回答，尽量使用引用的原文，并在句末用方括号写上所用"
+        "引用的编号。如果引用中没有答案，请说不知道。请用中文回答。",
+        "general": "你根据用户给出的编号引用回答问题。用一两个完整的句子回答，尽量使用引用的原文，并在句末用方括号写上所用"
+        "引用的编号。如果引用中没有答案，可以用你自己的知识回答。请用中文回答。",
+    },
+}
+RULES = {
+    "en": {
+        "strict": (
+            "You answer the user's question using only the numbered quotes the user gives. Reply with the sentence "
+            "of the quotes that answers the question, copied word for word, and put the quote's number in square "
+            "brackets after it, like this: ... [2]. If the quotes do not contain the answer, say that you don't "
+            "know. Answer in English."
+        ),
+        "general": (
+            "You answer the user's question using the numbered quotes the user gives. Reply with the sentence of "
+            "the quotes that answers the question, copied word for word, and put the quote's number in square "
+            "brackets after it, like this: ... [2]. If the quotes do not contain the answer, you may answer from "
+            "your own knowledge. Answer in English."
+        ),
+    },
+    "zh": {
+        "strict": "你只根据用户给出的编号引用回答问题。请一字不改地摘录引用中回答问题的完整句子，并在句末用方括号写上该引用的"
+        "编号，例如：……[2]。如果引用中没有答案，请说不知道。请用中文回答。",
+        "general": "你根据用户给出的编号引用回答问题。请一字不改地摘录引用中回答问题的完整句子，并在句末用方括号写上该引用的"
+        "编号，例如：……[2]。如果引用中没有答案，可以用你自己的知识回答。请用中文回答。",
+    },
+}
 RULES = {
     "en": {
         "strict": (
@@ -118,7 +165,19 @@ def cut_to_tokens(text: str, max_tokens: int, count_tokens) -> str:
 def _user_text(question: str, quote_lines: Sequence[str], language: str, rules: str) -> str:
     words = RULES[language]
     quotes = f"{words['quotes']}\n" + "\n".join(quote_lines) + "\n\n" if quote_lines else ""
-    return f"{quotes}{rules}\n\n{words['question']} {question}"
+    return f"{quotes}{rules}\n\n{words['question']} {question}" if rules else f"{quotes}{words['question']} {question}"
+
+
+def _system_and_rules(
+    system_prompt: str, language: str, general: bool, rules_in_system: bool
+) -> tuple[list[dict], str]:
+    """The system message (if any) and the rules left for the user turn."""
+    mode = "general" if general else "strict"
+    if not rules_in_system:
+        system = [{"role": "system", "content": system_prompt.strip()}] if system_prompt.strip() else []
+        return system, RULES[language][mode]
+    content = "\n\n".join(part for part in (system_prompt.strip(), SYSTEM_RULES[language][mode]) if part)
+    return [{"role": "system", "content": content}], ""
 
 
 def _fit_quotes(
@@ -164,12 +223,12 @@ def build_quote_prompt(
     history: Sequence[dict] = (),
     allow_general_knowledge: bool = False,
     max_history_turns: int = 4,
+    rules_in_system: bool = False,
 ) -> QuotePrompt:
     """Messages for the chat model: rules + numbered quotes + recent history + the question, within the context."""
     language = detect_language(question)
-    rules = RULES[language]["general" if allow_general_knowledge else "strict"]
-    # Without an app system prompt the chat template's own default applies (the one the model was tuned with).
-    system = [{"role": "system", "content": system_prompt.strip()}] if system_prompt.strip() else []
+    # With the rules in the user turn and no app system prompt, the chat template's own default applies.
+    system, rules = _system_and_rules(system_prompt, language, allow_general_knowledge, rules_in_system)
 
     def assemble(kept: Sequence[PromptQuote], turns: Sequence[list[dict]]) -> list[dict]:
         lines = [quote_line(i + 1, q, language) for i, q in enumerate(kept)]

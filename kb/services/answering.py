@@ -11,6 +11,7 @@ from kb.db.store import datasets as dataset_store
 from kb.db.store.apps import AppRecord
 from kb.errors import BadRequest, not_found
 from kb.ml.messages import normalise_messages
+from kb.ml.specs import ModelSpec
 from kb.ml.types import GenerationParams, StreamDelta
 from kb.rag.answer import Answer, AnswerConfig, RetrievedQuote, Retriever, answer_question
 from kb.runtime import Runtime
@@ -57,17 +58,24 @@ def app_question(rt: Runtime, app: AppRecord, messages: Sequence[dict], chat_id:
 
 
 def answer_config(
-    app: AppRecord, answer_tokens: int, quote_sentences: int | None = None, whole_answer: bool = False
+    app: AppRecord, answer_tokens: int, spec: ModelSpec | None = None, whole_answer: bool = False
 ) -> AnswerConfig:
-    """The app's answering settings, with how much of the quotes its chat model reads well."""
+    """The app's answering settings, with how much of the quotes its chat model reads well and where its rules go."""
+    view = {}
+    if spec is not None:
+        view = {
+            "quote_sentences": spec.quote_sentences,
+            "lead_sentences": spec.lead_sentences,
+            "rules_in_system": spec.rules_in_system,
+        }
     return AnswerConfig(
         system_prompt=app.system_prompt,
         quote_budget=search_settings_of(app).max_tokens,
         not_found_reply=app.not_found_reply,
         allow_general_knowledge=app.allow_general_knowledge,
         answer_tokens=answer_tokens,
-        quote_sentences=quote_sentences,
         whole_answer=whole_answer,
+        **view,
     )
 
 
@@ -130,7 +138,7 @@ def ask_app(
         asked.question,
         model=rt.registry.chat(app.chat_model),
         retrieve=dataset_retriever(rt, app.dataset_ids, search_settings_of(app)),
-        config=answer_config(app, answer_tokens, spec.quote_sentences if spec else None, whole_answer=not stream),
+        config=answer_config(app, answer_tokens, spec, whole_answer=not stream),
         history=asked.history,
         params=replace(params, max_tokens=answer_tokens),
         cancel=cancel,

@@ -112,7 +112,8 @@ def test_a_follow_up_is_rewritten_for_retrieval_but_the_model_answers_the_origin
         "Standalone question:"
     )
     answer_prompt = model.calls[1]
-    assert answer_prompt[:2] == history and answer_prompt[-1]["content"].endswith("and when was it built?")
+    assert answer_prompt[0]["role"] == "system"  # the rules, a prefix shared by every question
+    assert answer_prompt[1:3] == history and answer_prompt[-1]["content"].endswith("and when was it built?")
     assert answer.usage.prompt_tokens > model.count_prompt_tokens(answer_prompt)  # the rewrite is paid for too
 
 
@@ -215,6 +216,34 @@ def test_a_model_that_reads_few_sentences_is_shown_only_the_best_matching_ones_u
     )
     assert "[1] (paris.md, p. 4) The tower was built in 1889 for a world's fair.\n\n" in model.calls[0][-1]["content"]
     assert answer.cited == [1] and answer.cited_by == "kb"
+
+
+def test_the_best_ranked_quote_keeps_its_lead_sentences_and_the_others_share_the_rest():
+    first = RetrievedQuote(
+        chunk_id=5,
+        collection_id=2,
+        source="louvre.md",
+        score=0.9,
+        page=None,
+        q="The Louvre is a museum. It opened in 1793. The tower is near. It has a pyramid.",
+    )
+    paris = RetrievedQuote(
+        chunk_id=7,
+        collection_id=2,
+        source="paris.md",
+        score=0.8,
+        page=None,
+        q="Paris has many landmarks. The tower was built in 1889 for a world's fair. It is 330 metres tall.",
+    )
+    model = ScriptedChatModel(["It was built in 1889 [2]."])
+    config = AnswerConfig(quote_sentences=1, lead_sentences=2)
+    _, answer = run(
+        answer_question("When was the tower built?", model=model, retrieve=Searches([first, paris]), config=config)
+    )
+    assert [(q.chunk_id, q.text) for q in answer.quotes] == [
+        (5, "The Louvre is a museum. The tower is near."),  # its two best (ties in order), not the best of all
+        (7, "The tower was built in 1889 for a world's fair."),
+    ]
 
 
 class WholeAnswersOnly(ScriptedChatModel):

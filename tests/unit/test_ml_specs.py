@@ -86,7 +86,7 @@ def test_models_file_adds_models_like_fastgpt_config(tmp_path):
         ({"embedding": [{"name": "x", "path": "p", "colour": "red"}]}, r"embedding\[0\]: colour: Extra inputs"),
         (
             {"embedding": [{"name": "x", "path": "p", "quote_sentences": 2}]},
-            "'quote_sentences' only applies to chat models",
+            "'quote_sentences' and 'lead_sentences' only apply to chat models",
         ),
         (
             {"chat": [{"name": "x", "path": "p", "quote_sentences": 0}]},

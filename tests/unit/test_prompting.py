@@ -57,6 +57,32 @@ def test_the_app_system_prompt_is_the_system_message_and_general_knowledge_relax
     assert "own knowledge" in user["content"] and "only the quotes" not in user["content"]
 
 
+@pytest.mark.parametrize(
+    ("question", "words"), [("Why?", "in the words of the quotes"), ("为什么？", "尽量使用引用的原文")]
+)
+def test_rules_in_the_system_message_follow_the_app_prompt_and_leave_quotes_and_question_to_the_user_turn(
+    question, words
+):
+    """The system message is the same for every question of an app: a prefix the engine's prompt cache reuses."""
+    asked = [
+        build_quote_prompt(
+            question=q,
+            quotes=[quote(5, tag=q[:1])],
+            counter=EchoChatModel(),
+            answer_tokens=10,
+            quote_budget=100,
+            system_prompt="You are Ada.",
+            rules_in_system=True,
+        )
+        for q in (question, question + " " + question)
+    ]
+    system, user = asked[0].messages
+    assert system["content"].startswith("You are Ada.\n\n") and words in system["content"]
+    assert asked[1].messages[0] == system
+    assert user["content"].splitlines()[1].startswith("[1] (doc.md)") and user["content"].endswith(question)
+    assert words not in user["content"]
+
+
 def test_a_chinese_question_gets_chinese_rules_and_an_instruction_to_answer_in_chinese():
     prompt = build_quote_prompt(
         question="北京是哪个国家的首都？",
