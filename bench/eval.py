@@ -6,8 +6,9 @@ worker exactly as the admin's "Start run" does, against the same questions asked
     PYTHONPATH=. python bench/eval.py --questions 400 --chunks 0 --modes hybrid,vector
     PYTHONPATH=. python bench/eval.py --smoke                   # seconds: that it still runs
 
-The dataset is the squad kit (kb's chunker, the bundled embedder, vectors cached under bench/.cache)
-padded with synthetic chunks to `--chunks` (80 kit words and a random unit vector each, stored by kb's chunk store); the kit's 400
+The dataset is the squad kit as an upload in the admin makes it (`bench.kit_ingest.ingest_kit`: kb's
+worker reads, chunks and embeds each document with the default embedder) padded with synthetic chunks to
+`--chunks` (80 kit words and a random unit vector each, stored by kb's chunk store); the kit's 400
 questions are cycled to reach `--questions`. Prints wall time, questions per second, the run's
 overhead over the plain loop, and hit@1/hit@5 of both (they must agree).
 """
@@ -22,16 +23,8 @@ import time
 import numpy as np
 from sqlalchemy import text
 
-from bench.retrieval import (
-    CACHE,
-    chunk_kit,
-    embed_cached,
-    fresh_database,
-    load_questions,
-    run_modes,
-    shared_data,
-    store_pieces,
-)
+from bench.kit_ingest import ingest_kit
+from bench.retrieval import CACHE, fresh_database, load_questions, run_modes, shared_data
 from kb.config import Settings
 from kb.db.engine import Database
 from kb.db.store import chunks as chunk_store
@@ -40,7 +33,6 @@ from kb.db.store import datasets as dataset_store
 from kb.ml.registry import get_registry
 from kb.runtime import Runtime
 from kb.services import eval_runs, evals
-from kb.services.datasets import token_cap
 from kb.worker.loop import Worker
 
 
@@ -66,18 +58,18 @@ def pad_with_synthetic(session, dataset_id: int, dim: int, count: int, words: li
 
 
 def build(rt: Runtime, chunks: int, max_docs: int | None = None) -> int:
-    """The squad kit's dataset, padded with synthetic chunks to `chunks`, its HNSW index rebuilt and analysed."""
+    """The squad kit's dataset as kb ingests an upload, padded with synthetic chunks to `chunks`, its HNSW index
+    rebuilt and analysed."""
     kit = shared_data() / "squad_dev_kit"
     embedder = rt.registry.embedder()
-    pieces, _ = chunk_kit(kit, embedder.count_tokens, max_docs, token_cap(embedder))
-    dataset_id = store_pieces(
-        rt.db, "squad_dev_kit", embedder, pieces, embed_cached(embedder, [p.text for p in pieces])
-    )
-    if chunks > len(pieces):
+    dataset_id = ingest_kit(rt, kit, max_docs)
+    with rt.db.session() as session:
+        kit_chunks = dataset_store.chunk_count(session, dataset_id)
+    if chunks > kit_chunks:
         words = [w for doc in sorted((kit / "docs").glob("*.md")) for w in re.findall(r"\w+", doc.read_text("utf-8"))]
         with rt.db.session() as session:  # one index build after the insert, not an HNSW insert per row
             dataset_store.drop_vector_index(session, dataset_id)
-            pad_with_synthetic(session, dataset_id, embedder.dim, chunks - len(pieces), words)
+            pad_with_synthetic(session, dataset_id, embedder.dim, chunks - kit_chunks, words)
             session.execute(text("SET maintenance_work_mem = '512MB'"))
             dataset_store.ensure_vector_index(session, dataset_id, embedder.dim)
             session.commit()

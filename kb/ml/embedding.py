@@ -4,6 +4,12 @@ Texts are tokenized once (unpadded), sorted longest first and cut into batches, 
 padded here from the kept token ids to its own longest text instead of to the model's window.
 Batches run on at most `parallel` threads at once (a query waits for one batch, not for a whole
 document), and the vectors come back in the caller's order.
+
+A model whose activations are quantised on the fly (ONNX dynamic int8: one scale for the whole batch
+tensor, padding included) gives a text a vector that depends on its batch-mates; such an embedder sets
+`solo_texts` and runs every text as a batch of its own, so that a chunk's vector is a function of its
+text alone, whichever path (ingestion, re-embedding, an edit, /v1/embeddings) and whichever
+neighbours it came with.
 """
 
 from __future__ import annotations
@@ -57,6 +63,8 @@ def _plain_backend(tokenizer: Any) -> Any | None:
 
 class BucketedEmbedder:
     """An Embedder over a tokenizer and a `_run(features)` that turns one padded batch into vectors."""
+
+    solo_texts = False  # True: every text runs alone (its vector must not depend on what it is batched with)
 
     def __init__(self, spec: ModelSpec, *, variant: str, dim: int, max_tokens: int, tokenizer: Any, parallel: int = 1):
         self.name = spec.name
@@ -126,7 +134,9 @@ class BucketedEmbedder:
         vectors = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return vectors
-        if self._pool is not None:
+        if self.solo_texts:
+            batch_size = 1
+        elif self._pool is not None:
             # Ingestion sends a document's chunks at a time (often under 64): cut them into a few batches
             # per thread so that the threads finish together instead of one waiting on a long last batch.
             batch_size = min(batch_size, max(MIN_PARALLEL_BATCH, -(-len(texts) // (2 * self._parallel))))

@@ -76,6 +76,14 @@ def test_parallel_embedding_cuts_a_small_call_into_batches_for_every_thread():
     assert sorted(shape[0] for shape in parallel.batch_shapes) == [9, 12, 12, 12], "two batches per thread"
 
 
+def test_an_embedder_whose_vectors_depend_on_batch_mates_runs_every_text_alone():
+    texts = [f"paragraph number {i} " * (1 + i % 7) for i in range(20)]
+    solo = TokenEcho(parallel=2)
+    solo.solo_texts = True
+    assert np.array_equal(solo.embed_documents(texts), TokenEcho(parallel=1).embed_documents(texts))
+    assert len(solo.batch_shapes) == len(texts) and {shape[0] for shape in solo.batch_shapes} == {1}
+
+
 MIXED_TEXTS = [
     "short",
     "阿尔卑斯山是欧洲最高的山脉，横跨八个国家。",
