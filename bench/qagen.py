@@ -14,7 +14,8 @@ the function QA-split ingestion calls, with the default `qa_max_pairs`.
 Per kit and model it reports:
 
 - pairs and pairs per chunk; the share of chunks with no usable pair (the parser found none);
-- **strict support**: the answer, normalised, occurs in the chunk normalised. Normalised = NFKC,
+- **strict support**: the answer, normalised, occurs in the chunk normalised, not inside a longer Latin
+  word or number, and has at least one content token (below: a bare "No" or "是" is in every chunk). Normalised = NFKC,
   case-folded, every run of characters that are not letters or digits made one space, and spaces next to
   a CJK character dropped (Chinese has no spaces between words, so "1974 年" and "1974年" compare equal);
 - **lenient support**: at least 80% of the answer's content tokens occur in the chunk. Tokens are Latin
@@ -90,9 +91,12 @@ def content_tokens(text: str) -> list[str]:
 
 
 def strictly_supported(answer: str, chunk: str) -> bool:
-    """The normalised answer occurs in the normalised chunk, not inside a longer Latin word or number."""
+    """The normalised answer occurs in the normalised chunk, not inside a longer Latin word or number.
+
+    An answer without a content token ("No", "是") is never supported: it occurs in almost any chunk.
+    """
     needle = normalise(answer)
-    if not needle:
+    if not needle or not content_tokens(answer):
         return False
     left = "" if _CJK_CHAR.match(needle[0]) else r"(?<![^\W_" + _CJK + "])"
     right = "" if _CJK_CHAR.match(needle[-1]) else r"(?![^\W_" + _CJK + "])"

@@ -17,6 +17,8 @@ from bench.qagen import all_chinese, is_echo, strictly_supported, token_coverage
         ("丹佛野马", "丹佛野马队赢得了比赛", True),  # Chinese words have no boundaries
         ("NFL", "NFL的比赛", True),
         ("", "anything", False),
+        ("No", "There was no consensus.", False),  # a bare yes/no answer is in almost every chunk
+        ("是", "林永康是香港人", False),
         ("They won in 2015.", "In 2016 the Denver Broncos won.", False),
     ],
 )
