@@ -51,6 +51,8 @@ _CLOSING_CHATTER = re.compile(
     re.I,
 )
 _JSON_ARRAY = re.compile(r"\[\s*\{.*\}\s*\]", re.S)
+# The prompt's own "<question>"/"<问题>" slots, which a small model copies instead of filling in.
+_PLACEHOLDER = re.compile(r"^[<＜]\s*(?:question|answer|问题|答案|回答)\s*\d*\s*[>＞]$", re.I)
 _KEYS = {"q": ("q", "question", "问题", "问"), "a": ("a", "answer", "答案", "答")}
 
 
@@ -77,7 +79,7 @@ def parse_qa_pairs(text: str) -> list[tuple[str, str]]:
     for question, answer in pairs:
         question, answer = _clean(question), _clean(answer)
         key = _dedupe_key(question)
-        if question and answer and key not in seen:
+        if question and answer and key not in seen and not _is_placeholder(question, answer):
             seen.add(key)
             result.append((question, answer))
     return result
@@ -149,6 +151,11 @@ def _clean(text: str) -> str:
     if len(text) >= 2 and text[0] + text[-1] in ('""', "''", "“”", "「」"):
         text = text[1:-1].strip()
     return text
+
+
+def _is_placeholder(question: str, answer: str) -> bool:
+    """The pair is the prompt's format line copied: "<question>" or "<答案>" standing alone."""
+    return bool(_PLACEHOLDER.match(question) or _PLACEHOLDER.match(answer))
 
 
 def _dedupe_key(question: str) -> str:

@@ -85,6 +85,15 @@ def test_pairs_with_empty_answers_are_dropped():
     assert parse_qa_pairs(reply) == [("Who crossed them?", "Hannibal.")]
 
 
+def test_the_prompts_own_placeholders_copied_back_are_not_pairs():
+    # SmolLM2 on Chinese chunks (bench/qagen.py): 4 of its 5 "pairs" were the format line itself
+    reply = "Q1: <问题>\nA1: <答案>\nQ2: <question>\nA2: <answer>\nQ3: <问题>\nA3: 1984年播出\nQ4: 谁制作了它？\nA4: Studio Pierrot"
+    assert parse_qa_pairs(reply) == [("谁制作了它？", "Studio Pierrot")]
+    assert parse_qa_pairs("Q1: 它叫什么？\nA1: 《宇宙奇兵》") == [
+        ("它叫什么？", "《宇宙奇兵》")
+    ]  # a title is an answer
+
+
 def test_text_without_pairs_gives_an_empty_list():
     assert parse_qa_pairs("I'm sorry, I cannot help with that.") == []
     assert parse_qa_pairs("") == []
