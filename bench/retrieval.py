@@ -54,7 +54,7 @@ from kb.db.tables import Collection  # noqa: E402
 from kb.db.textsearch import segment  # noqa: E402
 from kb.ml.registry import get_registry  # noqa: E402
 from kb.runtime import Runtime  # noqa: E402
-from kb.services.datasets import token_cap  # noqa: E402
+from kb.services.datasets import default_chunk_tokens  # noqa: E402
 from kb.services.search import search_datasets  # noqa: E402
 
 CACHE = REPO / "bench" / ".cache"
@@ -101,7 +101,7 @@ def paragraphs(doc: Path) -> tuple[str, list[str]]:
 
 def chunk_kit(kit: Path, count_tokens, max_docs: int | None = None, max_tokens: int = 256) -> tuple[list[Piece], str]:
     """The kit's documents (the first `max_docs` of them) as kb's reader and chunker cut them on upload
-    (pass the embedder's `token_cap` as `max_tokens` to get exactly the chunks an upload gets)."""
+    (pass the embedder's `default_chunk_tokens` as `max_tokens` to get exactly the chunks an upload gets)."""
     from kb.ingest.chunking import chunk_document
     from kb.ingest.reading import read_document
 
@@ -375,7 +375,7 @@ def main() -> None:
     kits = {}
     for kit_name in args.kits.split(","):
         kit = data / kit_name
-        pieces, chunking = chunk_kit(kit, embedder.count_tokens, max_docs, token_cap(embedder))
+        pieces, chunking = chunk_kit(kit, embedder.count_tokens, max_docs, default_chunk_tokens(embedder))
         questions = smoke_sample(kit, load_questions(kit)) if args.smoke else load_questions(kit)
         vectors = embed_cached(embedder, [p.text for p in pieces])
         kits[kit_name] = (pieces, vectors, questions)
