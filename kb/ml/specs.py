@@ -128,6 +128,8 @@ class ModelSpec(BaseModel):
             raise ValueError(f"model '{self.name}': engine 'llama.cpp' needs a .gguf file as 'path'")
         if self.kind == "chat" and (self.query_prefix or self.document_prefix):
             raise ValueError(f"model '{self.name}': query/document prefixes only apply to embedding models")
+        if self.kind == "chat" and (self.chunk_tokens is not None or self.hybrid_weight is not None):
+            raise ValueError(f"model '{self.name}': 'chunk_tokens' and 'hybrid_weight' only apply to embedding models")
         if self.kind == "embedding" and self.quote_sentences is not None:
             raise ValueError(f"model '{self.name}': 'quote_sentences' only applies to chat models")
         if self.variant is not None and (self.kind != "embedding" or self.backend != "local"):
