@@ -9,7 +9,7 @@ normalised) and written with psycopg `COPY` into the vector column of a scratch 
 2 torch threads. Set KB_MODEL_CACHE to a cache holding the built model, or the worker's first start
 builds it (minutes, GBs of RSS) inside the measured time.
 
-    PYTHONPATH=. HF_HUB_OFFLINE=1 /work/main/.venv/bin/python bench/ingest.py [--model minilm] [--smoke]
+    PYTHONPATH=. HF_HUB_OFFLINE=1 /work/main/.venv/bin/python bench/ingest.py [--model minilm] [--max-tokens N] [--smoke]
 
 Not part of the test suite: it takes minutes and wants the machine to itself.
 """
@@ -34,7 +34,7 @@ from kb.config import Settings  # noqa: E402
 from kb.db.engine import Database, start_embedded_server  # noqa: E402
 from kb.db.migrate import upgrade  # noqa: E402
 from kb.runtime import Runtime  # noqa: E402
-from kb.schemas import DatasetCreate  # noqa: E402
+from kb.schemas import ChunkSettings, DatasetCreate  # noqa: E402
 from kb.services import collections as collection_service  # noqa: E402
 from kb.services import datasets as dataset_service  # noqa: E402
 from kb.services.collections import Upload  # noqa: E402
@@ -50,10 +50,13 @@ def default_docs() -> Path:
     raise SystemExit("squad_dev_kit/docs not found: pass --docs or set KB_SHARED_DATA")
 
 
-def run_kb(rt: Runtime, docs: list[Path], env: dict[str, str]) -> dict:
+def run_kb(rt: Runtime, docs: list[Path], env: dict[str, str], max_tokens: int | None = None) -> dict:
     """Upload every document, then let a separate worker process drain the queue."""
     started = time.perf_counter()
-    dataset = dataset_service.create_dataset(rt, DatasetCreate(name="squad-bench", embed_model=rt.settings.embed_model))
+    create = DatasetCreate(
+        name="squad-bench", embed_model=rt.settings.embed_model, chunk_settings=ChunkSettings(max_tokens=max_tokens)
+    )
+    dataset = dataset_service.create_dataset(rt, create)
     for path in docs:
         with path.open("rb") as handle:
             collection_service.add_file(rt, dataset.id, Upload(path.name, handle))
@@ -137,6 +140,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=Path, default=None, help="folder of documents (default: the SQuAD kit)")
     parser.add_argument("--model", default=Settings.model_fields["embed_model"].default, help="kb's embedding model")
+    parser.add_argument("--max-tokens", type=int, default=None, help="chunk size (default: the embedder's own)")
     parser.add_argument("--smoke", action="store_true", help="three documents, to check the script runs")
     args = parser.parse_args()
     docs_dir = args.docs or default_docs()
@@ -158,7 +162,7 @@ def main() -> None:
             "KB_TORCH_THREADS": str(THREADS),
             "KB_LOG_LEVEL": "WARNING",
         }
-        kb = run_kb(Runtime.from_settings(settings, db=db), docs, env)
+        kb = run_kb(Runtime.from_settings(settings, db=db), docs, env, args.max_tokens)
         raw = run_raw(db.libpq_url, kb["texts"])
     finally:
         db.dispose()
