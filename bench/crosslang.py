@@ -3,7 +3,7 @@
     PYTHONPATH=. python bench/crosslang.py [--smoke]
 
 bench/crosslang.json holds 20 CMRC questions written in English (`cmrc_en`) and 20 SQuAD questions written
-in Chinese (`squad_zh`), keyed by the kit's question id. Each kit is chunked, embedded (default embedder)
+in Chinese (`squad_zh`), keyed by the kit's question id. Each kit is chunked as an upload is, embedded (default embedder)
 and stored as bench/retrieval.py does, then each set is asked through kb's search in vector and hybrid
 mode, next to the same 20 questions in their own language. hit@k as in bench/retrieval.py.
 """
@@ -24,6 +24,7 @@ from retrieval import (
     Runtime,
     Settings,
     chunk_kit,
+    default_chunk_tokens,
     embed_cached,
     fresh_database,
     get_registry,
@@ -61,7 +62,7 @@ def main() -> None:
         kit = shared_data() / kit_name
         other, own = translated(kit, key, 3 if args.smoke else None)
         docs = {q.doc for q in other} if args.smoke else None
-        pieces, _ = chunk_kit(kit, embedder.count_tokens)
+        pieces, _ = chunk_kit(kit, embedder.count_tokens, max_tokens=default_chunk_tokens(embedder))
         pieces = [p for p in pieces if docs is None or p.doc in docs]
         dataset_id = store_pieces(db, kit_name, embedder, pieces, embed_cached(embedder, [p.text for p in pieces]))
         asked, same = run_modes(deps, dataset_id, other, ("vector", "hybrid")), run_modes(deps, dataset_id, own)

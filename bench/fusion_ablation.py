@@ -1,13 +1,14 @@
 """Fusion ablation: the same candidate lists, fused different ways, on both kits.
 
-    PYTHONPATH=. python bench/fusion_ablation.py [--smoke]
+    PYTHONPATH=. python bench/fusion_ablation.py [--smoke] [--max-tokens N]
 
 `--smoke` runs a few documents and questions of one kit in seconds, so the test suite can tell that the
 script still runs (figures from it mean nothing).
 
 Each question is searched once with kb's own SQL (vector and full-text pools of 50, every candidate
 scored in both lists, as the search service does); the variants below only differ in how the two
-lists become one ranking, so the differences are the fusion's alone.
+lists become one ranking, so the differences are the fusion's alone. Documents are chunked as an upload
+chunks them with the default settings (`default_chunk_tokens`), or at `--max-tokens`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from kb.db.engine import Database
 from kb.db.store import search as search_store
 from kb.db.textsearch import segment_query
 from kb.ml.registry import get_registry
-from kb.rag.retrieval import fuse
+from kb.rag.retrieval import DENSE_WEIGHT, fuse
+from kb.services.datasets import default_chunk_tokens
 from kb.services.search import vocabulary_coverage
 
 POOL = 50
@@ -72,15 +74,17 @@ VARIANTS = {
     "fulltext, BM25+proximity (kb)": lambda v, f, c: [h.q for h in f.hits],
     "RRF k=60": lambda v, f, c: rrf(v, f),
     "weighted mean, w=0.5 fixed": lambda v, f, c: weighted(v, f, 0.5),
-    "weighted mean, w=0.4·coverage": lambda v, f, c: weighted(v, f, 0.4 * c),
-    "weighted mean, w=0.5·coverage (kb)": lambda v, f, c: weighted(v, f, 0.5 * c),
-    "weighted mean, w=0.6·coverage": lambda v, f, c: weighted(v, f, 0.6 * c),
+    **{
+        f"weighted mean, w={w}·coverage": (lambda v, f, c, w=w: weighted(v, f, w * c))
+        for w in (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    },
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="a few documents and questions of one kit, in seconds")
+    parser.add_argument("--max-tokens", type=int, default=None, help="chunk size (default: the embedder's window)")
     args = parser.parse_args()
     kits, max_docs = (bench.KITS[:1], 3) if args.smoke else (bench.KITS, None)
     url = bench.fresh_database()
@@ -90,7 +94,9 @@ def main() -> None:
     data = bench.shared_data()
     for kit_name in kits:
         kit = data / kit_name
-        pieces, chunking = bench.chunk_kit(kit, embedder.count_tokens, max_docs)
+        pieces, chunking = bench.chunk_kit(
+            kit, embedder.count_tokens, max_docs, args.max_tokens or default_chunk_tokens(embedder)
+        )
         dataset_id = bench.store_pieces(
             db, kit_name, embedder, pieces, bench.embed_cached(embedder, [p.text for p in pieces])
         )
@@ -102,7 +108,8 @@ def main() -> None:
             lists = candidate_lists(db, dataset_id, embedder, question.question)
             for name, variant in VARIANTS.items():
                 scores[name].add(variant(*lists), question.answers)
-        print(f"\n### {kit_name} ({len(questions)} questions; {chunking})\n")
+        kb_weight = embedder.hybrid_weight if embedder.hybrid_weight is not None else DENSE_WEIGHT
+        print(f"\n### {kit_name} ({len(questions)} questions; {chunking}; kb's hybrid: w={kb_weight}·coverage)\n")
         print("| ranking | hit@1 | hit@5 | MRR@5 |\n| --- | ---: | ---: | ---: |")
         for name, score in scores.items():
             print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in score.row()) + " |")

@@ -17,7 +17,7 @@ from kb.schemas import ChunkSettings, DatasetCreate
 from kb.services import collections as collection_service
 from kb.services import datasets as dataset_service
 from kb.services.collections import Upload
-from kb.services.datasets import token_cap
+from kb.services.datasets import default_chunk_tokens
 from kb.worker.loop import Worker
 
 
@@ -31,10 +31,10 @@ def ingest_kit(
     name: str | None = None,
 ) -> int:
     """A new dataset holding the kit's documents (the first `max_docs`, or those named in `docs`), uploaded and
-    ingested by kb's worker as an upload in the admin is: read, chunked at `max_tokens` (default: the embedder's
-    `token_cap`), embedded and stored by `ingest_collection`. What the benchmark measures is then what kb
+    ingested by kb's worker as an upload in the admin is: read, chunked at `max_tokens` (default: the size an upload
+    gets, `default_chunk_tokens`), embedded and stored by `ingest_collection`. What the benchmark measures is then what kb
     serves; returns the dataset id."""
-    cap = max_tokens or token_cap(rt.registry.embedder())
+    cap = max_tokens or default_chunk_tokens(rt.registry.embedder())
     dataset = dataset_service.create_dataset(
         rt, DatasetCreate(name=name or kit.name, chunk_settings=ChunkSettings(max_tokens=cap))
     )

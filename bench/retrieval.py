@@ -4,8 +4,8 @@
     PYTHONPATH=. python bench/retrieval.py --scale 10000,200000
 
 For each kit in shared/data (squad_dev_kit, cmrc_dev_kit) it builds a dataset the way an upload in the
-admin does (bench/kit_ingest.py: files ingested by kb's worker, default embedder, chunks of its
-`token_cap`; not cached, a run re-embeds), then asks every question through
+admin does (bench/kit_ingest.py: files ingested by kb's worker, default embedder, the chunk size an
+upload gets; not cached, a run re-embeds), then asks every question through
 `kb.services.search.search_datasets` and reports hit@1, hit@5, MRR@5, latency (p50/p95, including
 the query embedding) and the mean quote length. "hit@k": one of the first k quotes contains a gold
 answer string. The BM25 baseline ranks whole paragraphs with a plain Python BM25 over jieba words
@@ -55,7 +55,7 @@ from kb.db.tables import Collection  # noqa: E402
 from kb.db.textsearch import segment  # noqa: E402
 from kb.ml.registry import get_registry  # noqa: E402
 from kb.runtime import Runtime  # noqa: E402
-from kb.services.datasets import token_cap  # noqa: E402
+from kb.services.datasets import default_chunk_tokens  # noqa: E402
 from kb.services.search import search_datasets  # noqa: E402
 
 CACHE = REPO / "bench" / ".cache"
@@ -102,7 +102,7 @@ def paragraphs(doc: Path) -> tuple[str, list[str]]:
 
 def chunk_kit(kit: Path, count_tokens, max_docs: int | None = None, max_tokens: int = 256) -> tuple[list[Piece], str]:
     """The kit's documents (the first `max_docs` of them) as kb's reader and chunker cut them on upload
-    (pass the embedder's `token_cap` as `max_tokens` to get exactly the chunks an upload gets)."""
+    (pass the embedder's `default_chunk_tokens` as `max_tokens` to get exactly the chunks an upload gets)."""
     from kb.ingest.chunking import chunk_document
     from kb.ingest.reading import read_document
 
@@ -360,7 +360,7 @@ def kit_table(rt: Runtime, exact: Runtime, kit: Path, questions: list[Question],
     rows = {"BM25 paragraphs (Python)": bm25_baseline(kit, questions), **run_modes(rt, dataset_id, questions)}
     exact_rows = run_modes(exact, dataset_id, questions, modes=("fulltext", "hybrid"))
     rows.update({f"{mode} (exact BM25)": row for mode, row in exact_rows.items()})
-    cap = token_cap(rt.registry.embedder())
+    cap = default_chunk_tokens(rt.registry.embedder())
     print_table(kit.name, f"uploaded and ingested by kb's worker ({cap}-token chunks, 15% overlap)", chunks, rows)
 
 
@@ -392,7 +392,7 @@ def main() -> None:
         kit = data / kit_name
         questions = smoke_sample(kit, load_questions(kit)) if args.smoke else load_questions(kit)
         if args.scale or args.remeasure:  # the scale corpus is stored directly: both kits plus filler in one dataset
-            pieces, _ = chunk_kit(kit, embedder.count_tokens, max_docs, token_cap(embedder))
+            pieces, _ = chunk_kit(kit, embedder.count_tokens, max_docs, default_chunk_tokens(embedder))
             kits[kit_name] = (pieces, embed_cached(embedder, [p.text for p in pieces]), questions)
         else:
             kits[kit_name] = ([], None, questions)

@@ -18,7 +18,9 @@ class _Input(BaseModel):
 class ChunkSettings(_Input):
     """How a dataset's documents are cut; `max_tokens` is capped at what its embedder reads."""
 
-    max_tokens: int = Field(default=256, ge=16, le=8192)
+    max_tokens: int | None = Field(
+        default=None, ge=16, le=8192, description="Chunk size in the embedder's tokens; default: the embedder's own."
+    )
     overlap: float = Field(default=0.15, ge=0.0, le=0.5)
     separators: list[Annotated[str, StringConstraints(min_length=1, max_length=20)]] | None = Field(
         default=None, max_length=20

@@ -33,11 +33,21 @@ class HashEmbedder:
     (what mixing real variants does, only more plainly).
     """
 
-    def __init__(self, dim: int = 64, name: str = "hash", max_tokens: int = 512, variant: str = "hash-v1"):
+    def __init__(
+        self,
+        dim: int = 64,
+        name: str = "hash",
+        max_tokens: int = 512,
+        variant: str = "hash-v1",
+        chunk_tokens: int | None = 256,
+        hybrid_weight: float | None = None,
+    ):
         self.name = name
         self.dim = dim
         self.max_tokens = max_tokens
         self.variant = variant
+        self.chunk_tokens = chunk_tokens  # 256: the chunk size tests of the pipeline were written for
+        self.hybrid_weight = hybrid_weight
         self._salt = "" if variant == "hash-v1" else variant + ":"
 
     def count_tokens(self, text: str) -> int:

@@ -74,6 +74,8 @@ class BucketedEmbedder:
         self.query_prefix = spec.query_prefix
         self.document_prefix = spec.document_prefix
         self.normalize = spec.normalize
+        self.chunk_tokens = spec.chunk_tokens
+        self.hybrid_weight = spec.hybrid_weight
         self.tokenizer = tokenizer
         # A fast tokenizer's truncation/padding state is shared: two threads tokenizing at once can clash.
         self._tokenizer_lock = threading.Lock()

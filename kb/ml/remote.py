@@ -259,6 +259,8 @@ class RemoteEmbedder:
         self.query_prefix = spec.query_prefix
         self.document_prefix = spec.document_prefix
         self.normalize = spec.normalize
+        self.chunk_tokens = spec.chunk_tokens
+        self.hybrid_weight = spec.hybrid_weight
         self.pool = ProviderPool(spec)
         self._dim = spec.dim
 

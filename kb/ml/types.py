@@ -80,6 +80,8 @@ class Embedder(Protocol):
     dim: int
     max_tokens: int
     variant: str
+    chunk_tokens: int | None  # the default chunk size of new datasets; None: the whole window
+    hybrid_weight: float | None  # the vector score's share in hybrid search; None: kb's default
 
     def embed_documents(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray: ...
 

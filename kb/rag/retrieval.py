@@ -16,12 +16,13 @@ when the embedder cannot tell chunks apart, every cosine is about the same, and 
 chunk past another in a weighted mean. Where both lists discriminate, the mean rewards the chunks both
 like, which is where fusion beats either list.
 
-The dense weight `w` is `DENSE_WEIGHT × coverage`, where coverage is the share of the query's tokens
-the embedding model's own tokenizer knows (not `[UNK]`). It is measured on each query, from the model,
-so nothing is fitted to a language or a question set: all-MiniLM-L6-v2 reads English fully (w = 0.5)
-but maps ~65% of a Chinese question to `[UNK]` (w ≈ 0.17); a multilingual model such as m3e covers
-Chinese and gets its full weight back. `DENSE_WEIGHT` = 0.5 trusts a fully covering embedder as much as
-full text; on the English kit 0.4, 0.5 and 0.6 give hit@1 0.830, 0.825 and 0.835 (bench/fusion_ablation.py).
+The dense weight `w` is `full × coverage`, where coverage is the share of the query's tokens the
+embedding model's own tokenizer knows (not `[UNK]`), measured on each query from the model: all-MiniLM-L6-v2
+reads English fully (w = 0.5) but maps ~65% of a Chinese question to `[UNK]` (w ≈ 0.17). `full` is the
+model's own `hybrid_weight`, else `DENSE_WEIGHT` = 0.5, which trusts a fully covering embedder as much as
+full text (MiniLM on the English kit: 0.4, 0.5 and 0.6 give hit@1 0.830, 0.825 and 0.835). A model that
+reads both languages well earns more: multilingual-e5-small's 0.9 lifts hybrid hit@1 on both kits above
+0.5's and above either list alone (bench/fusion_ablation.py, BENCHMARKS.md issue #16).
 """
 
 from __future__ import annotations
@@ -70,9 +71,12 @@ def single_list(name: str, result: ListResult) -> list[Quote]:
     return [_quote(h, h.scaled, (name,), {name: h.rank}, {name: h.scaled}) for h in result.hits]
 
 
-def dense_weight(coverage: float) -> float:
-    """The hybrid weight of the vector score for a query the embedder covers this much (0..1)."""
-    return DENSE_WEIGHT * min(1.0, max(0.0, coverage))
+def dense_weight(coverage: float, full: float | None = None) -> float:
+    """The hybrid weight of the vector score for a query the embedder covers this much (0..1).
+
+    `full` is the weight of a fully covered query: the embedder's `hybrid_weight`, else DENSE_WEIGHT.
+    """
+    return (DENSE_WEIGHT if full is None else full) * min(1.0, max(0.0, coverage))
 
 
 def fuse(vector: ListResult, fulltext: ListResult, *, vector_weights: Mapping[int, float]) -> list[Quote]:

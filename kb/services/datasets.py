@@ -32,13 +32,18 @@ def token_cap(embedder: Embedder) -> int:
     return max(16, embedder.max_tokens - SPECIAL_TOKENS - (embedder.count_tokens(prefix) if prefix else 0))
 
 
+def default_chunk_tokens(embedder: Embedder) -> int:
+    """The chunk size a dataset gets unless it sets one: the embedder's own (`chunk_tokens`), else its whole window."""
+    return min(embedder.chunk_tokens or token_cap(embedder), token_cap(embedder))
+
+
 def fit_chunk_settings(chunk_settings: ChunkSettings | dict[str, Any], embedder: Embedder) -> dict[str, Any]:
-    """Chunk settings with defaults filled in and `max_tokens` capped at what the embedder reads."""
+    """Chunk settings with defaults filled in (`max_tokens`: the embedder's) and `max_tokens` capped at its window."""
     parsed = (
         chunk_settings if isinstance(chunk_settings, ChunkSettings) else ChunkSettings.model_validate(chunk_settings)
     )
     values = parsed.model_dump()
-    values["max_tokens"] = min(values["max_tokens"], token_cap(embedder))
+    values["max_tokens"] = min(values["max_tokens"] or default_chunk_tokens(embedder), token_cap(embedder))
     return values
 
 

@@ -109,7 +109,7 @@ def _load_datasets(session, dataset_ids: Sequence[int]) -> list[DatasetRecord]:
 
 
 def _embed_query(registry, dataset: DatasetRecord, query: str, cache: dict) -> tuple[object, float]:
-    """The query vector from the dataset's own embedding model, and that model's coverage of the query."""
+    """The query vector from the dataset's own embedding model, and its hybrid weight for this query."""
     key = (dataset.embed_model, dataset.embed_variant)  # the variant that made the dataset's vectors
     if key not in cache:
         try:
@@ -119,15 +119,16 @@ def _embed_query(registry, dataset: DatasetRecord, query: str, cache: dict) -> t
                 f"dataset '{dataset.name}' cannot search by meaning: its embedding model '{dataset.embed_model}' "
                 f"({dataset.embed_variant}) cannot be loaded ({exc.message.rstrip('.')}); its stored vectors are kept"
             ) from exc
-        cache[key] = (embedder, embedder.embed_query(query), vocabulary_coverage(embedder, query))
-    embedder, vector, coverage = cache[key]
+        weight = dense_weight(vocabulary_coverage(embedder, query), embedder.hybrid_weight)
+        cache[key] = (embedder, embedder.embed_query(query), weight)
+    embedder, vector, weight = cache[key]
     if embedder.dim != dataset.embed_dim:
         raise Conflict(
             f"dataset '{dataset.name}' holds {dataset.embed_dim}-d vectors but model '{dataset.embed_model}' now "
             f"gives {embedder.dim}-d ones; re-embed the dataset or configure the model it was built with",
             code="embedding_mismatch",
         )
-    return vector, coverage
+    return vector, weight
 
 
 @dataclass
@@ -148,7 +149,7 @@ class _Run:
         """The dataset's query vector (its dense weight noted), or None when hybrid must go on without it."""
         step = time.perf_counter()
         try:
-            vector, coverage = _embed_query(self.registry, dataset, self.query, self.embedded)
+            vector, weight = _embed_query(self.registry, dataset, self.query, self.embedded)
         except KBError as exc:
             if self.mode == "vector":
                 raise
@@ -156,7 +157,7 @@ class _Run:
             return None
         finally:
             self.timer.add("embed_ms", step)
-        self.weights[dataset.id] = dense_weight(coverage)
+        self.weights[dataset.id] = weight
         return vector
 
     def vector_list(self, session, dataset: DatasetRecord, vector) -> ListResult:

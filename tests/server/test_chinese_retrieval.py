@@ -64,3 +64,14 @@ def test_a_chinese_upload_is_cut_at_sentence_ends_and_a_paraphrased_question_fin
         f"/api/datasets/{dataset_id}/search", json={"query": "When is the weekend market open?", "mode": "vector"}
     ).json()
     assert "星期六" in english["results"][0]["q"], "an English question finds the Chinese passage"
+
+
+def test_a_dataset_made_in_the_admin_without_a_chunk_size_gets_the_default_embedders_own(admin_client):
+    created = admin_client.post(
+        "/admin/datasets",
+        data={"csrf_token": admin_client.headers["X-CSRF-Token"], "name": "默认", "max_tokens": ""},
+        follow_redirects=False,
+    )
+    dataset_id = int(re.search(r"/admin/datasets/(\d+)", created.headers["location"]).group(1))
+    dataset = admin_client.get(f"/api/datasets/{dataset_id}").json()
+    assert (dataset["embed_model"], dataset["chunk_settings"]["max_tokens"]) == ("e5-small", 384)

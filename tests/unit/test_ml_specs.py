@@ -89,6 +89,10 @@ def test_models_file_adds_models_like_fastgpt_config(tmp_path):
             "'quote_sentences' and 'lead_sentences' only apply to chat models",
         ),
         (
+            {"chat": [{"name": "x", "path": "p", "hybrid_weight": 0.9}]},
+            "'hybrid_weight' only apply to embedding models",
+        ),
+        (
             {"chat": [{"name": "x", "path": "p", "quote_sentences": 0}]},
             r"chat\[0\]: quote_sentences: .*greater than or equal to 1",
         ),

@@ -78,6 +78,12 @@ def test_dense_weight_follows_the_embedders_coverage_of_the_query():
     assert dense_weight(0.0) == 0.0
 
 
+def test_an_embedder_that_reads_the_language_well_brings_its_own_full_weight():
+    assert dense_weight(1.0, 0.9) == pytest.approx(0.9)
+    assert dense_weight(0.5, 0.9) == pytest.approx(0.45), "coverage still scales it down"
+    assert dense_weight(1.0, 0.0) == 0.0
+
+
 def test_a_dataset_without_a_vector_search_is_ranked_by_full_text_alone():
     quotes = fuse(ranked(), ranked((1, 0.6), (2, 0.3), dataset_id=4), vector_weights={})
     assert [(q.chunk_id, q.score) for q in quotes] == [(1, 0.6), (2, 0.3)]

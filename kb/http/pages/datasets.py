@@ -63,7 +63,7 @@ class DatasetForm(BaseModel):
             name=name,
             description=description,
             embed_model=embed_model,
-            max_tokens=str(chunking.max_tokens),
+            max_tokens="" if chunking.max_tokens is None else str(chunking.max_tokens),
             overlap_percent=f"{chunking.overlap * 100:g}",
             separators=show_separators(chunking.separators),
             mode=chunking.mode,
