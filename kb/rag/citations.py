@@ -12,7 +12,10 @@ import re
 from collections.abc import Sequence
 
 CITATION = re.compile(r"[\[【]\s*(\d{1,3}(?:\s*[,，、;；]\s*\d{1,3})*)\s*[\]】]")
-TOKEN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\W_]+", re.UNICODE)
+CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+# One token per Chinese character; other words are runs of letters and digits that stop at a Chinese character
+# (else "1975年由泰国…" would be one token and never match a copy of it).
+TOKEN = re.compile(rf"[{CJK}]|[^\W_{CJK}]+", re.UNICODE)
 NGRAM = 3
 MIN_NGRAMS = 3  # an answer of fewer than 5 tokens is too short to tell where it came from
 MIN_COPIED_SHARE = 0.5
