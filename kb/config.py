@@ -30,7 +30,11 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Where `kb serve` listens.")
     port: int = Field(default=8000, ge=1, le=65535, description="The port `kb serve` listens on.")
 
-    chat_model: str = Field(default="smollm2", description="The default chat model (a name from the model list).")
+    chat_model: str = Field(
+        default="qwen2.5-coder-1.5b",
+        description="The default chat model (a name from the model list): Qwen2.5-Coder-1.5B-Instruct on llama.cpp; "
+        "`qwen2.5-coder-0.5b` answers faster and worse, `smollm2` (135M) is for tests.",
+    )
     embed_model: str = Field(
         default="e5-small",
         description="The embedding model of new datasets (a name from the model list); existing datasets keep theirs.",

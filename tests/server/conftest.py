@@ -1,4 +1,4 @@
-"""The server world: kb as `kb serve` builds it from its settings, with the default models (loaded on first use)."""
+"""The server world: kb as `kb serve` builds it from its settings, with the bundled models (loaded on first use)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         database_url=database_url,
         root_key=ROOT_KEY,
         admin_password=ADMIN_PASSWORD,
+        chat_model="smollm2",  # the small bundled model keeps these fast; the default Qwen has its own slow tests
         torch_threads=2,
     )
 
