@@ -15,6 +15,10 @@ streaming generation). It reports:
   [n]: the model itself (explicit) or kb, for an uncited answer copied from one quote (attributed,
   `cited_by == "kb"`, see kb.rag.citations), and the two combined;
 - context hit: one of the quotes shown to the model contains a gold answer (the ceiling for the above);
+- gold recall: the share of the gold answer's characters (punctuation and spaces dropped) that the reply holds in
+  order, their longest common subsequence, best over the golds and averaged; CMRC 2018's evaluation script scores
+  answers with this LCS, and it credits a reply that restates a whole-sentence gold in other order or words only
+  for what it kept (reported beside answer hit, not instead of it);
 - not-found replies, mean prompt tokens, time to first token p50 and total latency p50 / p95 (both
   from the start of the request, after one warm-up search so no model loading is counted).
 """
@@ -26,6 +30,7 @@ import json
 import math
 import os
 import random
+import re
 import statistics
 import sys
 import time
@@ -105,6 +110,7 @@ class Row:
     reply: str
     cited_by: str | None
     answer_hit: bool
+    gold_recall: float
     cited_hit: bool
     context_hit: bool
     not_found: bool
@@ -123,6 +129,27 @@ def contains(text: str, answers: list[str]) -> bool:
     return any(normalised(answer) in haystack for answer in answers)
 
 
+PUNCTUATION = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def lcs_length(a: str, b: str) -> int:
+    """Length of the longest common subsequence of two strings (one row of the table at a time)."""
+    previous = [0] * (len(b) + 1)
+    for char in a:
+        current = [0]
+        for j, other in enumerate(b):
+            current.append(previous[j] + 1 if char == other else max(previous[j + 1], current[j]))
+        previous = current
+    return previous[-1]
+
+
+def gold_recall(reply: str, answers: list[str]) -> float:
+    """The best share of a gold answer's characters that the reply holds in order (punctuation ignored)."""
+    text = PUNCTUATION.sub("", reply.lower())
+    golds = [PUNCTUATION.sub("", answer.lower()) for answer in answers]
+    return max((lcs_length(gold, text) / len(gold) for gold in golds if gold), default=0.0)
+
+
 def ask_one(rt: Runtime, app, question, params: GenerationParams) -> Row:
     started = time.perf_counter()
     finished = None
@@ -138,6 +165,7 @@ def ask_one(rt: Runtime, app, question, params: GenerationParams) -> Row:
         reply=answer.text,
         cited_by=answer.cited_by,
         answer_hit=contains(answer.text, question.answers),
+        gold_recall=gold_recall(answer.text, question.answers),
         cited_hit=any(contains(q.text, question.answers) for q in cited),
         context_hit=any(contains(q.text, question.answers) for q in answer.quotes),
         not_found=answer.not_found,
@@ -162,6 +190,7 @@ def summary(rows: list[Row]) -> dict:
     return {
         "questions": n,
         "answer hit": sum(r.answer_hit for r in rows) / n,
+        "gold recall mean": round(statistics.mean(r.gold_recall for r in rows), 3),
         "cited hit explicit": explicit / n,
         "cited hit attributed": attributed / n,
         "cited hit combined": (explicit + attributed) / n,
