@@ -186,7 +186,9 @@ def test_copied_share_counts_word_and_chinese_character_trigrams():
     assert copied_share("北京是中国的首都", "北京是中国的首都。") == 1.0
     assert copied_share("Yes it is", "Yes it is") == 0.0  # too short to tell
     # A number right before Chinese text is its own token: the characters after it still count one by one.
-    assert copied_share("公园由泰国国家铁路局捐献土地", "1975年由泰国国家铁路局捐献土地建筑成公园。") == pytest.approx(10 / 12)
+    assert copied_share("公园由泰国国家铁路局捐献土地", "1975年由泰国国家铁路局捐献土地建筑成公园。") == pytest.approx(
+        10 / 12
+    )
     assert (
         source_of_copy("the tower was built in 1889 [3]", ["nothing alike here at all", "The tower was built in 1889."])
         == 2
