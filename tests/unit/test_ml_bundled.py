@@ -29,7 +29,13 @@ SMOLLM2_TRANSFORMERS = {
 def test_smollm2_gguf_builds_its_cache_once_then_loads_from_it(tmp_path):
     models_file = tmp_path / "models.json"
     models_file.write_text(json.dumps(SMOLLM2_TRANSFORMERS))  # the default engine even where llama.cpp is installed
-    settings = Settings(data_dir=tmp_path, torch_threads=2, models_file=models_file, model_cache=tmp_path / "cache")
+    settings = Settings(
+        data_dir=tmp_path,
+        torch_threads=2,
+        models_file=models_file,
+        model_cache=tmp_path / "cache",
+        chat_model="smollm2",
+    )
     cache = gguf_cache_folder(package_path(SMOLLM2_GGUF), settings.model_cache_dir)
     assert not cache.exists()
     forget_loaded_models()
