@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +16,17 @@ from kb.testing import EchoChatModel
 from tests.helpers import ROOT_KEY
 
 QUESTION = [{"role": "user", "content": "What is pgvector?"}]
+WEATHER = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Get the current weather of a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    }
+]
+ASK_WEATHER = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 
 def sdk(url: str, key: str = ROOT_KEY) -> openai.OpenAI:
@@ -71,3 +83,26 @@ class EndlessChatModel(EchoChatModel):
         self, messages: list[dict], params: GenerationParams, cancel: threading.Event | None = None
     ) -> Completion:
         return final_completion(self.stream(messages, params, cancel))
+
+
+def assert_weather_tool_calls(client: openai.OpenAI, model: str) -> None:
+    """The model asked for Paris's weather calls get_weather with {"city": "Paris"}, whole and streamed, and
+    the call's JSON never leaks into the text."""
+    whole = client.chat.completions.create(
+        model=model, messages=ASK_WEATHER, tools=WEATHER, temperature=0, max_tokens=60
+    )
+    choice = whole.choices[0]
+    assert choice.finish_reason == "tool_calls" and not choice.message.content
+    [call] = choice.message.tool_calls
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
+    streamed = list(
+        client.chat.completions.create(
+            model=model, messages=ASK_WEATHER, tools=WEATHER, temperature=0, max_tokens=60, stream=True
+        )
+    )
+    calls = [t for c in streamed if c.choices for t in c.choices[0].delta.tool_calls or []]
+    assert [t.function.name for t in calls] == ["get_weather"] and json.loads(calls[0].function.arguments) == {
+        "city": "Paris"
+    }
+    assert streamed[-1].choices[0].finish_reason == "tool_calls"
+    assert not "".join(c.choices[0].delta.content or "" for c in streamed if c.choices), "the JSON leaked as text"

@@ -4,7 +4,6 @@ openai SDK gets answers, streams and tool calls from the default chat model."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import httpx
@@ -15,22 +14,12 @@ from kb.http.app import create_app
 from kb.worker.loop import Worker
 from tests.browser_support import log_in, screenshot
 from tests.helpers import ADMIN_PASSWORD, ROOT_KEY
-from tests.server.support import sdk, wait_until
+from tests.server.support import assert_weather_tool_calls, sdk, wait_until
 from tests.shared_data import require_shared_data
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 ROOT = {"Authorization": f"Bearer {ROOT_KEY}"}
 ANSWER_SECONDS = 240  # the 1.5B model on 2 busy cores; the figures for a quiet machine are in BENCHMARKS.md
-WEATHER = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Get the current weather of a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-        },
-    }
-]
 
 
 @pytest.fixture
@@ -102,15 +91,4 @@ def test_the_sdk_gets_answers_streams_and_tool_calls_from_the_default_chat_model
     )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == whole.choices[0].message.content
 
-    ask = [{"role": "user", "content": "What is the weather in Paris?"}]
-    called = client.chat.completions.create(model=model, messages=ask, tools=WEATHER, temperature=0, max_tokens=60)
-    [call] = called.choices[0].message.tool_calls
-    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
-    streamed = list(
-        client.chat.completions.create(
-            model=model, messages=ask, tools=WEATHER, temperature=0, max_tokens=60, stream=True
-        )
-    )
-    calls = [t for c in streamed if c.choices for t in c.choices[0].delta.tool_calls or []]
-    assert [t.function.name for t in calls] == ["get_weather"]
-    assert streamed[-1].choices[0].finish_reason == "tool_calls"
+    assert_weather_tool_calls(client, model)

@@ -12,20 +12,9 @@ from kb.config import Settings
 from kb.http.app import create_app
 from tests.helpers import ROOT_KEY, LiveServer, free_port
 from tests.model_files import require_qwen_05b
-from tests.server.support import sdk
+from tests.server.support import ASK_WEATHER, assert_weather_tool_calls, sdk
 
 pytestmark = pytest.mark.slow
-WEATHER = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Get the current weather of a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-        },
-    }
-]
-ASK_WEATHER = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 
 @pytest.fixture(scope="module")
@@ -77,25 +66,7 @@ def test_the_sdk_gets_answers_and_streams_that_add_up_with_usage(server):
 
 
 def test_the_sdk_gets_tool_calls_whole_and_streamed(server):
-    client = sdk(server.url)
-    whole = client.chat.completions.create(
-        model="qwen", messages=ASK_WEATHER, tools=WEATHER, temperature=0, max_tokens=60
-    )
-    choice = whole.choices[0]
-    assert choice.finish_reason == "tool_calls" and not choice.message.content
-    [call] = choice.message.tool_calls
-    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
-    streamed = list(
-        client.chat.completions.create(
-            model="qwen", messages=ASK_WEATHER, tools=WEATHER, temperature=0, max_tokens=60, stream=True
-        )
-    )
-    calls = [t for c in streamed if c.choices for t in c.choices[0].delta.tool_calls or []]
-    assert [t.function.name for t in calls] == ["get_weather"] and json.loads(calls[0].function.arguments) == {
-        "city": "Paris"
-    }
-    assert streamed[-1].choices[0].finish_reason == "tool_calls"
-    assert not "".join(c.choices[0].delta.content or "" for c in streamed if c.choices), "the JSON leaked as text"
+    assert_weather_tool_calls(sdk(server.url), "qwen")
 
 
 def test_a_model_file_llama_cpp_refuses_is_a_503_naming_it_and_healthz_says_so(models_file, tmp_path, database_url, db):

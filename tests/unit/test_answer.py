@@ -17,6 +17,14 @@ TOWER = RetrievedQuote(
 LOUVRE = RetrievedQuote(
     chunk_id=9, collection_id=2, source="paris.md", score=0.41, q="The Louvre is a museum.", a="It opened in 1793."
 )
+LANDMARKS = RetrievedQuote(  # one sentence of three answers "when was it built?"
+    chunk_id=7,
+    collection_id=2,
+    source="paris.md",
+    score=0.8,
+    page=4,
+    q="Paris has many landmarks. The tower was built in 1889 for a world's fair. It is 330 metres tall.",
+)
 
 
 class Searches:
@@ -196,19 +204,11 @@ def test_copied_share_counts_word_and_chinese_character_trigrams():
 
 
 def test_a_model_that_reads_few_sentences_is_shown_only_the_best_matching_ones_under_their_quotes_numbers():
-    tower = RetrievedQuote(
-        chunk_id=7,
-        collection_id=2,
-        source="paris.md",
-        score=0.8,
-        page=4,
-        q="Paris has many landmarks. The tower was built in 1889 for a world's fair. It is 330 metres tall.",
-    )
     model = ScriptedChatModel(["The tower was built in 1889 for a world's fair."])
     config = AnswerConfig(quote_sentences=1)
     _, answer = run(
         answer_question(
-            "When was the Eiffel Tower built?", model=model, retrieve=Searches([LOUVRE, tower]), config=config
+            "When was the Eiffel Tower built?", model=model, retrieve=Searches([LOUVRE, LANDMARKS]), config=config
         )
     )
     [shown] = answer.quotes
@@ -231,18 +231,10 @@ def test_the_best_ranked_quote_keeps_its_lead_sentences_and_the_others_share_the
         page=None,
         q="The Louvre is a museum. It opened in 1793. The tower is near. It has a pyramid.",
     )
-    paris = RetrievedQuote(
-        chunk_id=7,
-        collection_id=2,
-        source="paris.md",
-        score=0.8,
-        page=None,
-        q="Paris has many landmarks. The tower was built in 1889 for a world's fair. It is 330 metres tall.",
-    )
     model = ScriptedChatModel(["It was built in 1889 [2]."])
     config = AnswerConfig(quote_sentences=1, lead_sentences=2)
     _, answer = run(
-        answer_question("When was the tower built?", model=model, retrieve=Searches([first, paris]), config=config)
+        answer_question("When was the tower built?", model=model, retrieve=Searches([first, LANDMARKS]), config=config)
     )
     assert [(q.chunk_id, q.text) for q in answer.quotes] == [
         (5, "The Louvre is a museum. The tower is near."),  # its two best (ties in order), not the best of all
