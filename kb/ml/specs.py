@@ -79,8 +79,9 @@ class ModelSpec(BaseModel):
     )
     rules_in_system: bool = Field(
         default=True,
-        description="Chat models: the answering rules go in the system message (a prefix the engine's prompt cache "
-        "reuses) rather than the user turn (for models that ignore system messages).",
+        description="Chat models: the answering rules go in the system message, followed by one worked example "
+        "exchange (a prefix the engine's prompt cache reuses), rather than in the user turn (for models that ignore "
+        "system messages).",
     )
     engine: Literal["auto", "transformers", "llama.cpp"] = Field(
         default="auto",

@@ -49,28 +49,6 @@ SYSTEM_RULES = {
 RULES = {
     "en": {
         "strict": (
-            "You answer the user's question using only the numbered quotes the user gives. Reply with the sentence "
-            "of the quotes that answers the question, copied word for word, and put the quote's number in square "
-            "brackets after it, like this: ... [2]. If the quotes do not contain the answer, say that you don't "
-            "know. Answer in English."
-        ),
-        "general": (
-            "You answer the user's question using the numbered quotes the user gives. Reply with the sentence of "
-            "the quotes that answers the question, copied word for word, and put the quote's number in square "
-            "brackets after it, like this: ... [2]. If the quotes do not contain the answer, you may answer from "
-            "your own knowledge. Answer in English."
-        ),
-    },
-    "zh": {
-        "strict": "你只根据用户给出的编号引用回答问题。请一字不改地摘录引用中回答问题的完整句子，并在句末用方括号写上该引用的"
-        "编号，例如：……[2]。如果引用中没有答案，请说不知道。请用中文回答。",
-        "general": "你根据用户给出的编号引用回答问题。请一字不改地摘录引用中回答问题的完整句子，并在句末用方括号写上该引用的"
-        "编号，例如：……[2]。如果引用中没有答案，可以用你自己的知识回答。请用中文回答。",
-    },
-}
-RULES = {
-    "en": {
-        "strict": (
             "Answer the question using only the quotes above: copy the words of the quote that answers it "
             "and cite it like [1]. If the quotes do not contain the answer, say that you don't know. Answer in English."
         ),
@@ -113,6 +91,30 @@ class PromptQuote:
     text: str
     source: str
     page: int | None = None
+
+
+# One worked exchange after the system rules (Qwen only, with `rules_in_system`): shown once how an answer copies
+# the quote's words and ends with its number, Qwen2.5-Coder-1.5B wrote the [n] itself in 20/20 English and 18/20
+# Chinese dev-kit replies, against 3/20 and 4/20 with the rules alone, at no cost in time (the exchange is part
+# of the fixed prefix that llama.cpp keeps cached). Its facts are made up so that no real quote can match them.
+EXAMPLE = {
+    "en": {
+        "quotes": [
+            PromptQuote("The Norrvik tower was finished in 1889 for the fair. It is 330 metres tall.", "tower.md"),
+            PromptQuote("The Ossa river is 776 km long.", "river.md"),
+        ],
+        "question": "How tall is the Norrvik tower?",
+        "answer": "The Norrvik tower is 330 metres tall. [1]",
+    },
+    "zh": {
+        "quotes": [
+            PromptQuote("诺维克塔于1889年为博览会建成。塔高330米。", "塔.md"),
+            PromptQuote("奥萨河全长776公里。", "河.md"),
+        ],
+        "question": "诺维克塔有多高？",
+        "answer": "诺维克塔高330米。[1]",
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -171,13 +173,19 @@ def _user_text(question: str, quote_lines: Sequence[str], language: str, rules: 
 def _system_and_rules(
     system_prompt: str, language: str, general: bool, rules_in_system: bool
 ) -> tuple[list[dict], str]:
-    """The system message (if any) and the rules left for the user turn."""
+    """The messages before the history (system, and the worked example with Qwen's placement) and the user-turn rules."""
     mode = "general" if general else "strict"
     if not rules_in_system:
         system = [{"role": "system", "content": system_prompt.strip()}] if system_prompt.strip() else []
         return system, RULES[language][mode]
     content = "\n\n".join(part for part in (system_prompt.strip(), SYSTEM_RULES[language][mode]) if part)
-    return [{"role": "system", "content": content}], ""
+    example = EXAMPLE[language]
+    lines = [quote_line(i + 1, quote, language) for i, quote in enumerate(example["quotes"])]
+    return [
+        {"role": "system", "content": content},
+        {"role": "user", "content": _user_text(example["question"], lines, language, "")},
+        {"role": "assistant", "content": example["answer"]},
+    ], ""
 
 
 def _fit_quotes(

@@ -70,8 +70,8 @@ def test_with_a_chat_id_history_comes_from_the_stored_chat_and_only_the_last_mes
     second = ask(rt, app, "And when was it built?", chat_id="c-7", messages=ignored)
     rewrite_prompt, answer_prompt = models.chat.calls[1], models.chat.calls[2]
     assert "Where is the Eiffel Tower?" in rewrite_prompt[-1]["content"]
-    assert answer_prompt[0]["role"] == "system"  # the app's rules; then the stored history
-    assert answer_prompt[1:3] == [
+    assert answer_prompt[0]["role"] == "system"  # the app's rules (and a worked example); then the stored history
+    assert answer_prompt[-3:-1] == [
         {"role": "user", "content": "Where is the Eiffel Tower?"},
         {"role": "assistant", "content": "The Eiffel Tower is in Paris [1]."},
     ]
@@ -94,7 +94,7 @@ def test_without_a_chat_id_the_requests_own_messages_are_the_history_and_nothing
         {"role": "assistant", "content": "It is in Paris."},
     ]
     finished = ask(rt, app, "When was it built?", messages=earlier)
-    system, *history = models.chat.calls[1][:3]
+    system, history = models.chat.calls[1][0], models.chat.calls[1][-3:-1]
     assert "client system text" not in system["content"]  # the app's system message, not the client's
     assert finished.turn is None and history == earlier[1:]
     with rt.db.session() as session:

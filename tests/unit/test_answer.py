@@ -121,7 +121,7 @@ def test_a_follow_up_is_rewritten_for_retrieval_but_the_model_answers_the_origin
     )
     answer_prompt = model.calls[1]
     assert answer_prompt[0]["role"] == "system"  # the rules, a prefix shared by every question
-    assert answer_prompt[1:3] == history and answer_prompt[-1]["content"].endswith("and when was it built?")
+    assert answer_prompt[-3:-1] == history and answer_prompt[-1]["content"].endswith("and when was it built?")
     assert answer.usage.prompt_tokens > model.count_prompt_tokens(answer_prompt)  # the rewrite is paid for too
 
 

@@ -76,11 +76,30 @@ def test_rules_in_the_system_message_follow_the_app_prompt_and_leave_quotes_and_
         )
         for q in (question, question + " " + question)
     ]
-    system, user = asked[0].messages
+    system, example_question, example_answer, user = asked[0].messages
     assert system["content"].startswith("You are Ada.\n\n") and words in system["content"]
-    assert asked[1].messages[0] == system
+    # One worked exchange shows the answer's shape (the quote's words, its number at the end), same for every question.
+    assert example_question["role"] == "user" and example_answer["role"] == "assistant"
+    assert example_question["content"].splitlines()[1].startswith("[1] (") and example_answer["content"].endswith("[1]")
+    assert asked[1].messages[:3] == [system, example_question, example_answer]
     assert user["content"].splitlines()[1].startswith("[1] (doc.md)") and user["content"].endswith(question)
     assert words not in user["content"]
+
+
+def test_the_worked_example_is_in_the_question_language_and_only_where_the_rules_are_in_the_system_message():
+    def messages(question: str, rules_in_system: bool) -> list[dict]:
+        return build_quote_prompt(
+            question=question,
+            quotes=[quote(5)],
+            counter=EchoChatModel(),
+            answer_tokens=10,
+            quote_budget=100,
+            rules_in_system=rules_in_system,
+        ).messages
+
+    assert messages("北京是哪个国家的首都？", True)[2]["content"].endswith("。[1]")
+    assert messages("Where is Beijing?", True)[2]["content"].endswith(". [1]")
+    assert [m["role"] for m in messages("Where is Beijing?", False)] == ["user"]  # small models: no example
 
 
 def test_a_chinese_question_gets_chinese_rules_and_an_instruction_to_answer_in_chinese():
