@@ -38,9 +38,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault(
-    "OMP_WAIT_POLICY", "PASSIVE"
-)  # spinning OpenMP threads fight every other process on a shared machine
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 

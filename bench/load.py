@@ -40,9 +40,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault(
-    "OMP_WAIT_POLICY", "PASSIVE"
-)  # spinning OpenMP threads fight every other process on a shared machine
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -61,7 +58,6 @@ KIT = "squad_dev_kit"
 SERVER_LOG = CACHE / "load-server.log"
 SERVER_ENV = {
     "HF_HUB_OFFLINE": "1",
-    "OMP_WAIT_POLICY": "PASSIVE",
     "KB_CHAT_MODEL": "smollm2",
     "KB_EMBED_MODEL": "minilm",
     "KB_TORCH_THREADS": "2",

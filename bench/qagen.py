@@ -47,7 +47,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads fight every other process
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 

@@ -34,10 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# OpenMP threads that spin while waiting fight every other process on a shared machine: one query's
-# embedding took ~1.5 s at load 14 with torch's default (active) waiting and ~15 ms with passive waiting.
-# It must be set before torch starts its thread pool.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 

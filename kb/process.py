@@ -5,7 +5,7 @@
   shrink. With many request threads the server's memory then creeps up under load (bench/load.py:
   +100 to +260 MB/min); pinning the threshold at glibc's default keeps it flat (-6 MB/min, and
   ~200 MB less). `MALLOC_MMAP_THRESHOLD_` in the environment wins.
-- OpenMP threads sleep instead of spinning while they wait: importing kb sets `OMP_WAIT_POLICY`
+- OpenMP threads spin only briefly before they sleep while they wait: importing kb sets `GOMP_SPINCOUNT`
   (kb/__init__.py), since it must come before torch or llama.cpp loads.
 """
 

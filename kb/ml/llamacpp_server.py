@@ -4,7 +4,7 @@
 directory with a random API key, and streams answers over it rather than through the Python callback:
 closing that connection is the only way to stop a request while it waits in llama.cpp's queue or reads
 its prompt (the callback is first called with the first token, after a prefill of up to a minute).
-OMP_WAIT_POLICY=PASSIVE must be set before OpenMP loads, or 2 threads stall on a busy machine: kb/__init__.py does it.
+OpenMP's spin-wait must be cut short before OpenMP loads, or 2 threads stall on a busy machine: kb/__init__.py does it.
 """
 
 from __future__ import annotations
