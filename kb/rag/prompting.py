@@ -93,10 +93,13 @@ class PromptQuote:
     page: int | None = None
 
 
-# One worked exchange after the system rules (Qwen only, with `rules_in_system`): shown once how an answer copies
-# the quote's words and ends with its number, Qwen2.5-Coder-1.5B wrote the [n] itself in 20/20 English and 18/20
-# Chinese dev-kit replies, against 3/20 and 4/20 with the rules alone, at no cost in time (the exchange is part
-# of the fixed prefix that llama.cpp keeps cached). Its facts are made up so that no real quote can match them.
+# One worked exchange after the system rules (Qwen only, with `rules_in_system`), measured with bench/answer.py
+# (Qwen2.5-Coder-1.5B, 100 questions per kit). Told in words only, the model wrote its own [n] on 10 English and 31
+# Chinese replies; shown once, on 100 and 93, and cited hit rose 0.38 -> 0.60 (English) and 0.86 -> 0.89 (Chinese).
+# The Chinese answer copies the quote's whole sentence: a bare-fact example ("诺维克塔高330米。") taught short
+# replies that dropped part of the answer (answer hit 0.45, against 0.49 without an example and 0.53 with this
+# one). The exchange is part of the fixed prefix that llama.cpp keeps cached (174 tokens read once). Its facts
+# are made up so that no real quote can match them.
 EXAMPLE = {
     "en": {
         "quotes": [
@@ -108,11 +111,11 @@ EXAMPLE = {
     },
     "zh": {
         "quotes": [
-            PromptQuote("诺维克塔于1889年为博览会建成。塔高330米。", "塔.md"),
+            PromptQuote("诺维克塔于1889年为博览会建成。塔高330米，是当时世界上最高的建筑。", "塔.md"),
             PromptQuote("奥萨河全长776公里。", "河.md"),
         ],
         "question": "诺维克塔有多高？",
-        "answer": "诺维克塔高330米。[1]",
+        "answer": "诺维克塔高330米，是当时世界上最高的建筑。[1]",
     },
 }
 
