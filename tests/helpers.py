@@ -10,10 +10,24 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from kb.config import Settings
+
 ROOT_KEY = "test-root-key"
 ROOT = {"Authorization": f"Bearer {ROOT_KEY}"}
 ADMIN_PASSWORD = "kb-admin-test-password"
 REPO = Path(__file__).resolve().parent.parent
+
+
+def kb_settings(tmp_path: Path, database_url: str, **overrides) -> Settings:
+    """Settings of a test kb: its data under `tmp_path`, the test credentials, no .env file; `overrides` on top."""
+    return Settings(
+        _env_file=None,
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        root_key=ROOT_KEY,
+        admin_password=ADMIN_PASSWORD,
+        **overrides,
+    )
 
 
 def csrf_token_of(html: str) -> str:

@@ -9,20 +9,13 @@ import pytest
 from kb.config import Settings
 from kb.db.engine import Database
 from kb.http.app import create_app
-from tests.helpers import ADMIN_PASSWORD, ROOT_KEY
+from tests.helpers import kb_settings
 
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(
-        _env_file=None,
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        root_key=ROOT_KEY,
-        admin_password=ADMIN_PASSWORD,
-        chat_model="smollm2",  # the small bundled model keeps these fast; the default Qwen has its own slow tests
-        torch_threads=2,
-    )
+    # The small bundled chat model keeps these fast; the default Qwen has its own slow tests.
+    return kb_settings(tmp_path, database_url, chat_model="smollm2", torch_threads=2)
 
 
 @pytest.fixture

@@ -13,25 +13,18 @@ from kb.config import Settings
 from kb.http.app import create_app
 from kb.worker.loop import Worker
 from tests.browser_support import log_in, screenshot
-from tests.helpers import ADMIN_PASSWORD, ROOT_KEY
+from tests.helpers import ROOT, kb_settings
 from tests.server.support import assert_weather_tool_calls, sdk, wait_until
 from tests.shared_data import require_shared_data
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-ROOT = {"Authorization": f"Bearer {ROOT_KEY}"}
 ANSWER_SECONDS = 240  # the 1.5B model on 2 busy cores; the figures for a quiet machine are in BENCHMARKS.md
 
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
     """kb's own defaults: no chat or embedding model named."""
-    return Settings(
-        _env_file=None,
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        root_key=ROOT_KEY,
-        admin_password=ADMIN_PASSWORD,
-    )
+    return kb_settings(tmp_path, database_url)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from kb.ml.registry import ModelRegistry
 from kb.ml.stops import AnswerAssembler
 from kb.ml.types import StreamDelta
 from kb.testing import HashEmbedder, ScriptedChatModel
-from tests.helpers import ADMIN_PASSWORD, ROOT_KEY
+from tests.helpers import kb_settings
 
 HOSTILE = "<script>alert(1)</script> <img src=x onerror=alert(1)> [click me](javascript:alert(1))"
 LAKES = {
@@ -29,16 +29,7 @@ QUESTION = "Which is the largest lake in the Alps?"
 
 
 def web_settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(
-        _env_file=None,
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        root_key=ROOT_KEY,
-        admin_password=ADMIN_PASSWORD,
-        chat_model="scripted",
-        embed_model="hash",
-        torch_threads=2,
-    )
+    return kb_settings(tmp_path, database_url, chat_model="scripted", embed_model="hash", torch_threads=2)
 
 
 class PacedChatModel(ScriptedChatModel):
