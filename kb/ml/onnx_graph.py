@@ -22,6 +22,7 @@ def unfuse_skip_layer_norms(model) -> int:
 
     graph = model.graph
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
+    nodes, constants, replaced = [], {}, 0
 
     def mean(source: str, target: str):  # ReduceMean over the last axis: an attribute before opset 18, an input since
         if opset < 18:
@@ -32,7 +33,6 @@ def unfuse_skip_layer_norms(model) -> int:
         return helper.make_node("ReduceMean", [source, "kb_unfused_ln_axes"], [target], keepdims=1)
 
     consumed = {name for node in graph.node for name in node.input} | {out.name for out in graph.output}
-    nodes, constants, replaced = [], {}, 0
     for index, node in enumerate(graph.node):
         extra_outputs = [name for name in node.output[1:] if name and name in consumed]
         if node.op_type != "SkipLayerNormalization" or node.domain != "com.microsoft" or extra_outputs:
