@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from kb.cli.engine import engine_app
 from kb.cli.eval import eval_app
 from kb.cli.models import models_app
 from kb.config import Settings
@@ -19,6 +20,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(engine_app, name="engine")
 app.add_typer(eval_app, name="eval")
 app.add_typer(models_app, name="models")
 

@@ -1,0 +1,190 @@
+"""llama.cpp compiled for this machine's CPU.
+
+PyPI's xllamacpp wheel is built for AVX2, so it runs on any x86-64 CPU of the last decade. On a CPU with
+AVX-512 and VNNI, the same llama.cpp compiled with `-march=native` reads a prompt ~1.3x as fast, and on two
+cores reading the prompt is most of the wait for an answer's first token (BENCHMARKS.md, "A llama.cpp built
+for the CPU"). This module builds that engine from xllamacpp's own source release, the version kb pins,
+so the Python API kb talks to is the one tested; only the compiler flags differ.
+
+The build needs no network beyond PyPI: the two parts llama.cpp's build would clone from GitHub are
+switched off (llguidance, an optional grammar engine kb does not use, and BoringSSL, for the HTTPS client
+of llama.cpp's own downloader, which kb replaces with `kb models pull`). xllamacpp's link step still names
+their libraries, so it is given empty archives in their place. The wheel is kept in a per-user cache keyed
+by version and CPU, so a second checkout on the same machine installs it in seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+PACKAGE = "xllamacpp"
+CMAKE_ARGS = "-DLLAMA_LLGUIDANCE=OFF -DLLAMA_BUILD_BORINGSSL=OFF -DLLAMA_OPENSSL=OFF"
+STUB_LIBRARIES = ("libssl.a", "libcrypto.a", "libllguidance.a")
+EMPTY_ARCHIVE = b"!<arch>\n"  # an ar archive with no members: the linker accepts it and takes nothing from it
+# /proc/cpuinfo flag -> the name llama.cpp's system info gives the same instructions.
+CPU_FEATURES = {
+    "avx2": "AVX2",
+    "avx512f": "AVX512",
+    "avx512vbmi": "AVX512_VBMI",
+    "avx512_vnni": "AVX512_VNNI",
+    "avx512_bf16": "AVX512_BF16",
+    "avx_vnni": "AVX_VNNI",
+    "amx_int8": "AMX_INT8",
+}
+CMAKE_STEP = re.compile(r"^\s*\[\s*(\d+)%\]")
+
+
+class EngineBuildError(Exception):
+    """The build could not run or failed; the message says what to do, the installed engine is unchanged."""
+
+
+@dataclass(frozen=True)
+class EngineState:
+    """What the installed llama.cpp uses of this CPU."""
+
+    version: str
+    cpu_features: frozenset[str]  # what the CPU offers, in llama.cpp's names
+    engine_features: frozenset[str]  # what the installed build was compiled to use
+
+    @property
+    def missing(self) -> list[str]:
+        """Instruction sets the CPU has that the installed build leaves unused."""
+        return sorted(self.cpu_features - self.engine_features)
+
+
+def cpu_flags(cpuinfo: str) -> frozenset[str]:
+    """The CPU's feature flags, from the text of /proc/cpuinfo."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return frozenset(value.split())
+    return frozenset()
+
+
+def engine_features(system_info: str) -> frozenset[str]:
+    """The features a llama.cpp build reports as on: 'CPU : AVX2 = 1 | AVX512 = 1 | ...' -> {AVX2, AVX512}."""
+    return frozenset(re.findall(r"(\w+) = 1", system_info))
+
+
+def read_state() -> EngineState:
+    """The installed xllamacpp's version and features against this CPU's."""
+    import xllamacpp
+
+    cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace") if _is_linux() else ""
+    flags = cpu_flags(cpuinfo)
+    return EngineState(
+        version=metadata.version(PACKAGE),
+        cpu_features=frozenset(name for flag, name in CPU_FEATURES.items() if flag in flags),
+        engine_features=engine_features(xllamacpp.get_system_info()),
+    )
+
+
+def _is_linux() -> bool:
+    return platform.system() == "Linux" and platform.machine().lower() in ("x86_64", "amd64")
+
+
+def engines_dir() -> Path:
+    """The per-user cache of built engines, beside the shared model files."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "kb" / "engines"
+
+
+def build_key(state: EngineState) -> str:
+    """One folder per (version, CPU features, Python ABI): a cached wheel is reused only where it was built."""
+    features = ",".join(sorted(state.cpu_features))
+    digest = hashlib.sha256(f"{state.version}|{features}|{platform.machine()}".encode()).hexdigest()[:12]
+    return f"{PACKAGE}-{state.version}-{digest}"
+
+
+def missing_tools() -> list[str]:
+    """Build tools this machine lacks (xllamacpp's build runs CMake and a C++ compiler)."""
+    return [tool for tool in ("cmake", "c++", "cc") if shutil.which(tool) is None]
+
+
+def cmake_percent(line: str) -> int | None:
+    """The percentage in a CMake build line ('[ 87%] Building CXX object ...'), or None."""
+    match = CMAKE_STEP.match(line)
+    return int(match.group(1)) if match else None
+
+
+def prepare_source(sdist: Path, workdir: Path) -> Path:
+    """Unpack the source release and give the link step its empty stand-in libraries; returns the source folder."""
+    with tarfile.open(sdist) as archive:
+        archive.extractall(workdir, filter="data")
+    folders = [p for p in workdir.iterdir() if p.is_dir() and p.name.startswith(f"{PACKAGE}-")]
+    if len(folders) != 1 or not (folders[0] / "setup.py").is_file():
+        raise EngineBuildError(f"{sdist.name} is not an {PACKAGE} source release (no {PACKAGE}-*/setup.py inside)")
+    # The build copies every .a under llama.cpp's build folder into the folder the extension links from.
+    stubs = folders[0] / "thirdparty" / "llama.cpp" / "build" / "kb-stubs"
+    stubs.mkdir(parents=True, exist_ok=True)
+    for name in STUB_LIBRARIES:
+        (stubs / name).write_bytes(EMPTY_ARCHIVE)
+    return folders[0]
+
+
+def run_logged(command: list[str], log: Path, on_line: Callable[[str], None] = lambda line: None, env=None) -> None:
+    """Run a command, appending its output to `log` and passing each line to `on_line`; raise on failure."""
+    with log.open("a", encoding="utf-8") as sink:
+        sink.write(f"$ {' '.join(command)}\n")
+        sink.flush()
+        pipe = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True, "errors": "replace"}
+        with subprocess.Popen(command, env=env, **pipe) as process:
+            for line in process.stdout:
+                sink.write(line)
+                on_line(line)
+    if process.returncode:
+        tail = "".join(_tail(log, 15))
+        raise EngineBuildError(f"`{' '.join(command[:4])} ...` failed (exit {process.returncode}); see {log}\n{tail}")
+
+
+def _tail(path: Path, lines: int) -> Iterable[str]:
+    return path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)[-lines:]
+
+
+def fetch_source(version: str, workdir: Path, log: Path) -> Path:
+    """Download xllamacpp's source release of `version` from PyPI (or the index pip is configured with)."""
+    pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet"]
+    run_logged([*pip, f"{PACKAGE}=={version}", "-d", str(workdir)], log)
+    found = sorted(workdir.glob(f"{PACKAGE}-{version}.tar.gz"))
+    if not found:
+        raise EngineBuildError(f"pip downloaded no {PACKAGE}-{version}.tar.gz; see {log}")
+    return found[0]
+
+
+def build_wheel(source: Path, out: Path, log: Path, progress: Callable[[int], None], jobs: int) -> Path:
+    """Compile the source folder into a wheel for this CPU; `progress` gets llama.cpp's build percentage."""
+    env = {**os.environ, "CMAKE_ARGS": CMAKE_ARGS, "NPROC": str(jobs)}
+    env.pop("XLLAMACPP_RELEASE", None)  # that switch would make the build portable (-march not native) again
+
+    def on_line(line: str) -> None:
+        percent = cmake_percent(line)
+        if percent is not None:
+            progress(percent)
+
+    run_logged(
+        [sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "-w", str(out), str(source)], log, on_line, env
+    )
+    wheels = sorted(out.glob(f"{PACKAGE}-*.whl"))
+    if not wheels:
+        raise EngineBuildError(f"the build finished without a wheel in {out}; see {log}")
+    return wheels[-1]
+
+
+def install_wheel(wheel: Path, log: Path) -> None:
+    """Replace the installed xllamacpp with `wheel` (same version, so nothing else changes)."""
+    run_logged([sys.executable, "-m", "pip", "install", "--no-deps", "--force-reinstall", "--quiet", str(wheel)], log)
+
+
+def cached_wheel(folder: Path) -> Path | None:
+    wheels = sorted(folder.glob(f"{PACKAGE}-*.whl"))
+    return wheels[-1] if wheels else None
