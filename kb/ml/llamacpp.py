@@ -7,6 +7,7 @@ its own stop/tool handling on top (kb/ml/stops.py) so every engine streams the s
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from kb.config import Settings
 from kb.errors import BadRequest, ServiceUnavailable
 from kb.ml.llamacpp_server import ChunkStream, LlamaServerError, ServerConfig, shared_server
 from kb.ml.messages import normalise_messages
+from kb.ml.native_engine import unused_features_note
 from kb.ml.remote import StreamState
 from kb.ml.specs import ModelSpec
 from kb.ml.stops import AnswerAssembler
@@ -33,6 +35,8 @@ from kb.ml.types import (
 POLL_SECONDS = 0.1  # how often a waiting or reading-the-prompt request looks at its cancel event
 DEFAULT_CONTEXT = 4096  # per slot; the models' own 32k would reserve a KV cache few prompts here need
 _END = object()
+
+log = logging.getLogger(__name__)
 
 
 class Engine(Protocol):
@@ -221,4 +225,6 @@ def load_llama_cpp_chat(spec: ModelSpec, gguf_file: Path, settings: Settings) ->
             "fetch it again, or configure another chat model",
             code="model_unavailable",
         ) from exc
+    if note := unused_features_note():
+        log.warning(note)
     return LlamaCppChatModel(spec.name, server, config.context_per_slot, config.slots)
