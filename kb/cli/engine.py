@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -46,7 +44,7 @@ def build(
 ) -> None:
     """Compile llama.cpp (xllamacpp, the pinned version) for this CPU and install it in place of the portable build."""
     try:
-        _build(optional, force, sdist, jobs)
+        _build(force, sdist, jobs)
     except ne.EngineBuildError as exc:
         if not optional:
             typer.echo(f"error: {exc}", err=True)
@@ -54,7 +52,7 @@ def build(
         typer.echo(f"warning: kept the portable llama.cpp build: {exc}", err=True)
 
 
-def _build(optional: bool, force: bool, sdist: Path | None, jobs: int) -> None:
+def _build(force: bool, sdist: Path | None, jobs: int) -> None:
     state = ne.read_state()
     if not state.missing and not force:
         typer.echo(f"{ne.PACKAGE} {state.version} already uses every instruction set of this CPU; nothing to build")
@@ -89,22 +87,7 @@ def _compile(state: ne.EngineState, folder: Path, sdist: Path | None, jobs: int)
             source, workdir / "dist", log, lambda percent: bar.update(task, completed=percent), jobs=jobs
         )
         bar.update(task, description="checking the build", completed=100)
-        _check_runs(built, workdir / "check", state, log)
+        ne.check_build(built, workdir / "check", state, log)
         wheel = folder / built.name
         built.replace(wheel)
     return wheel
-
-
-def _check_runs(wheel: Path, target: Path, state: ne.EngineState, log: Path) -> None:
-    """Import the new build from a scratch folder before it replaces the installed one; it must use more of the CPU."""
-    ne.run_logged(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target), str(wheel)], log
-    )
-    probe = "import xllamacpp; print(xllamacpp.get_system_info())"
-    env = {**os.environ, "PYTHONPATH": str(target)}
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
-    if done.returncode:
-        raise ne.EngineBuildError(f"the new build does not load: {done.stderr.strip()[-500:]}")
-    still_missing = state.cpu_features - ne.engine_features(done.stdout)
-    if still_missing >= set(state.missing):
-        raise ne.EngineBuildError(f"the new build still leaves {', '.join(sorted(still_missing))} unused")

@@ -2,8 +2,8 @@
 
 PyPI's xllamacpp wheel is built for AVX2, so it runs on any x86-64 CPU of the last decade. On a CPU with
 AVX-512 and VNNI, the same llama.cpp compiled with `-march=native` reads a prompt ~1.3x as fast, and on two
-cores reading the prompt is most of the wait for an answer's first token (BENCHMARKS.md, "A llama.cpp built
-for the CPU"). This module builds that engine from xllamacpp's own source release, the version kb pins,
+cores reading the prompt is most of the wait for an answer's first token (BENCHMARKS.md, Answers, "Session 25:
+llama.cpp built for this CPU"). This module builds that engine from xllamacpp's own source release, the version kb pins,
 so the Python API kb talks to is the one tested; only the compiler flags differ.
 
 The build needs no network beyond PyPI: the two parts llama.cpp's build would clone from GitHub are
@@ -64,12 +64,13 @@ class EngineState:
         return sorted(self.cpu_features - self.engine_features)
 
 
-def cpu_flags(cpuinfo: str) -> frozenset[str]:
-    """The CPU's feature flags, from the text of /proc/cpuinfo."""
+def cpu_features(cpuinfo: str) -> frozenset[str]:
+    """The instruction sets llama.cpp knows that the CPU offers, in llama.cpp's names, from /proc/cpuinfo's text."""
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
         if key.strip() == "flags":
-            return frozenset(value.split())
+            flags = set(value.split())
+            return frozenset(name for flag, name in CPU_FEATURES.items() if flag in flags)
     return frozenset()
 
 
@@ -82,11 +83,10 @@ def read_state() -> EngineState:
     """The installed xllamacpp's version and features against this CPU's."""
     import xllamacpp
 
-    cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace") if _is_linux() else ""
-    flags = cpu_flags(cpuinfo)
+    cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace") if _linux_x86() else ""
     return EngineState(
         version=metadata.version(PACKAGE),
-        cpu_features=frozenset(name for flag, name in CPU_FEATURES.items() if flag in flags),
+        cpu_features=cpu_features(cpuinfo),
         engine_features=engine_features(xllamacpp.get_system_info()),
     )
 
@@ -106,7 +106,7 @@ def unused_features_note() -> str | None:
     )
 
 
-def _is_linux() -> bool:
+def _linux_x86() -> bool:
     return platform.system() == "Linux" and platform.machine().lower() in ("x86_64", "amd64")
 
 
@@ -116,7 +116,7 @@ def engines_dir() -> Path:
 
 
 def build_key(state: EngineState) -> str:
-    """One folder per (version, CPU features, Python ABI): a cached wheel is reused only where it was built."""
+    """One folder per (version, CPU features, machine): a cached wheel is reused only where it can run."""
     features = ",".join(sorted(state.cpu_features))
     digest = hashlib.sha256(f"{state.version}|{features}|{platform.machine()}".encode()).hexdigest()[:12]
     return f"{PACKAGE}-{state.version}-{digest}"
@@ -190,10 +190,10 @@ def build_wheel(source: Path, out: Path, log: Path, progress: Callable[[int], No
     run_logged(
         [sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "-w", str(out), str(source)], log, on_line, env
     )
-    wheels = sorted(out.glob(f"{PACKAGE}-*.whl"))
-    if not wheels:
+    wheel = cached_wheel(out)
+    if wheel is None:
         raise EngineBuildError(f"the build finished without a wheel in {out}; see {log}")
-    return wheels[-1]
+    return wheel
 
 
 def install_wheel(wheel: Path, log: Path) -> None:
@@ -201,6 +201,22 @@ def install_wheel(wheel: Path, log: Path) -> None:
     run_logged([sys.executable, "-m", "pip", "install", "--no-deps", "--force-reinstall", "--quiet", str(wheel)], log)
 
 
+def check_build(wheel: Path, target: Path, state: EngineState, log: Path) -> None:
+    """Import a new build from a scratch folder before it replaces the installed one; it must use more of the CPU."""
+    run_logged(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target), str(wheel)], log
+    )
+    probe = f"import {PACKAGE}; print({PACKAGE}.get_system_info())"
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    if done.returncode:
+        raise EngineBuildError(f"the new build does not load: {done.stderr.strip()[-500:]}")
+    still_missing = state.cpu_features - engine_features(done.stdout)
+    if still_missing >= set(state.missing):
+        raise EngineBuildError(f"the new build still leaves {', '.join(sorted(still_missing))} unused")
+
+
 def cached_wheel(folder: Path) -> Path | None:
+    """The built wheel in `folder`, if there is one."""
     wheels = sorted(folder.glob(f"{PACKAGE}-*.whl"))
     return wheels[-1] if wheels else None
