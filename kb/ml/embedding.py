@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from kb.ml.specs import ModelSpec
+from kb.ml.tokens import plain_backend
 
 Features = dict[str, np.ndarray]
 Encoded = dict[str, list[list[int]]]  # input_ids, attention_mask (and token_type_ids) of each text, unpadded
@@ -50,17 +51,6 @@ def length_buckets(
     return batches
 
 
-def _plain_backend(tokenizer: Any) -> Any | None:
-    """The Rust tokenizer under a fast transformers tokenizer that encodes with it and nothing else, else None."""
-    from transformers import PreTrainedTokenizerFast
-
-    if not isinstance(tokenizer, PreTrainedTokenizerFast):
-        return None
-    if type(tokenizer)._encode_plus is not PreTrainedTokenizerFast._encode_plus:
-        return None  # e.g. tokenizers that add boxes or rewrite the text before the Rust part sees it
-    return tokenizer.backend_tokenizer
-
-
 class BucketedEmbedder:
     """An Embedder over a tokenizer and a `_run(features)` that turns one padded batch into vectors."""
 
@@ -79,7 +69,7 @@ class BucketedEmbedder:
         self.tokenizer = tokenizer
         # A fast tokenizer's truncation/padding state is shared: two threads tokenizing at once can clash.
         self._tokenizer_lock = threading.Lock()
-        self._backend = _plain_backend(tokenizer)
+        self._backend = plain_backend(tokenizer)
         if self._backend is not None:
             self._encode_fast = getattr(self._backend, "encode_batch_fast", self._backend.encode_batch)
         self._parallel = parallel

@@ -12,8 +12,6 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
 from kb.errors import ServiceUnavailable
 from kb.ml.catalog import load_catalog
 from kb.ml.model_files import ensure_model_file
@@ -25,6 +23,8 @@ _threads_set = False
 
 def use_torch_threads(count: int) -> None:
     """Pin torch's intra-op threads once per process (the machine's cores are shared with the database)."""
+    import torch  # here, not at the top: loading a built ONNX embedder or a GGUF chat model needs no torch
+
     global _threads_set
     if not _threads_set or torch.get_num_threads() != count:
         torch.set_num_threads(count)
