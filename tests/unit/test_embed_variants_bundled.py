@@ -12,6 +12,7 @@ from kb.ml import registry as registry_module
 from kb.ml.onnx_embed import onnx_cache_folder
 from kb.ml.registry import ModelRegistry
 from kb.ml.specs import EMBED_VARIANTS, load_specs, package_path
+from kb.ml.tokens import RustTokenizer
 from tests.shared_data import require_shared_data
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -77,7 +78,8 @@ def test_the_default_int8_embedder_gives_a_text_the_same_vector_whatever_it_is_e
 
 
 def test_onnx_variants_are_built_into_the_cache_once_then_loaded_from_it(tmp_path):
-    settings = Settings(_env_file=None, data_dir=tmp_path, torch_threads=2)
+    # Its own cache: the suite's shared one (KB_MODEL_CACHE) already holds these variants.
+    settings = Settings(_env_file=None, data_dir=tmp_path, model_cache=tmp_path / "cache", torch_threads=2)
     spec = next(s for s in load_specs(None) if s.name == "minilm")
     source = str(package_path(spec.path).resolve())
     folders = {v: onnx_cache_folder(spec, source, v, settings.model_cache_dir) for v in ("onnx-fp32", "onnx-int8")}
@@ -91,5 +93,8 @@ def test_onnx_variants_are_built_into_the_cache_once_then_loaded_from_it(tmp_pat
     registry_module._loaded.clear()  # as a new process would
     second = ModelRegistry(settings).embedder("minilm", variant="onnx-int8")
     assert second is not first
+    assert isinstance(first.tokenizer, RustTokenizer) and isinstance(second.tokenizer, RustTokenizer), (
+        "a built variant loads its tokenizer without transformers"
+    )
     assert {v: (folder / "model.onnx").stat().st_mtime_ns for v, folder in folders.items()} == stamps, "rebuilt"
     assert np.array_equal(second.embed_query("cached once"), vector)
