@@ -74,7 +74,7 @@ def run_kb(rt: Runtime, docs: list[Path], env: dict[str, str], max_tokens: int |
             text(
                 "SELECT count(*) FILTER (WHERE status = 'ready'), count(*), sum(chunk_count), "
                 "extract(epoch FROM max(finished_at) - min(started_at)), "
-                "sum((stats->'seconds'->>'read')::float), sum((stats->'seconds'->>'chunk')::float), "
+                "sum((stats->'seconds'->>'model')::float), sum((stats->'seconds'->>'read')::float), sum((stats->'seconds'->>'chunk')::float), "
                 "sum((stats->'seconds'->>'embed')::float) FROM collection WHERE dataset_id = :d"
             ),
             {"d": dataset.id},
@@ -87,7 +87,7 @@ def run_kb(rt: Runtime, docs: list[Path], env: dict[str, str], max_tokens: int |
                 {"d": dataset.id},
             ).scalars()
         )
-    ready, total, chunks, pipeline_seconds, read_s, chunk_s, embed_s = row
+    ready, total, chunks, pipeline_seconds, model_s, read_s, chunk_s, embed_s = row
     return {
         "ready": ready,
         "collections": total,
@@ -99,7 +99,7 @@ def run_kb(rt: Runtime, docs: list[Path], env: dict[str, str], max_tokens: int |
         "wall_seconds": finished - started,
         "peak_rss_mb": usage.ru_maxrss / 1024,
         "cpu_seconds": usage.ru_utime + usage.ru_stime,
-        "stage_seconds": {"read": read_s, "chunk": chunk_s, "embed": embed_s},
+        "stage_seconds": {"model load": model_s, "read": read_s, "chunk": chunk_s, "embed": embed_s},
     }
 
 
