@@ -2,7 +2,7 @@
 
 A fast transformers tokenizer whose class adds nothing to the Rust tokenizer under it encodes exactly
 as `tokenizers.Tokenizer` does with the same truncation. For those, kb writes the few settings the
-wrapper holds (padding and truncation side, pad ids, the model's input names) beside the saved
+wrapper holds (padding and truncation side, pad and unknown ids, the model's input names) beside the saved
 `tokenizer.json`, and later loads run the Rust tokenizer alone. That skips importing transformers and
 converting the tokenizer, which took 2.4 s of e5-small's load (and its import several seconds more).
 Tokenizers that do add something (boxes, rewritten text) keep loading through transformers.
@@ -21,7 +21,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 SETTINGS_FILE = "kb-plain-tokenizer.json"
-SETTINGS_FORMAT = 1
+SETTINGS_FORMAT = 2  # 2 added unk_token_id (search weighs the vector list by the share of known tokens)
 RUST_FILE = "tokenizer.json"
 
 
@@ -33,6 +33,7 @@ class RustTokenizer:
 
         self.backend_tokenizer = Tokenizer.from_file(str(folder / RUST_FILE))
         self.pad_token_id: int = settings["pad_token_id"]
+        self.unk_token_id: int | None = settings["unk_token_id"]
         self.pad_token_type_id: int = settings["pad_token_type_id"]
         self.padding_side: str = settings["padding_side"]
         self.truncation_side: str = settings["truncation_side"]
@@ -85,6 +86,7 @@ def write_plain_tokenizer(tokenizer: Any, folder: Path) -> bool:
         "format": SETTINGS_FORMAT,
         "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
         "pad_token_type_id": tokenizer.pad_token_type_id,
+        "unk_token_id": tokenizer.unk_token_id,
         "padding_side": tokenizer.padding_side,
         "truncation_side": tokenizer.truncation_side,
         "split_special_tokens": bool(tokenizer.split_special_tokens),

@@ -52,7 +52,12 @@ def test_the_first_load_records_the_settings_and_the_next_runs_rust_alone_with_t
     assert not isinstance(first, RustTokenizer) and (saved / SETTINGS_FILE).is_file()
     second = load_tokenizer(saved)
     assert isinstance(second, RustTokenizer)
-    assert (second.pad_token_id, second.padding_side) == (first.pad_token_id, first.padding_side)
+    assert (second.pad_token_id, second.unk_token_id, second.padding_side) == (
+        first.pad_token_id,
+        first.unk_token_id,
+        first.padding_side,
+    )
+    assert second.unk_token_id is not None
     for max_length in (256, 9):
         theirs = first(TEXTS, truncation=True, max_length=max_length)
         ours = second(TEXTS, truncation=True, max_length=max_length)
