@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from kb.ml.specs import ModelSpec
-from kb.ml.tokens import plain_backend
+from kb.ml.tokens import plain_backend, unpadded
 
 Features = dict[str, np.ndarray]
 Encoded = dict[str, list[list[int]]]  # input_ids, attention_mask (and token_type_ids) of each text, unpadded
@@ -87,11 +87,7 @@ class BucketedEmbedder:
                 return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
             # The chunker counts thousands of short texts per document: the Rust tokenizer alone, without
             # offsets, costs a third less than the transformers wrapper around it. Undo what earlier calls set.
-            if self._backend.truncation is not None:
-                self._backend.no_truncation()
-            if self._backend.padding is not None:
-                self._backend.no_padding()
-            self._backend.encode_special_tokens = self.tokenizer.split_special_tokens
+            unpadded(self._backend, self.tokenizer.split_special_tokens)
             return len(self._encode_fast([text], add_special_tokens=False)[0])
 
     def _encode(self, texts: list[str]) -> Encoded:

@@ -50,18 +50,31 @@ class RustTokenizer:
     ) -> dict[str, list]:
         """Unpadded ids and masks, as `tokenizer(texts, truncation=..., max_length=...)` returns them."""
         backend = self.backend_tokenizer
-        if backend.padding is not None:
-            backend.no_padding()
-        if truncation and max_length is not None:
-            backend.enable_truncation(max_length, stride=0, strategy="longest_first", direction=self.truncation_side)
-        elif backend.truncation is not None:
-            backend.no_truncation()
-        backend.encode_special_tokens = self.split_special_tokens
+        unpadded(
+            backend,
+            self.split_special_tokens,
+            max_length=max_length if truncation else None,
+            side=self.truncation_side,
+        )
         single = isinstance(texts, str)
         encodings = backend.encode_batch([texts] if single else list(texts), add_special_tokens=add_special_tokens)
         fields = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
         result = {name: [getattr(encoding, fields[name]) for encoding in encodings] for name in self.model_input_names}
         return {name: rows[0] for name, rows in result.items()} if single else result
+
+
+def unpadded(backend: Any, split_special_tokens: bool, *, max_length: int | None = None, side: str = "right") -> None:
+    """Set a Rust tokenizer as transformers' wrapper would for unpadded encoding, cut at `max_length` if given.
+
+    Its truncation and padding are state shared by every caller, so each encoding sets them first.
+    """
+    if backend.padding is not None:
+        backend.no_padding()
+    if max_length is not None:
+        backend.enable_truncation(max_length, stride=0, strategy="longest_first", direction=side)
+    elif backend.truncation is not None:
+        backend.no_truncation()
+    backend.encode_special_tokens = split_special_tokens
 
 
 def plain_backend(tokenizer: Any) -> Any | None:
