@@ -105,12 +105,15 @@ def write_plain_tokenizer(tokenizer: Any, folder: Path) -> bool:
         "split_special_tokens": bool(tokenizer.split_special_tokens),
         "model_input_names": names,
     }
+    staging = None
     try:
         handle, staging = tempfile.mkstemp(prefix=".kb-tokenizer-", dir=folder)
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             json.dump(settings, out, indent=1)
         os.replace(staging, folder / SETTINGS_FILE)  # atomic: a reader sees no file or the whole file
     except OSError as exc:
+        if staging is not None:
+            Path(staging).unlink(missing_ok=True)  # e.g. a full disk: no half-written file stays in the cache
         log.info("could not record %s's tokenizer settings (%s); it keeps loading through transformers", folder, exc)
         return False
     return True
