@@ -75,8 +75,8 @@ class Settings(BaseSettings):
     )
     fulltext_pruning: bool = Field(
         default=True,
-        description="Rank full text without reading the postings of common words that cannot reach the top "
-        "(the ranking stays exact BM25); off reads every posting, as a baseline for benchmarks.",
+        description="Find full-text candidates among each query word's best postings (kb.db.store.postings) and "
+        "score them exactly; off scores every chunk holding a query word (exact BM25), a baseline for benchmarks.",
     )
     hnsw_ef_search: int = Field(default=100, ge=1, le=1000, description="HNSW candidate list size of vector search.")
     rerank_model: str | None = Field(

@@ -19,15 +19,17 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Identity,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, REAL, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -118,6 +120,7 @@ class FulltextStats(Base):
     dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset.id", ondelete="CASCADE"), primary_key=True)
     chunks: Mapped[int] = mapped_column(BigInteger)
     mean_length: Mapped[float] = mapped_column(Float)
+    blocks: Mapped[int] = mapped_column(BigInteger, server_default="0")  # fulltext_block rows after the refresh
     refreshed_at: Mapped[datetime] = _now()
 
 
@@ -129,6 +132,20 @@ class FulltextTerm(Base):
     dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset.id", ondelete="CASCADE"), primary_key=True)
     lexeme: Mapped[str] = mapped_column(Text, primary_key=True)
     df: Mapped[int] = mapped_column(BigInteger)
+
+
+class FulltextBlock(Base):
+    """Up to 128 postings of a lexeme in a dataset, best BM25 impact first; read backwards along the key."""
+
+    __tablename__ = "fulltext_block"
+
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset.id", ondelete="CASCADE"), primary_key=True)
+    lexeme: Mapped[str] = mapped_column(Text, primary_key=True)
+    bound: Mapped[float] = mapped_column(REAL, primary_key=True)  # the block's largest impact when written
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    chunk_ids: Mapped[list[int]] = mapped_column(ARRAY(BigInteger))
+    tfs: Mapped[list[int]] = mapped_column(ARRAY(SmallInteger))
+    lengths: Mapped[list[int]] = mapped_column(ARRAY(SmallInteger))
 
 
 class App(Base):

@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
+from kb.db.store import fulltext_stats, postings
 from kb.db.store.records import record_of
 from kb.db.tables import Chunk, Dataset
 from kb.db.textsearch import TS_CONFIG, segment
@@ -88,7 +89,7 @@ _INSERT_BATCH = text(
 def add_chunks(
     session: Session, dataset_id: int, collection_id: int, chunks: Sequence[NewChunk], *, batch_size: int = 500
 ) -> list[int]:
-    """Insert chunks (in the caller's transaction) and return their ids in input order."""
+    """Insert chunks with their postings (in the caller's transaction) and return their ids in input order."""
     ids: list[int] = []
     dictionary = dataset_dictionary(session, dataset_id)
     for start in range(0, len(chunks), batch_size):
@@ -107,7 +108,9 @@ def add_chunks(
             "emb": [None if c.embedding is None else vector_literal(c.embedding) for c in batch],
             "fts": [None if c.embedding is None else fts_source(c.q, c.a, c.heading, dictionary) for c in batch],
         }
-        ids.extend(session.execute(_INSERT_BATCH, params).scalars())
+        written = list(session.execute(_INSERT_BATCH, params).scalars())
+        postings.append(session, dataset_id, written)
+        ids.extend(written)
     return ids
 
 
@@ -149,6 +152,7 @@ def update_chunk(
             "id": chunk_id,
         },
     )
+    postings.append(session, row.dataset_id, [chunk_id])  # the old postings stay until the next rebuild
     session.expire(row)
     return get_chunk(session, chunk_id)
 
@@ -180,7 +184,8 @@ def set_embeddings(
 
 
 def reindex_fulltext(session: Session, dataset_id: int, *, batch_size: int = 500) -> int:
-    """Re-segment every searchable chunk of a dataset (after its user dictionary changed); returns how many."""
+    """Re-segment every searchable chunk of a dataset (after its user dictionary changed) and refresh its
+    full-text statistics and postings; returns how many."""
     dictionary = dataset_dictionary(session, dataset_id)
     rows = session.execute(
         select(Chunk.id, Chunk.q, Chunk.a, Chunk.heading)
@@ -197,6 +202,7 @@ def reindex_fulltext(session: Session, dataset_id: int, *, batch_size: int = 500
             statement,
             {"ids": [r.id for r in batch], "fts": [fts_source(r.q, r.a, r.heading, dictionary) for r in batch]},
         )
+    fulltext_stats.refresh(session, dataset_id)
     return len(rows)
 
 

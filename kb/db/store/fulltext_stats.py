@@ -3,16 +3,16 @@
 - `fulltext_stats`: per dataset, how many chunks are searchable and their mean length (distinct
   lexemes), as of the last refresh.
 - `fulltext_term`: per dataset, the document frequency of every lexeme held by at least
-  `COMMON_DF` chunks. A rarer lexeme is not stored: counting it through the GIN index reads at most
-  a few dozen rows, so `document_frequencies` counts it live (which also covers words that arrived
-  after the last refresh).
+  `COMMON_DF` chunks. A rarer lexeme is not stored: `document_frequencies` counts it live from its one
+  or few postings blocks (kb.db.store.postings), which also covers words that arrived after the last
+  refresh.
 
-The common lexemes' frequencies are what makes pruned ranking possible (`kb.db.store.search`): to
-know that a chunk holding only common query words cannot reach the top, their IDF must be known
-without reading their postings. A refresh reads the whole dataset once (`ts_stat`), so it runs
-after an ingestion only when the dataset grew or shrank by more than `STALE_SHARE` since the last one
-(`refresh_if_stale`, called by the worker); BM25's IDF barely moves below that. Migration 0005
-filled both tables for the datasets that existed before it.
+A common word's frequency is known without reading its postings, so a search reads only its best ones.
+A refresh reads the whole dataset once (`ts_stat`) and rewrites its postings blocks, so it runs after an
+ingestion only when the dataset grew or shrank by more than `STALE_SHARE` since the last one, or when
+the small blocks appended since number half of those it wrote (`refresh_if_stale`, called by the
+worker); BM25's IDF barely moves below that. Migration 0005 filled both tables for the datasets that
+existed before it.
 """
 
 from __future__ import annotations
@@ -25,8 +25,11 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from kb.db.store import postings
+
 COMMON_DF = 50
 STALE_SHARE = 0.1
+PILED_UP = 1_000  # appended blocks tolerated beyond half again those a refresh wrote (kb.db.store.postings)
 LIVE_SECONDS = 60.0
 
 SEARCHABLE = (
@@ -107,20 +110,12 @@ def document_frequencies(session: Session, dataset_id: int, lexemes: Sequence[st
     )
     missing = [lexeme for lexeme in lexemes if lexeme not in stored]
     if missing:
-        counted = session.execute(
-            text(
-                "SELECT l.lexeme, (SELECT count(*) FROM chunk c WHERE c.dataset_id = :d "
-                f"AND c.fts @@ CAST(l.query AS tsquery) AND {SEARCHABLE}) AS df "
-                "FROM unnest(CAST(:l AS text[]), CAST(:q AS text[])) AS l(lexeme, query)"
-            ),
-            {"d": dataset_id, "l": missing, "q": [or_query([lexeme]) for lexeme in missing]},
-        ).all()
-        stored.update({row.lexeme: int(row.df) for row in counted})
-    return {lexeme: stored[lexeme] for lexeme in lexemes}
+        stored.update(postings.posting_counts(session, dataset_id, missing))
+    return {lexeme: stored.get(lexeme, 0) for lexeme in lexemes}
 
 
 def refresh(session: Session, dataset_id: int) -> TextStats:
-    """Recount the dataset's statistics and common lexemes (one pass over its chunks; the caller commits)."""
+    """Recount the dataset's statistics and common lexemes and rewrite its postings blocks (the caller commits)."""
     dataset_id = _id(dataset_id)
     # Two workers finishing ingestions of one dataset at once would otherwise insert the same rows.
     session.execute(
@@ -135,24 +130,29 @@ def refresh(session: Session, dataset_id: int) -> TextStats:
         {"d": dataset_id, "q": searchable_fts(dataset_id), "common": COMMON_DF},
     )
     stats = _count(session, dataset_id)
+    blocks = postings.rebuild(session, dataset_id, stats.mean_length)
     session.execute(
         text(
-            "INSERT INTO fulltext_stats (dataset_id, chunks, mean_length, refreshed_at) VALUES (:d, :n, :m, now()) "
-            "ON CONFLICT (dataset_id) DO UPDATE SET chunks = :n, mean_length = :m, refreshed_at = now()"
+            "INSERT INTO fulltext_stats (dataset_id, chunks, mean_length, blocks, refreshed_at) "
+            "VALUES (:d, :n, :m, :b, now()) "
+            "ON CONFLICT (dataset_id) DO UPDATE SET chunks = :n, mean_length = :m, blocks = :b, refreshed_at = now()"
         ),
-        {"d": dataset_id, "n": stats.chunks, "m": stats.mean_length},
+        {"d": dataset_id, "n": stats.chunks, "m": stats.mean_length, "b": blocks},
     )
     return stats
 
 
 def refresh_if_stale(session: Session, dataset_id: int) -> bool:
-    """Refresh when the dataset never was, or its size moved by more than STALE_SHARE since; True if it did."""
+    """Refresh when the dataset never was, its size moved by more than STALE_SHARE since, or the blocks
+    appended since number half of those the refresh wrote (plus PILED_UP); True if it did."""
     dataset_id = _id(dataset_id)
     known = session.execute(
-        text("SELECT chunks FROM fulltext_stats WHERE dataset_id = :d"), {"d": dataset_id}
-    ).scalar_one_or_none()
-    now = _count(session, dataset_id, lengths=False).chunks
-    if known is not None and abs(now - known) <= STALE_SHARE * max(known, 1):
-        return False
+        text("SELECT chunks, blocks FROM fulltext_stats WHERE dataset_id = :d"), {"d": dataset_id}
+    ).one_or_none()
+    if known is not None:
+        now = _count(session, dataset_id, lengths=False).chunks
+        grown = abs(now - known.chunks) > STALE_SHARE * max(known.chunks, 1)
+        if not grown and postings.block_count(session, dataset_id) <= known.blocks * 3 // 2 + PILED_UP:
+            return False
     refresh(session, dataset_id)
     return True

@@ -7,10 +7,11 @@ exactly: the expression `embedding::vector(<dim>)` and the predicate `dataset_id
 written into the SQL as literals (validated integers), because the planner only uses a partial
 index whose predicate it can prove from the query text, not from a bind parameter.
 
-Full-text search ranks with BM25 computed in SQL from the tsvector column: the query's lexemes are
-OR-ed (recall: a question rarely shares every word with its answer), the GIN index finds the chunks
-holding any of them, and document frequencies come from those same chunks, which is exact because
-every chunk holding a query term matches the OR query.
+Full-text search ranks with BM25 over the query's lexemes OR-ed (recall: a question rarely shares
+every word with its answer). Candidates come from each term's best postings in its impact-ordered
+blocks (kb.db.store.postings), without reading chunk rows; they are then scored exactly from their
+tsvectors. The exact baseline (`pruned=False`) finds every chunk holding a query term through the
+GIN index and scores them all.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from kb.db.ranking import BM25_B, BM25_K1, fulltext_score
+from kb.db.store import postings
 from kb.db.store.chunks import vector_literal
 from kb.db.store.fulltext_stats import SEARCHABLE, TextStats, document_frequencies, or_query, text_stats
 from kb.db.textsearch import TS_CONFIG
 
 DEFAULT_EF_SEARCH = 100
+RESCORED = 2  # full-text candidates scored exactly, per result asked for
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,14 @@ JOIN {_IDF} USING (lexeme)
 GROUP BY p.id ORDER BY bm25 DESC, p.id LIMIT :limit
 """
 
+# Exact BM25 of given candidates, those still searchable, best first.
+_RESCORE = f"""
+SELECT p.id, sum({_TERM_BM25}) AS bm25
+FROM ({_POSTINGS} WHERE c.dataset_id = {{dataset_id}} AND c.id = ANY(CAST(:ids AS bigint[])) AND {SEARCHABLE}) p
+JOIN {_IDF} USING (lexeme)
+GROUP BY p.id ORDER BY bm25 DESC, p.id LIMIT :limit
+"""
+
 _SCORE = f"""
 SELECT {_HIT_COLUMNS}, s.bm25, s.lexemes, s.positions FROM (
     SELECT p.id, sum({_TERM_BM25}) AS bm25, array_agg(p.lexeme) AS lexemes,
@@ -212,44 +223,33 @@ def prepare_fulltext(session: Session, dataset_id: int, query_text: str) -> Full
     return FulltextQuery(dataset_id, lexemes, idf, stats)
 
 
-def _rank(session: Session, prepared: FulltextQuery, terms: Sequence[str], limit: int) -> list:
+def _bm25_rows(session: Session, prepared: FulltextQuery, sql: str, limit: int, **params) -> list:
     return session.execute(
-        text(_RANK.format(dataset_id=prepared.dataset_id)),
+        text(sql.format(dataset_id=prepared.dataset_id)),
         {
-            "tsquery": or_query(terms),
             "lexemes": list(prepared.idf),
             "idf_terms": list(prepared.idf),
             "idf_weights": list(prepared.idf.values()),
             "avgdl": prepared.stats.mean_length,
             "limit": limit,
+            **params,
         },
     ).all()
 
 
 def top_bm25(session: Session, prepared: FulltextQuery, limit: int, *, pruned: bool = True) -> list:
-    """The `limit` chunks with the highest BM25 (ties by id), exactly, reading as few postings as it can.
+    """The `limit` chunks with the highest BM25 (ties by id), as rows of `id` and `bm25`.
 
-    Exact BM25 would read every chunk holding any query word, and a question's common words ("year",
-    "first", 中国) are held by a good share of a big dataset. Pruning follows MaxScore (Turtle and
-    Flood, 1995): a term adds at most `idf × (k1 + 1)` to a chunk's BM25, so once the k-th best score
-    among the chunks holding the rarer terms exceeds the summed bounds of the remaining common terms,
-    no chunk holding only common terms can enter the top k, and their postings are never read. The
-    candidates are scored on all the query's terms, so scores and order equal exact BM25's. Terms join
-    rarest first, as many at once as the current k-th score says are needed; a query of only common
-    words ends up reading every posting, as exact BM25 does (`pruned=False` always does).
+    Pruned (the default): the `RESCORED` × `limit` best candidates by the query terms' best postings
+    (kb.db.store.postings.candidates), scored exactly from their chunk rows. This equals exact BM25
+    whenever no query term has more postings than a search reads; beyond that, a chunk holding only
+    common words and none of them strongly can be missed. `pruned=False` scores every chunk holding any
+    query term (exact BM25, the baseline; it reads a chunk row per posting).
     """
-    rare_first = list(prepared.idf)  # prepare_fulltext orders terms by document frequency
-    bound = [prepared.idf[term] * (BM25_K1 + 1) for term in rare_first]
-    taken = 1 if pruned else len(rare_first)
-    while True:
-        rows = _rank(session, prepared, rare_first[:taken], limit)
-        kth = float(rows[-1].bm25) if len(rows) == limit else 0.0
-        if taken == len(rare_first) or sum(bound[taken:]) < kth:
-            return rows
-        # One more term, and then as many as the current k-th score says are needed (it only grows).
-        taken += 1
-        while kth > 0 and taken < len(rare_first) and sum(bound[taken:]) >= kth:
-            taken += 1
+    if not pruned:
+        return _bm25_rows(session, prepared, _RANK, limit, tsquery=or_query(list(prepared.idf)))
+    ids = postings.candidates(session, prepared.dataset_id, prepared.idf, prepared.stats.mean_length, limit * RESCORED)
+    return _bm25_rows(session, prepared, _RESCORE, limit, ids=ids) if ids else []
 
 
 def fulltext_search(

@@ -1,0 +1,146 @@
+"""Impact-ordered postings: full-text candidates at a million chunks without reading a chunk row per posting.
+
+BM25 computed from the tsvector column (`kb.db.store.search`) must fetch the chunk row of every posting it
+scores: about 0.2 ms each at a million chunks, where a question's common words are held by tens of
+thousands of chunks (4 s for one six-word question, BENCHMARKS.md "Scale"). MaxScore pruning could not
+help: `idf × (k1 + 1)` bounds are loose, so most questions still read every posting.
+
+`fulltext_block` keeps each lexeme's postings outside the chunk rows, in blocks of up to `BLOCK`: the
+chunk ids with the lexeme's frequency in each chunk and the chunk's length, ordered by their BM25 impact
+(`impact`, BM25 without the IDF) and labelled with the block's largest impact (`bound`). A search reads
+each query term's best postings, `READ_POSTINGS` at most, from a few blocks found through one index
+(`candidates`): this is an impact-ordered index with a per-term cut-off, as in Anh and Moffat's
+impact-sorted indexes. Terms with fewer postings are read whole, so on a dataset where no query word is
+held by more than `READ_POSTINGS` chunks, the candidates are exactly exact BM25's. Beyond that a chunk can
+be missed only if it holds none of the query's rarer words and is not among the best holders of any
+common one; the candidates are then scored exactly from their chunk rows (kb.db.store.search).
+
+Upkeep:
+- Chunks written or edited get their postings in the same transaction (`append`), in blocks of their
+  own; postings of deleted or edited chunks stay until the next rebuild, and the exact scoring of
+  the candidates drops or corrects them.
+- `rebuild` rewrites a dataset's blocks from its tsvectors: run with the statistics refresh
+  (kb.db.store.fulltext_stats), which also runs once many small blocks have piled up.
+- Migration 0007 built the blocks of the datasets that existed before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from kb.db.ranking import BM25_B, BM25_K1
+
+BLOCK = 128
+READ_POSTINGS = 2048
+READ_BLOCKS = 128  # blocks read per term at most: appended blocks can be small until the next rebuild
+
+# Chunk rows → blocks. Frequencies are capped at int2 (Postgres keeps at most 256 positions per lexeme).
+_BUILD = f"""
+INSERT INTO fulltext_block (dataset_id, lexeme, bound, chunk_ids, tfs, lengths)
+SELECT :dataset_id, lexeme, max(impact), array_agg(id ORDER BY impact DESC, id),
+       array_agg(tf ORDER BY impact DESC, id), array_agg(dl ORDER BY impact DESC, id)
+FROM (
+    SELECT p.*, (row_number() OVER (PARTITION BY p.lexeme ORDER BY p.impact DESC, p.id) - 1) / {BLOCK} AS block
+    FROM (
+        SELECT s.*, s.tf * {BM25_K1 + 1} / (s.tf + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * s.dl / :avgdl)) AS impact
+        FROM (
+            SELECT c.id, u.lexeme, CAST(least(cardinality(u.positions), 32767) AS smallint) AS tf,
+                   CAST(least(length(c.fts), 32767) AS smallint) AS dl
+            FROM chunk c, unnest(c.fts) u WHERE c.dataset_id = :dataset_id AND c.fts IS NOT NULL {{scope}}
+        ) s
+    ) p
+) q
+GROUP BY lexeme, block
+"""
+
+# Each term's best postings (whole blocks, then cut to READ_POSTINGS), summed into BM25 per chunk.
+_CANDIDATES = f"""
+SELECT p.id, sum(t.w * p.tf * {BM25_K1 + 1} / (p.tf + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * p.dl / :avgdl))) AS bm25
+FROM (
+    SELECT i.lexeme, i.w, b.chunk_ids, b.tfs, b.lengths,
+           sum(cardinality(b.chunk_ids)) OVER (PARTITION BY i.lexeme ORDER BY b.bound DESC, b.id DESC)
+             - cardinality(b.chunk_ids) AS before
+    FROM unnest(CAST(:terms AS text[]), CAST(:weights AS float8[])) AS i(lexeme, w)
+    CROSS JOIN LATERAL (
+        SELECT b.id, b.bound, b.chunk_ids, b.tfs, b.lengths FROM fulltext_block b
+        WHERE b.dataset_id = :dataset_id AND b.lexeme = i.lexeme ORDER BY b.bound DESC, b.id DESC LIMIT :blocks
+    ) b
+) t
+CROSS JOIN LATERAL unnest(t.chunk_ids, t.tfs, t.lengths) AS p(id, tf, dl)
+WHERE t.before < :postings
+GROUP BY p.id ORDER BY bm25 DESC, p.id LIMIT :limit
+"""
+
+
+def _avgdl(session: Session, dataset_id: int) -> float:
+    """The dataset's mean length as of its last refresh, for ordering new blocks (1 before any refresh)."""
+    known = session.execute(
+        text("SELECT mean_length FROM fulltext_stats WHERE dataset_id = :d"), {"d": dataset_id}
+    ).scalar_one_or_none()
+    return max(1.0, float(known or 1.0))
+
+
+def append(session: Session, dataset_id: int, chunk_ids: Sequence[int]) -> None:
+    """Write the postings of these chunks (just written or edited) in new blocks (the caller commits)."""
+    if not chunk_ids:
+        return
+    session.execute(
+        text(_BUILD.format(scope="AND c.id = ANY(CAST(:ids AS bigint[]))")),
+        {"dataset_id": dataset_id, "ids": [int(i) for i in chunk_ids], "avgdl": _avgdl(session, dataset_id)},
+    )
+
+
+def rebuild(session: Session, dataset_id: int, avgdl: float) -> int:
+    """Rewrite the dataset's blocks from its chunks' tsvectors (the caller commits); returns how many."""
+    session.execute(text("DELETE FROM fulltext_block WHERE dataset_id = :d"), {"d": dataset_id})
+    session.execute(text(_BUILD.format(scope="")), {"dataset_id": dataset_id, "avgdl": max(1.0, avgdl)})
+    return block_count(session, dataset_id)
+
+
+def block_count(session: Session, dataset_id: int) -> int:
+    return int(
+        session.execute(text("SELECT count(*) FROM fulltext_block WHERE dataset_id = :d"), {"d": dataset_id}).scalar()
+    )
+
+
+def posting_counts(session: Session, dataset_id: int, lexemes: Sequence[str]) -> dict[str, int]:
+    """How many postings each lexeme has in the dataset's blocks (its document frequency, give or take
+    the postings of chunks deleted or edited since the last rebuild); lexemes without any are left out."""
+    rows = session.execute(
+        text(
+            "SELECT lexeme, sum(cardinality(chunk_ids)) AS n FROM fulltext_block "
+            "WHERE dataset_id = :d AND lexeme = ANY(CAST(:l AS text[])) GROUP BY lexeme"
+        ),
+        {"d": dataset_id, "l": list(lexemes)},
+    ).all()
+    return {row.lexeme: int(row.n) for row in rows}
+
+
+def candidates(
+    session: Session,
+    dataset_id: int,
+    idf: Mapping[str, float],
+    avgdl: float,
+    limit: int,
+    *,
+    postings: int = READ_POSTINGS,
+) -> list[int]:
+    """The `limit` chunk ids with the highest BM25 over the query terms' best `postings` postings each."""
+    if not idf:
+        return []
+    rows = session.execute(
+        text(_CANDIDATES),
+        {
+            "dataset_id": dataset_id,
+            "terms": list(idf),
+            "weights": list(idf.values()),
+            "avgdl": max(1.0, avgdl),
+            "blocks": max(READ_BLOCKS, -(-postings // BLOCK)),
+            "postings": postings,
+            "limit": limit,
+        },
+    ).all()
+    return [row.id for row in rows]
