@@ -1,11 +1,12 @@
 """The scale part of `bench/retrieval.py --scale N,...`: the kits inside a big corpus, measured at each size.
 
 One dataset holds both kits' chunks (real embedder) and synthetic filler (bench/scale_corpus.py) up to
-N chunks. At each size: HNSW build time and size (rebuilt from scratch), the full-text statistics
-refresh, then hybrid search of the kits' questions with kb's pruned full text and with exact BM25 (the
-baseline, same run, same corpus): hit@1/hit@5 and p50/p95 for one client; p50/p95 with 20 clients in
-threads calling kb's search service (the per-process search gate included, HTTP not); memory (this
-process' RSS, PostgreSQL's PSS summed over its processes) and database size.
+N chunks. At each size: HNSW build time and size (rebuilt from scratch), the full-text refresh (statistics
+and postings blocks, kb.db.store.postings), then hybrid search of the kits' questions with kb's full text
+(candidates from the postings blocks) and with exact BM25 (the baseline, same run, same corpus): hit@1/hit@5,
+p50/p95 and the mean time of each search step for one client; p50/p95 with 20 clients in threads calling
+kb's search service (the per-process search gate included, HTTP not); memory (this process' RSS,
+PostgreSQL's PSS summed over its processes), the postings' size and the database size.
 """
 
 from __future__ import annotations
@@ -26,16 +27,21 @@ from kb.services.search import search_datasets
 CLIENTS = 20
 
 
-def _search_ms(rt: Runtime, dataset_id: int, question) -> tuple[float, list[str]]:
+STEPS = ("embed_ms", "vector_ms", "fulltext_ms", "complete_ms")
+
+
+def _search_ms(rt: Runtime, dataset_id: int, question, steps: dict | None = None) -> tuple[float, list[str]]:
     started = time.perf_counter()
     result = search_datasets(rt, [dataset_id], question.question, mode="hybrid", limit=5)
+    for step in STEPS if steps is not None else ():
+        steps.setdefault(step, []).append(result.timings.get(step, 0.0))
     return (time.perf_counter() - started) * 1000, [q.text for q in result.quotes]
 
 
-def _one_client(rt: Runtime, dataset_id: int, questions, score_class) -> tuple[object, list[float]]:
+def _one_client(rt: Runtime, dataset_id: int, questions, score_class, steps: dict) -> tuple[object, list[float]]:
     score, latencies = score_class(), []
     for question in questions:
-        elapsed, texts = _search_ms(rt, dataset_id, question)
+        elapsed, texts = _search_ms(rt, dataset_id, question, steps)
         latencies.append(elapsed)
         score.add(texts, question.answers)
     return score, latencies
@@ -70,6 +76,7 @@ def _build_indexes(db, dataset_id: int, dim: int) -> tuple[float, int, float]:
         ).scalar()
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE chunk"))
+        conn.execute(text("VACUUM ANALYZE fulltext_block"))
     return build, index_bytes, refresh
 
 
@@ -89,19 +96,21 @@ def measure(
     every = [q for questions in kits.values() for q in questions]
     _search_ms(rt, dataset_id, every[0])
     for name, runtime in (("kb", rt), ("exact", exact)):
-        latencies = []
+        latencies, steps = [], {}
         for kit, questions in kits.items():
-            score, spent = _one_client(runtime, dataset_id, questions, score_class)
+            score, spent = _one_client(runtime, dataset_id, questions, score_class, steps)
             latencies += spent
             row[f"{name} {kit} hit@1"], row[f"{name} {kit} hit@5"], _ = score.row()
         row[f"{name} p50 ms"] = statistics.median(latencies)
         row[f"{name} p95 ms"] = sorted(latencies)[int(0.95 * len(latencies)) - 1]
+        row[f"{name} steps"] = ", ".join(f"{step} {statistics.mean(ms):.1f}" for step, ms in steps.items())
     crowd = _many_clients(rt, dataset_id, every)
     row["kb 20 clients p50 ms"] = statistics.median(crowd)
     row["kb 20 clients p95 ms"] = sorted(crowd)[int(0.95 * len(crowd)) - 1]
     with rt.db.session() as session:
         row["chunks"] = session.execute(text(f"SELECT count(*) FROM chunk WHERE dataset_id = {dataset_id}")).scalar()
         row["database MB"] = session.execute(text("SELECT pg_database_size(current_database())")).scalar() / 2**20
+        row["postings MB"] = session.execute(text("SELECT pg_total_relation_size('fulltext_block')")).scalar() / 2**20
     row["bench RSS MB"] = psutil.Process().memory_info().rss / 2**20
     row["postgres PSS MB"] = postgres_pss_mb(pg_dir) if pg_dir else float("nan")
     return row
@@ -110,7 +119,8 @@ def measure(
 def print_rows(rows: list[dict], kits: list[str]) -> None:
     """One table per concern: cost of the corpus, latency, quality against exact BM25 fusion."""
     print("\n### scale: corpus\n")
-    columns = ["chunks", "HNSW build s", "HNSW MB", "stats refresh s", "database MB", "postgres PSS MB", "bench RSS MB"]
+    columns = ["chunks", "HNSW build s", "HNSW MB", "stats refresh s", "postings MB", "database MB", "postgres PSS MB"]
+    columns.append("bench RSS MB")
     _table(rows, columns)
     print("\n### scale: hybrid latency (ms; kb = pruned full text, exact = exact BM25)\n")
     _table(
@@ -125,6 +135,8 @@ def print_rows(rows: list[dict], kits: list[str]) -> None:
             "kb 20 clients p95 ms",
         ],
     )
+    for row in rows:
+        print(f"\nmean ms by step at {row['chunks']:,} chunks: kb {row['kb steps']}; exact {row['exact steps']}")
     print("\n### scale: quality of the kits' questions inside the corpus (hybrid)\n")
     _table(rows, ["chunks"] + [f"{name} {kit} hit@{k}" for kit in kits for name in ("kb", "exact") for k in (1, 5)])
 
