@@ -22,23 +22,25 @@ down_revision = '0006'
 branch_labels = None
 depends_on = None
 
-# kb.db.store.postings._BUILD as of this revision (BLOCK 128, k1 1.2, b 0.75), for every chunk of a dataset.
-_BUILD = """
+# kb.db.store.postings._BUILD as of this revision (BLOCK 128, k1 1.2, b 0.75), for a range of a dataset's chunks.
+_ORDER = "ORDER BY s.impact DESC, s.id"
+_BUILD = f"""
 INSERT INTO fulltext_block (dataset_id, lexeme, bound, chunk_ids, tfs, lengths)
-SELECT :d, lexeme, max(impact), array_agg(id ORDER BY impact DESC, id),
-       array_agg(tf ORDER BY impact DESC, id), array_agg(dl ORDER BY impact DESC, id)
+SELECT :d, g.lexeme, g.impacts[i], g.ids[i:i + 127], g.tfs[i:i + 127], g.dls[i:i + 127]
 FROM (
-    SELECT p.*, (row_number() OVER (PARTITION BY p.lexeme ORDER BY p.impact DESC, p.id) - 1) / 128 AS block
+    SELECT s.lexeme, array_agg(s.id {_ORDER}) AS ids, array_agg(s.tf {_ORDER}) AS tfs,
+           array_agg(s.dl {_ORDER}) AS dls, array_agg(s.impact {_ORDER}) AS impacts
     FROM (
-        SELECT s.*, s.tf * 2.2 / (s.tf + 1.2 * (1 - 0.75 + 0.75 * s.dl / :avgdl)) AS impact
-        FROM (
-            SELECT c.id, u.lexeme, CAST(least(cardinality(u.positions), 32767) AS smallint) AS tf,
-                   CAST(least(length(c.fts), 32767) AS smallint) AS dl
-            FROM chunk c, unnest(c.fts) u WHERE c.dataset_id = :d AND c.fts IS NOT NULL
-        ) s
-    ) p
-) q
-GROUP BY lexeme, block
+        SELECT c.id, u.lexeme, CAST(least(cardinality(u.positions), 32767) AS smallint) AS tf,
+               CAST(least(length(c.fts), 32767) AS smallint) AS dl,
+               cardinality(u.positions) * 2.2 / (cardinality(u.positions)
+                 + 1.2 * (1 - 0.75 + 0.75 * length(c.fts) / :avgdl)) AS impact
+        FROM chunk c, unnest(c.fts) u
+        WHERE c.dataset_id = :d AND c.fts IS NOT NULL AND c.id >= :start AND c.id < :end
+        OFFSET 0
+    ) s
+    GROUP BY s.lexeme
+) g, generate_series(1, cardinality(g.ids), 128) AS i
 """
 
 
@@ -62,8 +64,17 @@ def upgrade() -> None:
             "LEFT JOIN fulltext_stats s ON s.dataset_id = d.id"
         )
     ).all()
+    conn.execute(sa.text("SET LOCAL work_mem = '256MB'"))
     for dataset_id, avgdl in datasets:
-        conn.execute(sa.text(_BUILD), {"d": dataset_id, "avgdl": max(1.0, float(avgdl))})
+        low, high, count = conn.execute(
+            sa.text("SELECT min(id), max(id), count(*) FROM chunk WHERE dataset_id = :d"), {"d": dataset_id}
+        ).one()
+        step = max(1, (high - low + 1) * 100_000 // count) if count else 1
+        for start in range(low or 0, (high or -1) + 1, step):  # ~100k chunks per sort (kb.db.store.postings)
+            conn.execute(
+                sa.text(_BUILD),
+                {"d": dataset_id, "avgdl": max(1.0, float(avgdl)), "start": start, "end": start + step},
+            )
     conn.execute(
         sa.text(
             "UPDATE fulltext_stats s SET blocks = (SELECT count(*) FROM fulltext_block b WHERE b.dataset_id = s.dataset_id)"

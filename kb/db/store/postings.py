@@ -37,24 +37,28 @@ BLOCK = 128
 READ_POSTINGS = 2048
 READ_BLOCKS = 128  # blocks read per term at most: appended blocks can be small until the next rebuild
 
-# Chunk rows → blocks. Frequencies are capped at int2 (Postgres keeps at most 256 positions per lexeme).
+# Chunk rows → blocks: each lexeme's postings of the chunks in scope, sorted once by impact and cut into
+# slices of BLOCK. Frequencies are capped at int2 (Postgres keeps at most 256 positions per lexeme).
+_ORDER = "ORDER BY s.impact DESC, s.id"
 _BUILD = f"""
 INSERT INTO fulltext_block (dataset_id, lexeme, bound, chunk_ids, tfs, lengths)
-SELECT :dataset_id, lexeme, max(impact), array_agg(id ORDER BY impact DESC, id),
-       array_agg(tf ORDER BY impact DESC, id), array_agg(dl ORDER BY impact DESC, id)
+SELECT :dataset_id, g.lexeme, g.impacts[i], g.ids[i:i + {BLOCK - 1}], g.tfs[i:i + {BLOCK - 1}], g.dls[i:i + {BLOCK - 1}]
 FROM (
-    SELECT p.*, (row_number() OVER (PARTITION BY p.lexeme ORDER BY p.impact DESC, p.id) - 1) / {BLOCK} AS block
+    SELECT s.lexeme, array_agg(s.id {_ORDER}) AS ids, array_agg(s.tf {_ORDER}) AS tfs,
+           array_agg(s.dl {_ORDER}) AS dls, array_agg(s.impact {_ORDER}) AS impacts
     FROM (
-        SELECT s.*, s.tf * {BM25_K1 + 1} / (s.tf + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * s.dl / :avgdl)) AS impact
-        FROM (
-            SELECT c.id, u.lexeme, CAST(least(cardinality(u.positions), 32767) AS smallint) AS tf,
-                   CAST(least(length(c.fts), 32767) AS smallint) AS dl
-            FROM chunk c, unnest(c.fts) u WHERE c.dataset_id = :dataset_id AND c.fts IS NOT NULL {{scope}}
-        ) s
-    ) p
-) q
-GROUP BY lexeme, block
+        SELECT c.id, u.lexeme, CAST(least(cardinality(u.positions), 32767) AS smallint) AS tf,
+               CAST(least(length(c.fts), 32767) AS smallint) AS dl,
+               cardinality(u.positions) * {BM25_K1 + 1} / (cardinality(u.positions)
+                 + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * length(c.fts) / :avgdl)) AS impact
+        FROM chunk c, unnest(c.fts) u WHERE c.dataset_id = :dataset_id AND c.fts IS NOT NULL {{scope}}
+        OFFSET 0  -- computed here, so the sort carries these narrow columns and not the tsvector
+    ) s
+    GROUP BY s.lexeme
+) g, generate_series(1, cardinality(g.ids), {BLOCK}) AS i
 """
+BUILD_CHUNKS = 100_000  # chunks sorted at once by a rebuild: its sort stays in memory-sized runs
+BUILD_WORK_MEM = "256MB"
 
 # Each term's best postings (whole blocks, then cut to READ_POSTINGS), summed into BM25 per chunk.
 _CANDIDATES = f"""
@@ -94,9 +98,25 @@ def append(session: Session, dataset_id: int, chunk_ids: Sequence[int]) -> None:
 
 
 def rebuild(session: Session, dataset_id: int, avgdl: float) -> int:
-    """Rewrite the dataset's blocks from its chunks' tsvectors (the caller commits); returns how many."""
+    """Rewrite the dataset's blocks from its chunks' tsvectors (the caller commits); returns how many.
+
+    Chunks are taken in id ranges of about BUILD_CHUNKS: one sort of a million chunks' postings spilled
+    tens of GB to disk. A lexeme held in several ranges gets a short last block in each, which the
+    search reads in impact order like any other.
+    """
     session.execute(text("DELETE FROM fulltext_block WHERE dataset_id = :d"), {"d": dataset_id})
-    session.execute(text(_BUILD.format(scope="")), {"dataset_id": dataset_id, "avgdl": max(1.0, avgdl)})
+    session.execute(text("SELECT set_config('work_mem', :m, true)"), {"m": BUILD_WORK_MEM})
+    low, high, count = session.execute(
+        text("SELECT min(id), max(id), count(*) FROM chunk WHERE dataset_id = :d"), {"d": dataset_id}
+    ).one()
+    if not count:
+        return 0
+    step = max(1, (high - low + 1) * BUILD_CHUNKS // count)
+    for start in range(low, high + 1, step):
+        session.execute(
+            text(_BUILD.format(scope="AND c.id >= :start AND c.id < :end")),
+            {"dataset_id": dataset_id, "avgdl": max(1.0, avgdl), "start": start, "end": start + step},
+        )
     return block_count(session, dataset_id)
 
 
