@@ -7,8 +7,11 @@ any generation that runs through `kb.services.threaded_stream` (llama.cpp, torch
 counts as an answer being generated.
 
 - A turnstile: at most `size` searches compute at once (the core count by default); the others wait
-  asleep. While answers are being generated, searches get `size - answers` places (at least one), so
-  the generation keeps a core.
+  asleep, and go in the order they came. While answers are being generated, searches get
+  `size - answers` places (at least one), so the generation keeps a core.
+  First come, first served matters under load: with a plain condition variable a client that had
+  just finished took the freed place again before those already waiting, and 20 clients at 1M chunks
+  saw a p50 of 69 ms beside a p95 of 1.4 s.
 - An answer's own retrieval goes before waiting searches: it is the next step of a chat someone is
   watching.
 - Searches compute on threads with a raised nice value (`SEARCH_NICE`), so the kernel's scheduler
@@ -23,6 +26,7 @@ import contextlib
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -46,25 +50,27 @@ class CoreSharing:
         self._changed = threading.Condition()
         self._searching = 0
         self._answering = 0
-        self._answer_searches_waiting = 0
+        self._waiting: dict[bool, deque] = {True: deque(), False: deque()}  # for_answer → tickets in arrival order
 
     def _places(self, for_answer: bool) -> int:
         if for_answer:
             return self.size
-        if self._answer_searches_waiting:
+        if self._waiting[True]:
             return 0
         return max(1, self.size - self._answering)
 
     @contextlib.contextmanager
     def search(self, *, for_answer: bool = False) -> Iterator[float]:
-        """Wait for a place to compute a search; yields how long the wait was, in milliseconds."""
+        """Wait for a place to compute a search, in turn; yields how long the wait was, in milliseconds."""
         started = time.perf_counter()
+        ticket, line = object(), self._waiting[for_answer]
         with self._changed:
-            self._answer_searches_waiting += for_answer
+            line.append(ticket)
             try:
-                self._changed.wait_for(lambda: self._searching < self._places(for_answer))
+                self._changed.wait_for(lambda: line[0] is ticket and self._searching < self._places(for_answer))
             finally:
-                self._answer_searches_waiting -= for_answer
+                line.remove(ticket)
+                self._changed.notify_all()  # the next in line may have a place too
             self._searching += 1
         try:
             yield (time.perf_counter() - started) * 1000

@@ -84,3 +84,24 @@ def test_a_model_stream_counts_as_an_answer_being_generated_while_it_runs():
         assert pool.submit(lambda: asyncio.run(read())).result() == ["token"]
     assert seen == [1]
     assert cores._answering == 0
+
+
+def test_waiting_searches_go_in_the_order_they_came():
+    cores = CoreSharing(1)
+    holder, held = _enters(cores)
+    assert held.wait(5)
+    queued = []
+    for n in range(5):
+        queued.append(_enters(cores))
+        for _ in range(500):  # this one is in line before the next one comes
+            if len(cores._waiting[False]) == n + 1:
+                break
+            threading.Event().wait(0.01)
+    holder.leave.set()
+    for n, (thread, admitted) in enumerate(queued):
+        assert admitted.wait(5)
+        assert not any(later.wait(0.05) for _, later in queued[n + 1 :]), f"a later search went before search {n}"
+        thread.leave.set()
+    newcomer, newcomer_in = _enters(cores)  # nobody waiting: straight in
+    assert newcomer_in.wait(5)
+    newcomer.leave.set()
