@@ -8,12 +8,17 @@ help: `idf × (k1 + 1)` bounds are loose, so most questions still read every pos
 `fulltext_block` keeps each lexeme's postings outside the chunk rows, in blocks of up to `BLOCK`: the
 chunk ids with the lexeme's frequency in each chunk and the chunk's length, ordered by their BM25 impact
 (`impact`, BM25 without the IDF) and labelled with the block's largest impact (`bound`). A search reads
-each query term's best postings, `READ_POSTINGS` at most, from a few blocks found through one index
-(`candidates`): this is an impact-ordered index with a per-term cut-off, as in Anh and Moffat's
-impact-sorted indexes. Terms with fewer postings are read whole, so on a dataset where no query word is
-held by more than `READ_POSTINGS` chunks, the candidates are exactly exact BM25's. Beyond that a chunk can
-be missed only if it holds none of the query's rarer words and is not among the best holders of any
-common one; the candidates are then scored exactly from their chunk rows (kb.db.store.search).
+the query's best blocks through one index (`candidates`), in the order of the most a block can add to a
+chunk's score (the term's IDF times the bound), until `READ_POSTINGS` postings: score-at-a-time
+processing of an impact-ordered index with a fixed budget, after Anh and Moffat. Rare words' blocks
+come first, so a chunk holding one is always a candidate; when all the query's postings fit the
+budget, the candidates are exactly exact BM25's. Beyond that a chunk can be missed only if it holds
+none of the rarer words and is not among the best holders of a common one. The candidates are then
+scored exactly from their chunk rows (kb.db.store.search).
+
+The budget was chosen on 1M chunks (BENCHMARKS.md, Scale): against exact BM25's top 50 for 400 kit
+questions, the same first chunk for 0.987 of them and 0.87 of the top five, in 14 ms; a budget of 2,048
+postings per term instead gave 0.947 and 0.75 in 17 ms.
 
 Upkeep:
 - Chunks written or edited get their postings in the same transaction (`append`), in blocks of their
@@ -34,8 +39,8 @@ from sqlalchemy.orm import Session
 from kb.db.ranking import BM25_B, BM25_K1
 
 BLOCK = 128
-READ_POSTINGS = 2048
-READ_BLOCKS = 128  # blocks read per term at most: appended blocks can be small until the next rebuild
+READ_POSTINGS = 12_288  # per search, over all its terms
+READ_BLOCKS = 96  # per term at most: whole blocks hold 12,288 postings; appended ones can be smaller
 
 # Chunk rows → blocks: each lexeme's postings of the chunks in scope, sorted once by impact and cut into
 # slices of BLOCK. Frequencies are capped at int2 (Postgres keeps at most 256 positions per lexeme).
@@ -60,12 +65,13 @@ FROM (
 BUILD_CHUNKS = 100_000  # chunks sorted at once by a rebuild: its sort stays in memory-sized runs
 BUILD_WORK_MEM = "256MB"
 
-# Each term's best postings (whole blocks, then cut to READ_POSTINGS), summed into BM25 per chunk.
+# The query's best postings: each term's best blocks, then every block in the order of the most it can add to a
+# chunk's BM25 (the term's IDF times the block's bound) until READ_POSTINGS; summed into BM25 per chunk.
 _CANDIDATES = f"""
 SELECT p.id, sum(t.w * p.tf * {BM25_K1 + 1} / (p.tf + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * p.dl / :avgdl))) AS bm25
 FROM (
-    SELECT i.lexeme, i.w, b.chunk_ids, b.tfs, b.lengths,
-           sum(cardinality(b.chunk_ids)) OVER (PARTITION BY i.lexeme ORDER BY b.bound DESC, b.id DESC)
+    SELECT i.w, b.chunk_ids, b.tfs, b.lengths,
+           sum(cardinality(b.chunk_ids)) OVER (ORDER BY i.w * b.bound DESC, i.lexeme, b.id DESC)
              - cardinality(b.chunk_ids) AS before
     FROM unnest(CAST(:terms AS text[]), CAST(:weights AS float8[])) AS i(lexeme, w)
     CROSS JOIN LATERAL (
@@ -148,7 +154,7 @@ def candidates(
     *,
     postings: int = READ_POSTINGS,
 ) -> list[int]:
-    """The `limit` chunk ids with the highest BM25 over the query terms' best `postings` postings each."""
+    """The `limit` chunk ids with the highest BM25 over the query's `postings` best postings."""
     if not idf:
         return []
     rows = session.execute(
@@ -158,7 +164,7 @@ def candidates(
             "terms": list(idf),
             "weights": list(idf.values()),
             "avgdl": max(1.0, avgdl),
-            "blocks": max(READ_BLOCKS, -(-postings // BLOCK)),
+            "blocks": READ_BLOCKS,
             "postings": postings,
             "limit": limit,
         },
