@@ -162,3 +162,24 @@ def test_the_migration_builds_the_blocks_of_datasets_that_existed_before_it(db, 
         assert postings.block_count(session, corpus) == built
         prepared = search_store.prepare_fulltext(session, corpus, query)
         assert [row.id for row in search_store.top_bm25(session, prepared, 10)] == before
+
+
+def test_a_rebuild_in_many_ranges_leaves_each_word_at_most_one_short_block(db, corpus, monkeypatch):
+    query = " ".join(WORDS[:2] + WORDS[100:103])
+    with db.session() as session:
+        before = _top(session, corpus, query, pruned=True)
+        monkeypatch.setattr(postings, "BUILD_CHUNKS", 7)  # ~57 ranges: most words get a short block in each
+        postings.rebuild(session, corpus, fulltext_stats.text_stats(session, corpus).mean_length)
+        short = session.execute(
+            text(
+                "SELECT max(n) FROM (SELECT count(*) AS n FROM fulltext_block WHERE dataset_id = :d "
+                "AND cardinality(chunk_ids) < :full GROUP BY lexeme) s"
+            ),
+            {"d": corpus, "full": postings.BLOCK},
+        ).scalar()
+        assert short == 1
+        assert (
+            postings.posting_counts(session, corpus, [WORDS[0]])[WORDS[0]]
+            == fulltext_stats.document_frequencies(session, corpus, [WORDS[0]])[WORDS[0]]
+        )
+        assert _top(session, corpus, query, pruned=True) == before

@@ -42,26 +42,44 @@ BLOCK = 128
 READ_POSTINGS = 12_288  # per search, over all its terms
 READ_BLOCKS = 96  # per term at most: whole blocks hold 12,288 postings; appended ones can be smaller
 
-# Chunk rows → blocks: each lexeme's postings of the chunks in scope, sorted once by impact and cut into
-# slices of BLOCK. Frequencies are capped at int2 (Postgres keeps at most 256 positions per lexeme).
+# Postings → blocks: each lexeme's postings, sorted once by impact and cut into slices of BLOCK. `{source}`
+# yields (id, lexeme, tf, dl) rows; they are computed below an OFFSET 0 fence, so the sort carries these
+# narrow columns and not the tsvector or arrays they came from.
 _ORDER = "ORDER BY s.impact DESC, s.id"
-_BUILD = f"""
+_INTO_BLOCKS = f"""
 INSERT INTO fulltext_block (dataset_id, lexeme, bound, chunk_ids, tfs, lengths)
 SELECT :dataset_id, g.lexeme, g.impacts[i], g.ids[i:i + {BLOCK - 1}], g.tfs[i:i + {BLOCK - 1}], g.dls[i:i + {BLOCK - 1}]
 FROM (
     SELECT s.lexeme, array_agg(s.id {_ORDER}) AS ids, array_agg(s.tf {_ORDER}) AS tfs,
            array_agg(s.dl {_ORDER}) AS dls, array_agg(s.impact {_ORDER}) AS impacts
     FROM (
-        SELECT c.id, u.lexeme, CAST(least(cardinality(u.positions), 32767) AS smallint) AS tf,
-               CAST(least(length(c.fts), 32767) AS smallint) AS dl,
-               cardinality(u.positions) * {BM25_K1 + 1} / (cardinality(u.positions)
-                 + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * length(c.fts) / :avgdl)) AS impact
-        FROM chunk c, unnest(c.fts) u WHERE c.dataset_id = :dataset_id AND c.fts IS NOT NULL {{scope}}
-        OFFSET 0  -- computed here, so the sort carries these narrow columns and not the tsvector
+        SELECT p.*, p.tf * {BM25_K1 + 1} / (p.tf + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * p.dl / :avgdl)) AS impact
+        FROM ({{source}} OFFSET 0) p
     ) s
     GROUP BY s.lexeme
 ) g, generate_series(1, cardinality(g.ids), {BLOCK}) AS i
 """
+# Frequencies are capped at int2 (Postgres keeps at most 256 positions per lexeme).
+_FROM_CHUNKS = """
+SELECT c.id, u.lexeme, CAST(least(cardinality(u.positions), 32767) AS smallint) AS tf,
+       CAST(least(length(c.fts), 32767) AS smallint) AS dl
+FROM chunk c, unnest(c.fts) u WHERE c.dataset_id = :dataset_id AND c.fts IS NOT NULL {scope}
+"""
+_BUILD = _INTO_BLOCKS.replace("{source}", _FROM_CHUNKS)
+# A lexeme's short blocks (from several build ranges or appends) merged into full ones.
+_MERGE_SHORT = (
+    "WITH short AS ("
+    + f"""
+    DELETE FROM fulltext_block b WHERE b.dataset_id = :dataset_id AND cardinality(b.chunk_ids) < {BLOCK}
+      AND b.lexeme IN (SELECT lexeme FROM fulltext_block WHERE dataset_id = :dataset_id
+                       AND cardinality(chunk_ids) < {BLOCK} GROUP BY lexeme HAVING count(*) > 1)
+    RETURNING b.lexeme, b.chunk_ids, b.tfs, b.lengths
+)"""
+    + _INTO_BLOCKS.replace(
+        "{source}",
+        "SELECT p.id, short.lexeme, p.tf, p.dl FROM short, unnest(short.chunk_ids, short.tfs, short.lengths) AS p(id, tf, dl)",
+    )
+)
 BUILD_CHUNKS = 100_000  # chunks sorted at once by a rebuild: its sort stays in memory-sized runs
 BUILD_WORK_MEM = "256MB"
 
@@ -107,8 +125,8 @@ def rebuild(session: Session, dataset_id: int, avgdl: float) -> int:
     """Rewrite the dataset's blocks from its chunks' tsvectors (the caller commits); returns how many.
 
     Chunks are taken in id ranges of about BUILD_CHUNKS: one sort of a million chunks' postings spilled
-    tens of GB to disk. A lexeme held in several ranges gets a short last block in each, which the
-    search reads in impact order like any other.
+    tens of GB to disk. A lexeme held in several ranges gets a short last block in each; those are then
+    merged (`merge_short`).
     """
     session.execute(text("DELETE FROM fulltext_block WHERE dataset_id = :d"), {"d": dataset_id})
     session.execute(text("SELECT set_config('work_mem', :m, true)"), {"m": BUILD_WORK_MEM})
@@ -123,7 +141,13 @@ def rebuild(session: Session, dataset_id: int, avgdl: float) -> int:
             text(_BUILD.format(scope="AND c.id >= :start AND c.id < :end")),
             {"dataset_id": dataset_id, "avgdl": max(1.0, avgdl), "start": start, "end": start + step},
         )
+    merge_short(session, dataset_id, avgdl)
     return block_count(session, dataset_id)
+
+
+def merge_short(session: Session, dataset_id: int, avgdl: float) -> None:
+    """Merge each lexeme's short blocks into full ones, best impact first (the caller commits)."""
+    session.execute(text(_MERGE_SHORT), {"dataset_id": dataset_id, "avgdl": max(1.0, avgdl)})
 
 
 def block_count(session: Session, dataset_id: int) -> int:
