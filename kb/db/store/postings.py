@@ -24,8 +24,9 @@ Upkeep:
 - Chunks written or edited get their postings in the same transaction (`append`), in blocks of their
   own; postings of deleted or edited chunks stay until the next rebuild, and the exact scoring of
   the candidates drops or corrects them.
-- `rebuild` rewrites a dataset's blocks from its tsvectors: run with the statistics refresh
-  (kb.db.store.fulltext_stats), which also runs once many small blocks have piled up.
+- `rebuild` rewrites a dataset's blocks from its tsvectors, range by range, then merges each lexeme's
+  short blocks (`merge_short`). It runs with the statistics refresh (kb.db.store.fulltext_stats),
+  which also runs once many small blocks have piled up.
 - Migration 0007 built the blocks of the datasets that existed before it.
 """
 
