@@ -388,11 +388,17 @@ def test_two_workers_and_two_api_processes_on_one_database_process_each_upload_e
     share = [len(worker.jobs_taken()) for worker in workers]
     log.info("jobs per worker: %s (the queue does not promise a fair share)", share)
     print(f"jobs per worker: {share}")
+    # A worker refreshes the dataset's full-text statistics and postings just after marking its last job
+    # done, so a search can straddle that commit; the two processes must agree once it is in.
     with httpx.Client(headers=ROOT, timeout=30) as client:
-        found = [
-            client.post(f"{url}/api/datasets/{dataset_id}/search", json={"query": corpus[0].stem, "limit": 3})
-            for url in urls
-        ]
-    assert [r.status_code for r in found] == [200, 200], [r.text for r in found]
-    assert found[0].json()["results"] and found[0].json()["results"] == found[1].json()["results"]
+
+        def agree() -> bool:
+            found = [
+                client.post(f"{url}/api/datasets/{dataset_id}/search", json={"query": corpus[0].stem, "limit": 3})
+                for url in urls
+            ]
+            assert [r.status_code for r in found] == [200, 200], [r.text for r in found]
+            return bool(found[0].json()["results"]) and found[0].json()["results"] == found[1].json()["results"]
+
+        deployment.wait_for(agree, "both API processes returning the same search results", 60)
     assert all(api.proc.poll() is None for api in apis), deployment.logs()
