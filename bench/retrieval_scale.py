@@ -120,9 +120,19 @@ def measure(
 def print_rows(rows: list[dict], kits: list[str]) -> None:
     """One table per concern: cost of the corpus, latency, quality against exact BM25 fusion."""
     print("\n### scale: corpus\n")
-    columns = ["chunks", "HNSW build s", "HNSW MB", "stats refresh s", "postings MB", "database MB", "postgres PSS MB"]
-    columns.append("bench RSS MB")
-    _table(rows, columns)
+    _table(
+        rows,
+        [
+            "chunks",
+            "HNSW build s",
+            "HNSW MB",
+            "stats refresh s",
+            "postings MB",
+            "database MB",
+            "postgres PSS MB",
+            "bench RSS MB",
+        ],
+    )
     print("\n### scale: hybrid latency (ms; kb = pruned full text, exact = exact BM25)\n")
     _table(
         rows,

@@ -17,6 +17,12 @@ BM25_B = 0.75
 PROXIMITY_WINDOW = 32
 
 
+def impact_sql(tf: str, length: str) -> str:
+    """BM25's term-frequency part (the impact: BM25 without the IDF) as SQL over the given column expressions,
+    with the dataset's mean length bound as `:avgdl`."""
+    return f"{tf} * {BM25_K1 + 1} / ({tf} + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * {length} / :avgdl))"
+
+
 def bm25_share(bm25: float, idf_sum: float) -> float:
     """BM25 as a share of the highest BM25 the query could reach (every term, saturated, in a short chunk)."""
     bound = idf_sum * (BM25_K1 + 1)

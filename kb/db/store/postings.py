@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from kb.db.ranking import BM25_B, BM25_K1
+from kb.db.ranking import impact_sql
 
 BLOCK = 128
 READ_POSTINGS = 12_288  # per search, over all its terms
@@ -54,7 +54,7 @@ FROM (
     SELECT s.lexeme, array_agg(s.id {_ORDER}) AS ids, array_agg(s.tf {_ORDER}) AS tfs,
            array_agg(s.dl {_ORDER}) AS dls, array_agg(s.impact {_ORDER}) AS impacts
     FROM (
-        SELECT p.*, p.tf * {BM25_K1 + 1} / (p.tf + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * p.dl / :avgdl)) AS impact
+        SELECT p.*, {impact_sql("p.tf", "p.dl")} AS impact
         FROM ({{source}} OFFSET 0) p
     ) s
     GROUP BY s.lexeme
@@ -68,18 +68,15 @@ FROM chunk c, unnest(c.fts) u WHERE c.dataset_id = :dataset_id AND c.fts IS NOT 
 """
 _BUILD = _INTO_BLOCKS.replace("{source}", _FROM_CHUNKS)
 # A lexeme's short blocks (from several build ranges or appends) merged into full ones.
-_MERGE_SHORT = (
-    "WITH short AS ("
-    + f"""
+_MERGE_SHORT = f"""
+WITH short AS (
     DELETE FROM fulltext_block b WHERE b.dataset_id = :dataset_id AND cardinality(b.chunk_ids) < {BLOCK}
       AND b.lexeme IN (SELECT lexeme FROM fulltext_block WHERE dataset_id = :dataset_id
                        AND cardinality(chunk_ids) < {BLOCK} GROUP BY lexeme HAVING count(*) > 1)
     RETURNING b.lexeme, b.chunk_ids, b.tfs, b.lengths
-)"""
-    + _INTO_BLOCKS.replace(
-        "{source}",
-        "SELECT p.id, short.lexeme, p.tf, p.dl FROM short, unnest(short.chunk_ids, short.tfs, short.lengths) AS p(id, tf, dl)",
-    )
+)""" + _INTO_BLOCKS.replace(
+    "{source}",
+    "SELECT p.id, short.lexeme, p.tf, p.dl FROM short, unnest(short.chunk_ids, short.tfs, short.lengths) p(id, tf, dl)",
 )
 BUILD_CHUNKS = 100_000  # chunks sorted at once by a rebuild: its sort stays in memory-sized runs
 BUILD_WORK_MEM = "256MB"
@@ -87,7 +84,7 @@ BUILD_WORK_MEM = "256MB"
 # The query's best postings: each term's best blocks, then every block in the order of the most it can add to a
 # chunk's BM25 (the term's IDF times the block's bound) until READ_POSTINGS; summed into BM25 per chunk.
 _CANDIDATES = f"""
-SELECT p.id, sum(t.w * p.tf * {BM25_K1 + 1} / (p.tf + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * p.dl / :avgdl))) AS bm25
+SELECT p.id, sum(t.w * {impact_sql("p.tf", "p.dl")}) AS bm25
 FROM (
     SELECT i.w, b.chunk_ids, b.tfs, b.lengths,
            sum(cardinality(b.chunk_ids)) OVER (ORDER BY i.w * b.bound DESC, i.lexeme, b.id DESC)

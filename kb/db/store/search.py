@@ -23,7 +23,7 @@ from dataclasses import dataclass, fields
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from kb.db.ranking import BM25_B, BM25_K1, fulltext_score
+from kb.db.ranking import fulltext_score, impact_sql
 from kb.db.store import postings
 from kb.db.store.chunks import vector_literal
 from kb.db.store.fulltext_stats import SEARCHABLE, TextStats, document_frequencies, or_query, text_stats
@@ -162,24 +162,23 @@ def _unit(similarity: float) -> float:
 # `:tsquery` terms by their BM25 over every query term; _SCORE scores given chunks and returns where
 # the query's terms sit in them, for the proximity part of the score (kb.db.ranking).
 _QUERY_TERMS = "unnest(ts_filter(setweight(c.fts, 'A', CAST(:lexemes AS text[])), '{{a}}')) p"  # braces: str.format
-_TERM_BM25 = f"i.w * p.tf * {BM25_K1 + 1} / (p.tf + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * p.dl / :avgdl))"
+_TERM_BM25 = f"i.w * {impact_sql('p.tf', 'p.dl')}"
 _POSTINGS = f"SELECT c.id, length(c.fts) AS dl, p.lexeme, p.positions, cardinality(p.positions) AS tf FROM chunk c, {_QUERY_TERMS}"
 _IDF = "unnest(CAST(:idf_terms AS text[]), CAST(:idf_weights AS float8[])) AS i(lexeme, w)"
 
-_RANK = f"""
+
+def _ranked(matching: str) -> str:
+    """Exact BM25 of the dataset's searchable chunks `matching` (an SQL condition on `c`), best first."""
+    return f"""
 SELECT p.id, sum({_TERM_BM25}) AS bm25
-FROM ({_POSTINGS} WHERE c.dataset_id = {{dataset_id}} AND c.fts @@ CAST(:tsquery AS tsquery) AND {SEARCHABLE}) p
+FROM ({_POSTINGS} WHERE c.dataset_id = {{dataset_id}} AND {matching} AND {SEARCHABLE}) p
 JOIN {_IDF} USING (lexeme)
 GROUP BY p.id ORDER BY bm25 DESC, p.id LIMIT :limit
 """
 
-# Exact BM25 of given candidates, those still searchable, best first.
-_RESCORE = f"""
-SELECT p.id, sum({_TERM_BM25}) AS bm25
-FROM ({_POSTINGS} WHERE c.dataset_id = {{dataset_id}} AND c.id = ANY(CAST(:ids AS bigint[])) AND {SEARCHABLE}) p
-JOIN {_IDF} USING (lexeme)
-GROUP BY p.id ORDER BY bm25 DESC, p.id LIMIT :limit
-"""
+
+_RANK = _ranked("c.fts @@ CAST(:tsquery AS tsquery)")  # every chunk holding a query term
+_RESCORE = _ranked("c.id = ANY(CAST(:ids AS bigint[]))")  # given candidates
 
 _SCORE = f"""
 SELECT {_HIT_COLUMNS}, s.bm25, s.lexemes, s.positions FROM (
