@@ -57,7 +57,7 @@ def merge_datasets(results: Sequence[ListResult], limit: int) -> ListResult:
     scores_of: dict[int, float] = {}
     for result in results:
         scores_of.update(result.scores_of)
-    return ListResult([replace(h, rank=rank) for rank, h in enumerate(hits, 1)], scores_of)
+    return ListResult([h if h.rank == rank else replace(h, rank=rank) for rank, h in enumerate(hits, 1)], scores_of)
 
 
 def _quote(

@@ -49,7 +49,10 @@ class FoundChunk:
 
     def chunk_fields(self) -> dict:
         """These fields alone, to build another kind of result about the same chunk."""
-        return {f.name: getattr(self, f.name) for f in fields(FoundChunk)}
+        return {name: getattr(self, name) for name in _FOUND_FIELDS}
+
+
+_FOUND_FIELDS = tuple(f.name for f in fields(FoundChunk))
 
 
 @dataclass(frozen=True)
@@ -100,9 +103,12 @@ def _hit(row, score: float, scaled: float, rank: int) -> ChunkHit:
 
 def set_ef_search(session: Session, ef_search: int) -> None:
     """HNSW candidate list size for the rest of this transaction (higher: better recall, slower)."""
-    session.execute(text("SELECT set_config('hnsw.ef_search', :v, true)"), {"v": str(_int(ef_search, "ef_search"))})
-    # Keep walking the graph when filtered-out rows (non-ready collections) leave fewer than `limit` hits.
-    session.execute(text("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)"))
+    # iterative_scan: keep walking the graph when filtered-out rows (non-ready collections) leave fewer
+    # than `limit` hits.
+    session.execute(
+        text("SELECT set_config('hnsw.ef_search', :v, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)"),
+        {"v": str(_int(ef_search, "ef_search"))},
+    )
 
 
 def vector_search_sql(dataset_id: int, dim: int, limit: int) -> str:
@@ -159,36 +165,39 @@ def _unit(similarity: float) -> float:
 # BM25 over the tsvector column. Document length is the number of distinct lexemes (`length(fts)`). A
 # chunk's query terms are picked out of its tsvector by marking them with weight A and keeping only A
 # (kb never sets weights, so everything else is D). _RANK ranks the chunks holding any of the
-# `:tsquery` terms by their BM25 over every query term; _SCORE scores given chunks and returns where
-# the query's terms sit in them, for the proximity part of the score (kb.db.ranking).
+# `:tsquery` terms by their BM25 over every query term; the `_scored` queries also return where the
+# query's terms sit in the chunks they rank, for the proximity part of the score (kb.db.ranking).
 _QUERY_TERMS = "unnest(ts_filter(setweight(c.fts, 'A', CAST(:lexemes AS text[])), '{{a}}')) p"  # braces: str.format
 _TERM_BM25 = f"i.w * {impact_sql('p.tf', 'p.dl')}"
 _POSTINGS = f"SELECT c.id, length(c.fts) AS dl, p.lexeme, p.positions, cardinality(p.positions) AS tf FROM chunk c, {_QUERY_TERMS}"
 _IDF = "unnest(CAST(:idf_terms AS text[]), CAST(:idf_weights AS float8[])) AS i(lexeme, w)"
 
 
-def _ranked(matching: str) -> str:
-    """Exact BM25 of the dataset's searchable chunks `matching` (an SQL condition on `c`), best first."""
-    return f"""
+# Exact BM25 of every searchable chunk holding a query term (`:tsquery`), best first: ids and scores only.
+_RANK = f"""
 SELECT p.id, sum({_TERM_BM25}) AS bm25
-FROM ({_POSTINGS} WHERE c.dataset_id = {{dataset_id}} AND {matching} AND {SEARCHABLE}) p
+FROM ({_POSTINGS} WHERE c.dataset_id = {{dataset_id}} AND c.fts @@ CAST(:tsquery AS tsquery) AND {SEARCHABLE}) p
 JOIN {_IDF} USING (lexeme)
 GROUP BY p.id ORDER BY bm25 DESC, p.id LIMIT :limit
 """
 
 
-_RANK = _ranked("c.fts @@ CAST(:tsquery AS tsquery)")  # every chunk holding a query term
-_RESCORE = _ranked("c.id = ANY(CAST(:ids AS bigint[]))")  # given candidates
-
-_SCORE = f"""
+def _scored(matching: str) -> str:
+    """The hit columns, exact BM25 and query-term positions of the dataset's `:limit` best chunks `matching`."""
+    return f"""
 SELECT {_HIT_COLUMNS}, s.bm25, s.lexemes, s.positions FROM (
     SELECT p.id, sum({_TERM_BM25}) AS bm25, array_agg(p.lexeme) AS lexemes,
            array_agg(array_to_string(p.positions, ',')) AS positions
-    FROM ({_POSTINGS} WHERE c.dataset_id = {{dataset_id}} AND c.id = ANY(CAST(:ids AS bigint[]))) p
+    FROM ({_POSTINGS} WHERE c.dataset_id = {{dataset_id}} AND {matching}) p
     JOIN {_IDF} USING (lexeme)
-    GROUP BY p.id
+    GROUP BY p.id ORDER BY bm25 DESC, p.id LIMIT :limit
 ) s JOIN chunk c ON c.id = s.id
 """
+
+
+_BY_ID = "c.id = ANY(CAST(:ids AS bigint[]))"
+_RESCORE = _scored(f"{_BY_ID} AND {SEARCHABLE}")  # pruned: the candidates, scored and ranked in one read
+_SCORE = _scored(_BY_ID)  # given chunks (found by the other list)
 
 
 def query_lexemes(session: Session, query_text: str) -> list[str]:
@@ -248,7 +257,7 @@ def top_bm25(session: Session, prepared: FulltextQuery, limit: int, *, pruned: b
     if not pruned:
         return _bm25_rows(session, prepared, _RANK, limit, tsquery=or_query(list(prepared.idf)))
     ids = postings.candidates(session, prepared.dataset_id, prepared.idf, prepared.stats.mean_length, limit * RESCORED)
-    return _bm25_rows(session, prepared, _RESCORE, limit, ids=ids) if ids else []
+    return _bm25_rows(session, prepared, _RESCORE, limit, ids=sorted(ids)) if ids else []
 
 
 def fulltext_search(
@@ -265,8 +274,10 @@ def fulltext_search(
     if not prepared.idf:
         return ListResult([], {}), prepared
     ranked = top_bm25(session, prepared, limit, pruned=pruned)
-    by_bm25 = {row.id: rank for rank, row in enumerate(ranked, 1)}
-    scored = _scored_rows(session, prepared, list(by_bm25))
+    # Pruned, the ranked rows are already scored rows; exact ranking reads only ids and BM25 first.
+    rows = ranked if pruned else _score_rows(session, prepared, [row.id for row in ranked])
+    by_bm25 = {row.id: rank for rank, row in enumerate(sorted(rows, key=lambda r: (-r.bm25, r.id)), 1)}
+    scored = [(_score(row, prepared), row) for row in rows]
     scored.sort(key=lambda item: (-item[0], by_bm25[item[1].id]))
     hits = [_hit(row, float(row.bm25), score, rank) for rank, (score, row) in enumerate(scored, 1)]
     return ListResult(hits, {hit.chunk_id: hit.scaled for hit in hits}), prepared
@@ -274,24 +285,17 @@ def fulltext_search(
 
 def fulltext_scores(session: Session, prepared: FulltextQuery, chunk_ids: Sequence[int]) -> dict[int, float]:
     """The 0..1 full-text score of given chunks (0 for those holding no query term)."""
-    return {row.id: score for score, row in _scored_rows(session, prepared, chunk_ids)}
+    return {row.id: _score(row, prepared) for row in _score_rows(session, prepared, chunk_ids)}
 
 
-def _scored_rows(session: Session, prepared: FulltextQuery, chunk_ids: Sequence[int]) -> list[tuple[float, object]]:
-    if not chunk_ids or not prepared.idf:
+def _score_rows(session: Session, prepared: FulltextQuery, chunk_ids: Sequence[int]) -> list:
+    ids = sorted({int(i) for i in chunk_ids})
+    if not ids or not prepared.idf:
         return []
-    rows = session.execute(
-        text(_SCORE.format(dataset_id=_int(prepared.dataset_id, "dataset_id"))),
-        {
-            "lexemes": prepared.lexemes,
-            "ids": sorted({int(i) for i in chunk_ids}),
-            "idf_terms": list(prepared.idf),
-            "idf_weights": list(prepared.idf.values()),
-            "avgdl": prepared.stats.mean_length,
-        },
-    ).all()
-    scored = []
-    for row in rows:
-        positions = {term: [int(p) for p in places.split(",")] for term, places in zip(row.lexemes, row.positions)}
-        scored.append((fulltext_score(float(row.bm25), prepared.idf, positions), row))
-    return scored
+    return _bm25_rows(session, prepared, _SCORE, len(ids), ids=ids)
+
+
+def _score(row, prepared: FulltextQuery) -> float:
+    """A scored row's 0..1 full-text score (kb.db.ranking), from its BM25 and where the query's terms sit."""
+    positions = {term: [int(p) for p in places.split(",")] for term, places in zip(row.lexemes, row.positions)}
+    return fulltext_score(float(row.bm25), prepared.idf, positions)
