@@ -70,8 +70,8 @@ class Settings(BaseSettings):
         default=0,
         ge=0,
         le=256,
-        description="Searches computed at once per process (more wait their turn); 0 = the number of CPU cores. "
-        "Keeps a burst of searches from starving answers being generated on the same cores.",
+        description="Searches computed at once per process (more wait their turn); 0 = one more than the number "
+        "of CPU cores. While answers are generated, searches get the cores they leave (at least one).",
     )
     fulltext_pruning: bool = Field(
         default=True,

@@ -42,6 +42,22 @@ def test_a_generating_answer_keeps_a_core_from_searches():
     first.leave.set(), second.leave.set()
 
 
+def test_places_beyond_the_cores_are_not_given_to_searches_while_an_answer_generates():
+    cores = CoreSharing(3, cores=2)
+    idle = [_enters(cores) for _ in range(3)]
+    assert all(entered.wait(5) for _, entered in idle), "with no answer, every place is used"
+    for thread, _ in idle:
+        thread.leave.set()
+    with cores.answering():
+        first, first_in = _enters(cores)
+        second, second_in = _enters(cores)
+        assert first_in.wait(5)
+        assert not second_in.wait(0.3), "an answer on two cores leaves searches one place, not size - 1"
+        first.leave.set()
+        assert second_in.wait(5)
+        second.leave.set()
+
+
 def test_an_answers_retrieval_goes_before_waiting_searches():
     cores = CoreSharing(1)
     holder, held = _enters(cores)
