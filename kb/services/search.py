@@ -228,16 +228,15 @@ def search_datasets(
 def _search(rt: Runtime, dataset_ids, query, mode, limit, min_score, max_tokens, rerank, chat_model) -> SearchResult:
     settings, registry = rt.settings, rt.registry
     run = _Run(query, mode, max(limit, settings.search_candidates), settings, registry)
-    with rt.db.session() as session:
-        datasets = _load_datasets(session, dataset_ids)
-    pending = {}
-    if mode != "vector":
-        pending = {
-            d.id: _fulltext_threads.submit(_fulltext, rt.db, d, query, run.pool, settings.fulltext_pruning)
-            for d in datasets
-        }
     vector_lists, fulltext_lists = [], []
     with rt.db.session() as session:
+        datasets = _load_datasets(session, dataset_ids)
+        pending = {}
+        if mode != "vector":
+            pending = {
+                d.id: _fulltext_threads.submit(_fulltext, rt.db, d, query, run.pool, settings.fulltext_pruning)
+                for d in datasets
+            }
         for dataset in datasets:
             vector = run.query_vector(dataset) if mode != "fulltext" else None
             vectors = run.vector_list(session, dataset, vector) if vector is not None else None
