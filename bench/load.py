@@ -119,11 +119,12 @@ def _die_with_parent() -> None:
 
 
 @contextmanager
-def kb_server(db_url: str, root_key: str, port: int, start_timeout: float):
+def kb_server(db_url: str, root_key: str, port: int, start_timeout: float, chat_model: str):
     """A `kb serve` subprocess on 127.0.0.1:port, healthy when this yields it; stopped (its group killed) on exit."""
     env = {
         **os.environ,
         **SERVER_ENV,
+        "KB_CHAT_MODEL": chat_model,
         "PYTHONPATH": str(REPO),
         "KB_DATA_DIR": str(CACHE / "data"),
         "KB_DATABASE_URL": db_url,
@@ -469,6 +470,7 @@ def build_report(raw: dict, args, load_before: str, load_after: str) -> dict:
         "duration_s": args.duration,
         "clients": args.clients,
         "chats": args.chats,
+        "chat_model": args.chat_model,
         "max_tokens": args.max_tokens,
         "load_average": {"start": load_before, "end": load_after},
         "baseline": base,
@@ -568,6 +570,9 @@ def main() -> None:
     parser.add_argument("--sample-every", type=float, default=2, help="seconds between RSS / connection samples")
     parser.add_argument("--start-timeout", type=float, default=180, help="seconds kb serve may take to be healthy")
     parser.add_argument("--seed", type=int, default=8, help="seed for the question order")
+    parser.add_argument(
+        "--chat-model", default=SERVER_ENV["KB_CHAT_MODEL"], help="the server's chat model (default: the small one)"
+    )
     parser.add_argument("--rebuild", action="store_true", help="ingest the kit again into a fresh database")
     parser.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
     args = parser.parse_args()
@@ -597,7 +602,7 @@ def measure(args) -> dict:
         load_before = load_average()
         db.dispose()  # the bench's own connections would count as the server's
         with (
-            kb_server(db.url, root_key, port, args.start_timeout) as server,
+            kb_server(db.url, root_key, port, args.start_timeout, args.chat_model) as server,
             psycopg.connect(db.libpq_url, autocommit=True) as conn,
         ):
             raw = asyncio.run(run_all(target, Probe(server.pid, conn), args, questions))
