@@ -74,9 +74,8 @@ def _compile(state: ne.EngineState, folder: Path, sdist: Path | None, jobs: int)
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "build.log"
     log.write_text("", encoding="utf-8")
-    typer.echo(
-        f"compiling llama.cpp for this CPU ({', '.join(state.missing)} unused by the portable build); log: {log}"
-    )
+    unused = f"{', '.join(state.missing)} unused by the installed build" if state.missing else "rebuild asked for"
+    typer.echo(f"compiling llama.cpp for this CPU ({unused}); log: {log}")
     columns = ("{task.description}", BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
     with tempfile.TemporaryDirectory(dir=folder) as work, Progress(*columns, console=console) as bar:
         workdir = Path(work)

