@@ -114,6 +114,7 @@ class Row:
     prompt_tokens: int
     first_token_ms: float | None
     total_ms: float
+    shown: list[str]  # the quotes as the model saw them, in number order (for reading the misses)
 
 
 def normalised(text: str) -> str:
@@ -169,6 +170,7 @@ def ask_one(rt: Runtime, app, question, params: GenerationParams) -> Row:
         prompt_tokens=answer.usage.prompt_tokens,
         first_token_ms=answer.timings.first_token_ms,
         total_ms=(time.perf_counter() - started) * 1000,
+        shown=[q.text for q in answer.quotes],
     )
 
 
