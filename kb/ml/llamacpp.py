@@ -7,6 +7,7 @@ its own stop/tool handling on top (kb/ml/stops.py) so every engine streams the s
 
 from __future__ import annotations
 
+import http.client
 import logging
 import queue
 import threading
@@ -61,9 +62,15 @@ class LlamaCppChatModel:
         self._count_lock = threading.Lock()
         self.generating = 0  # requests holding a slot: reading their prompt or decoding
 
+    def _post(self, path: str, body: dict) -> dict:
+        try:
+            return self.engine.post(path, body)
+        except LlamaServerError as exc:
+            raise ServiceUnavailable(f"llama.cpp failed on model '{self.name}': {exc}") from exc
+
     def count_tokens(self, text: str) -> int:
         """Tokens of plain text, without special tokens (the model's own tokenizer)."""
-        return len(self.engine.post("/tokenize", {"content": text, "add_special": False})["tokens"])
+        return len(self._post("/tokenize", {"content": text, "add_special": False})["tokens"])
 
     def count_prompt_tokens(self, messages: list[dict], tools: list[dict] | None = None) -> int:
         """Tokens of the whole templated prompt, as llama.cpp will read it (equals its usage.prompt_tokens)."""
@@ -72,8 +79,8 @@ class LlamaCppChatModel:
         body: dict = {"messages": normalise_messages(messages)}
         if tools:
             body["tools"] = tools
-        prompt = self.engine.post("/apply-template", body)["prompt"]
-        tokens = self.engine.post("/tokenize", {"content": prompt, "add_special": False, "parse_special": True})
+        prompt = self._post("/apply-template", body)["prompt"]
+        tokens = self._post("/tokenize", {"content": prompt, "add_special": False, "parse_special": True})
         return len(tokens["tokens"])
 
     def stream(
@@ -115,7 +122,7 @@ class LlamaCppChatModel:
         """Open the request and read it in a worker thread that gives the slot back when llama.cpp is done."""
         try:
             chunks = self.engine.open_chat(body)
-        except OSError as exc:
+        except (OSError, LlamaServerError) as exc:
             self._release()
             raise ServiceUnavailable(f"llama.cpp is not answering for model '{self.name}': {exc}") from exc
 
@@ -170,8 +177,7 @@ class LlamaCppChatModel:
             abandoned.set()
             chunks.close()  # a no-op after a finished answer; otherwise llama.cpp drops the task and frees the CPU
 
-    @staticmethod
-    def _next(items: queue.Queue, should_stop: Callable[[], bool]) -> object:
+    def _next(self, items: queue.Queue, should_stop: Callable[[], bool]) -> object:
         while True:
             try:
                 item = items.get(timeout=POLL_SECONDS)
@@ -179,6 +185,8 @@ class LlamaCppChatModel:
                 if should_stop():  # nothing comes while llama.cpp reads the prompt: look at cancel meanwhile
                     raise GenerationCancelled("generation cancelled") from None
                 continue
+            if isinstance(item, (OSError, http.client.HTTPException)):  # the connection broke: llama.cpp died
+                raise ServiceUnavailable(f"llama.cpp stopped answering for model '{self.name}': {item!r}") from item
             if isinstance(item, BaseException):
                 raise item
             return item

@@ -4,18 +4,25 @@
 directory with a random API key, and streams answers over it rather than through the Python callback:
 closing that connection is the only way to stop a request while it waits in llama.cpp's queue or reads
 its prompt (the callback is first called with the first token, after a prefill of up to a minute).
-OpenMP's spin-wait must be cut short before OpenMP loads, or 2 threads stall on a busy machine: kb/__init__.py does it.
+The server runs in a child process (kb/ml/llamacpp_child.py), so a crash in llama.cpp's native code costs a
+503 and a reload, not the kb process.
+OpenMP's spin-wait must be cut short before OpenMP loads, or 2 threads stall on a busy machine: kb/__init__.py does it,
+and the child imports kb first.
 """
 
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import json
 import logging
 import os
 import secrets
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -81,6 +88,7 @@ class ChunkStream:
                 if data == b"[DONE]":
                     return
                 yield json.loads(data)
+            raise ConnectionResetError("the stream ended without [DONE]")  # llama.cpp's process died mid-answer
         except (OSError, http.client.HTTPException, ValueError):
             if not self.closed:  # after close() a broken read is the cancel itself
                 raise
@@ -97,44 +105,116 @@ class ChunkStream:
         self._connection.close()
 
 
+def exit_cause(returncode: int) -> str:
+    """'killed by SIGSEGV' or 'exit 2', for a child process's return code."""
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit {returncode}"
+
+
 class LlamaServer:
-    """A GGUF model loaded in llama.cpp, with its tokenizer and chat template behind the private socket."""
+    """A GGUF model loaded in llama.cpp in a child process, with its tokenizer and chat template behind the socket.
+
+    If the child dies (a crash in llama.cpp), the request that finds it gone fails with `LlamaServerError` and the
+    next one starts it again.
+    """
 
     def __init__(self, config: ServerConfig):
-        import xllamacpp
-
+        if importlib.util.find_spec("xllamacpp") is None:
+            raise ImportError("xllamacpp is not installed")
         self.config = config
         self._dir = tempfile.mkdtemp(prefix="kb-llama-")
         os.chmod(self._dir, 0o700)
-        self._socket = os.path.join(self._dir, "llama.sock")  # a host name ending in .sock means AF_UNIX
-        self._headers = {"Content-Type": "application/json", "Authorization": f"Bearer {secrets.token_urlsafe(24)}"}
-        params = xllamacpp.CommonParams()
-        params.model.path = str(config.gguf)
-        params.n_parallel = config.slots
-        params.n_ctx = config.context_per_slot * config.slots  # llama.cpp splits n_ctx between the slots
-        params.n_batch = PROMPT_BATCH
-        params.cpuparams.n_threads = config.threads
-        params.cpuparams_batch.n_threads = config.threads
-        params.cache_prompt = True  # a repeated prefix (the system prompt and quotes) is not read again
-        params.cache_ram_mib = HOST_PROMPT_CACHE_MIB
-        params.hostnames = [self._socket]
-        params.api_keys = [self._headers["Authorization"].removeprefix("Bearer ")]
-        params.endpoint_slots = True  # busy_slots(): how many requests llama.cpp is working on
-        params.ui = False
-        params.verbosity = 0
+        self._socket = os.path.join(self._dir, "llama.sock")
+        self._key = secrets.token_urlsafe(24)
+        self._headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self._key}"}
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen | None = None
+        self._closed = False
         try:
-            self._server = xllamacpp.Server(params)
-        except RuntimeError as exc:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            raise LlamaServerError(str(exc)) from exc
-        self.chat_template = str(self.get("/props").get("chat_template") or "")
+            self._launch()
+            self.chat_template = str(self.get("/props").get("chat_template") or "")
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def pid(self) -> int | None:
+        """The child process serving the model."""
+        return self._process.pid if self._process else None
+
+    def _launch(self) -> None:
+        """Start the child and wait until it has loaded the model (or said why not, or died trying)."""
+        if os.path.exists(self._socket):
+            os.unlink(self._socket)
+        spec = {
+            "gguf": str(self.config.gguf),
+            "context_per_slot": self.config.context_per_slot,
+            "slots": self.config.slots,
+            "threads": self.config.threads,
+            "prompt_batch": PROMPT_BATCH,
+            "cache_ram_mib": HOST_PROMPT_CACHE_MIB,
+            "socket": self._socket,
+            "api_key": self._key,
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kb.ml.llamacpp_child"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self._process = process
+        try:
+            process.stdin.write(json.dumps(spec) + "\n")
+            process.stdin.flush()
+        except BrokenPipeError:  # it died before reading: its exit says why
+            pass
+        line = process.stdout.readline()
+        process.stdout.close()
+        try:
+            answer = json.loads(line) if line.strip() else {}
+        except ValueError:
+            answer = {"error": f"unexpected output from llama.cpp's process: {line[:200]!r}"}
+        if answer.get("ready"):
+            return
+        if not answer:
+            answer = {"error": f"llama.cpp's process stopped while loading the model ({exit_cause(process.wait())})"}
+        self.close_child()
+        raise LlamaServerError(str(answer.get("error")))
+
+    def _running(self) -> None:
+        """Start the child again if it died since the last request."""
+        with self._lock:
+            if self._closed:
+                raise LlamaServerError(f"{self.config.gguf.name} was unloaded")
+            process = self._process
+            if process is not None and process.poll() is None:
+                return
+            if process is not None:
+                log.error(
+                    "llama.cpp's process for %s stopped (%s); loading the model again",
+                    self.config.gguf.name,
+                    exit_cause(process.returncode),
+                )
+                self.close_child()
+            self._launch()  # after a failed start, each request tries again and reports why it failed
+
+    def _stopped(self, exc: Exception) -> LlamaServerError:
+        """The error for a request that could not reach llama.cpp: names the child's end if it died."""
+        process = self._process
+        if process is not None and process.poll() is not None:
+            return LlamaServerError(f"llama.cpp's process stopped ({exit_cause(process.returncode)})")
+        return LlamaServerError(f"llama.cpp is not answering ({exc})")
 
     def _request(self, method: str, path: str, body: dict | None = None) -> dict:
+        self._running()
         connection = _UnixConnection(self._socket, timeout=120)
         try:
             connection.request(method, path, json.dumps(body) if body is not None else None, self._headers)
             response = connection.getresponse()
             payload = json.loads(response.read() or b"null")
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._stopped(exc) from exc
         finally:
             connection.close()
         if response.status != 200:
@@ -152,6 +232,7 @@ class LlamaServer:
 
     def open_chat(self, body: dict) -> ChunkStream:
         """Connect for one streamed chat completion; iterate `chunks()` in a worker thread."""
+        self._running()
         return ChunkStream(self._socket, self._headers, {**body, "stream": True})
 
     def busy_slots(self) -> int:
@@ -162,9 +243,25 @@ class LlamaServer:
         """
         return sum(1 for slot in self.get("/slots") if slot.get("is_processing"))
 
+    def close_child(self) -> None:
+        """End the child: it sees its stdin end and stops llama.cpp's loop (killed if it does not within 10 s)."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        try:
+            process.stdin.close()
+        except BrokenPipeError:
+            pass
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
     def close(self) -> None:
-        """Unload: the Server's destructor stops llama.cpp's loop."""
-        self._server = None
+        """Unload the model and remove the socket's folder."""
+        self._closed = True
+        self.close_child()
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
