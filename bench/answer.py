@@ -11,6 +11,8 @@ streaming generation). It reports:
 
 - answer hit: the reply contains one of the gold answers (case-insensitive, whitespace normalised; for
   Chinese the same plain substring match);
+- answer hit, official normalisation: the same after the kits' own evaluation scripts' normalisation (punctuation,
+  spaces and English articles dropped), reported beside answer hit, not instead of it;
 - cited hit: the reply cites a quote ([n]) whose text contains a gold answer, split by who wrote the
   [n]: the model itself (explicit) or kb, for an uncited answer copied from one quote (attributed,
   `cited_by == "kb"`, see kb.rag.citations), and the two combined;
@@ -107,6 +109,7 @@ class Row:
     reply: str
     cited_by: str | None
     answer_hit: bool
+    official_hit: bool
     gold_recall: float
     cited_hit: bool
     context_hit: bool
@@ -128,6 +131,19 @@ def contains(text: str, answers: list[str]) -> bool:
 
 
 PUNCTUATION = re.compile(r"[\W_]+", re.UNICODE)
+ARTICLES = re.compile(r"\b(?:a|an|the)\b")
+
+
+def official_form(text: str) -> str:
+    """The kits' own evaluation normalisation: lower case, punctuation and spaces dropped (SQuAD's and CMRC 2018's
+    scripts), English articles dropped (SQuAD's)."""
+    return PUNCTUATION.sub("", ARTICLES.sub(" ", PUNCTUATION.sub(" ", text.lower())))
+
+
+def official_hit(text: str, answers: list[str]) -> bool:
+    """A gold answer appears in the reply once both are in `official_form` ("a galero." in "called a galero when")."""
+    haystack = official_form(text)
+    return any(form and form in haystack for form in map(official_form, answers))
 
 
 def lcs_length(a: str, b: str) -> int:
@@ -163,6 +179,7 @@ def ask_one(rt: Runtime, app, question, params: GenerationParams) -> Row:
         reply=answer.text,
         cited_by=answer.cited_by,
         answer_hit=contains(answer.text, question.answers),
+        official_hit=official_hit(answer.text, question.answers),
         gold_recall=gold_recall(answer.text, question.answers),
         cited_hit=any(contains(q.text, question.answers) for q in cited),
         context_hit=any(contains(q.text, question.answers) for q in answer.quotes),
@@ -189,6 +206,7 @@ def summary(rows: list[Row]) -> dict:
     return {
         "questions": n,
         "answer hit": sum(r.answer_hit for r in rows) / n,
+        "answer hit, official normalisation": sum(r.official_hit for r in rows) / n,
         "gold recall mean": round(statistics.mean(r.gold_recall for r in rows), 3),
         "cited hit explicit": explicit / n,
         "cited hit attributed": attributed / n,
