@@ -178,7 +178,13 @@ class LlamaServer:
         if answer.get("ready"):
             return
         if not answer:
-            answer = {"error": f"llama.cpp's process stopped while loading the model ({exit_cause(process.wait())})"}
+            code = process.wait()
+            hint = (
+                "; a llama.cpp compiled for this machine may not run here: `kb engine build --force`"
+                if code < 0
+                else ""
+            )
+            answer = {"error": f"llama.cpp's process stopped while loading the model ({exit_cause(code)}){hint}"}
         self.close_child()
         raise LlamaServerError(str(answer.get("error")))
 
