@@ -12,6 +12,7 @@ and the child imports kb first.
 
 from __future__ import annotations
 
+import atexit
 import http.client
 import importlib.util
 import json
@@ -287,3 +288,12 @@ def shared_server(config: ServerConfig) -> LlamaServer:
             )
             _servers[config] = LlamaServer(config)
         return _servers[config]
+
+
+@atexit.register
+def _unload_all() -> None:
+    """At exit: end the children (they would end anyway when their stdin closes) and remove their socket folders."""
+    with _loading:
+        for server in _servers.values():
+            server.close()
+        _servers.clear()
