@@ -60,6 +60,7 @@ class LlamaCppChatModel:
         self.supports_tools = "tools" in engine.chat_template
         self._slots = threading.BoundedSemaphore(slots)
         self._count_lock = threading.Lock()
+        self._marks: set[int] | None = None
         self.generating = 0  # requests holding a slot: reading their prompt or decoding
 
     def _post(self, path: str, body: dict) -> dict:
@@ -104,7 +105,32 @@ class LlamaCppChatModel:
             body["seed"] = params.seed
         if params.tools:
             body["tools"] = params.tools
+        if params.copy_bias and params.copy_from:
+            body["logit_bias"] = [[token, params.copy_bias] for token in sorted(self.copy_tokens(params.copy_from))]
         return self._generate(body, params, prompt_tokens, cancel)
+
+    def copy_tokens(self, text: str) -> set[int]:
+        """The tokens a copy bias favours: those of `text`, of the citation marks [1]..[9], and of the end of an
+        assistant turn (without the last, every biased token would push the answer's end further away)."""
+        tokens = set(self._post("/tokenize", {"content": text, "add_special": False})["tokens"])
+        return tokens | self._answer_marks()
+
+    def _answer_marks(self) -> set[int]:
+        if self._marks is None:
+            # The end of an assistant turn as this model's own template writes it ("<|im_end|>" for Qwen2.5): what
+            # follows an answer up to the next space. A last assistant message would be read as the start of the
+            # reply, with no end, hence the user turn after it.
+            turn = [
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": "ANSWER"},
+                {"role": "user", "content": "q"},
+            ]
+            templated = self._post("/apply-template", {"messages": turn})["prompt"]
+            end = (templated.split("ANSWER", 1)[-1].split() or [""])[0]
+            marks = " ".join(f"[{n}]" for n in range(1, 10)) + f" {end}"
+            body = {"content": marks, "add_special": False, "parse_special": True}
+            self._marks = set(self._post("/tokenize", body)["tokens"])
+        return self._marks
 
     def _acquire(self, should_stop: Callable[[], bool]) -> None:
         while not self._slots.acquire(timeout=POLL_SECONDS):

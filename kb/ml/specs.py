@@ -83,6 +83,13 @@ class ModelSpec(BaseModel):
         "exchange (a prefix the engine's prompt cache reuses), rather than in the user turn (for models that ignore "
         "system messages).",
     )
+    copy_bias: float | None = Field(
+        default=None,
+        ge=0,
+        le=10,
+        description="Chat models on llama.cpp: added to the logits of the tokens of the quotes shown (and of the "
+        "citation marks and the end of the turn) while answering, so the answer keeps the quotes' own words.",
+    )
     engine: Literal["auto", "transformers", "llama.cpp"] = Field(
         default="auto",
         description="For .gguf chat models: 'auto' and 'llama.cpp' run the file in llama.cpp (xllamacpp); "

@@ -31,6 +31,10 @@ class GenerationParams:
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
     tools: list[dict] | None = None
+    # Added to the logits of every token of `copy_from` (and of citation marks and the end of the turn), so the
+    # answer keeps the quotes' own words. Engines that cannot bias logits (kb's decoder, remote APIs) ignore it.
+    copy_from: str = ""
+    copy_bias: float = 0.0
 
 
 @dataclass

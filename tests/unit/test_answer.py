@@ -260,3 +260,18 @@ def test_a_whole_answer_is_asked_of_the_model_at_once_and_still_cited_and_timed(
     )
     assert answer.text == "It was built in 1889 [1]." and answer.cited == [1]
     assert answer.timings.first_token_ms is not None and answer.timings.total_ms >= answer.timings.first_token_ms
+
+
+class RecordsParams(ScriptedChatModel):
+    def stream(self, messages, params, cancel=None):
+        self.params = params
+        return super().stream(messages, params, cancel)
+
+
+@pytest.mark.parametrize("bias", [0.0, 1.5])
+def test_a_copy_bias_favours_the_words_of_the_quotes_as_shown(bias):
+    model = RecordsParams(["It was built in 1889 [1]."])
+    config = AnswerConfig(quote_sentences=1, copy_bias=bias)
+    run(answer_question("When was the tower built?", model=model, retrieve=Searches([LANDMARKS]), config=config))
+    expected = "The tower was built in 1889 for a world's fair." if bias else ""
+    assert (model.params.copy_from, model.params.copy_bias) == (expected, bias), "the focused text, not the chunk"

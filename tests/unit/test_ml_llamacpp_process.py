@@ -122,3 +122,17 @@ def test_the_engine_ends_when_its_parent_is_killed(tmp_path):
         finally:
             parent.kill()  # no cleanup runs: the child sees its stdin end
     assert gone(child), "llama.cpp's process outlived the kb process that started it"
+
+
+def test_a_copy_bias_makes_the_answer_use_the_favoured_tokens(server):
+    model = LlamaCppChatModel("smol", server, 512)
+    favoured = model.copy_tokens("The okapi is a giraffid.")
+    assert {"<|im_end|>", "[", "]", "1"} <= {server.post("/detokenize", {"tokens": [t]})["content"] for t in favoured}
+    question = [{"role": "user", "content": "Name one animal that lives in a forest."}]
+
+    def share(bias: float) -> float:
+        params = GenerationParams(temperature=0, max_tokens=20, copy_from="The okapi is a giraffid.", copy_bias=bias)
+        tokens = server.post("/tokenize", {"content": model.generate(question, params).text})["tokens"]
+        return sum(t in favoured for t in tokens) / len(tokens)
+
+    assert share(4.0) > share(0.0) + 0.2, "the favoured tokens did not gain ground"
