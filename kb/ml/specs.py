@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
@@ -83,12 +83,11 @@ class ModelSpec(BaseModel):
         "exchange (a prefix the engine's prompt cache reuses), rather than in the user turn (for models that ignore "
         "system messages).",
     )
-    copy_bias: float | None = Field(
+    copy_bias: dict[Literal["en", "zh"], Annotated[float, Field(ge=0, le=10)]] | None = Field(
         default=None,
-        ge=0,
-        le=10,
-        description="Chat models on llama.cpp: added to the logits of the tokens of the quotes shown (and of the "
-        "citation marks and the end of the turn) while answering, so the answer keeps the quotes' own words.",
+        description="Chat models on llama.cpp, by the question's language: added to the logits of the tokens of the "
+        "quotes shown (and of the citation marks and the end of the turn) while answering, so the answer keeps "
+        'the quotes\' own words, e.g. {"zh": 2}.',
     )
     engine: Literal["auto", "transformers", "llama.cpp"] = Field(
         default="auto",
@@ -149,8 +148,10 @@ class ModelSpec(BaseModel):
             raise ValueError(f"model '{self.name}': query/document prefixes only apply to embedding models")
         if self.kind == "chat" and (self.chunk_tokens is not None or self.hybrid_weight is not None):
             raise ValueError(f"model '{self.name}': 'chunk_tokens' and 'hybrid_weight' only apply to embedding models")
-        if self.kind == "embedding" and (self.quote_sentences is not None or self.lead_sentences):
-            raise ValueError(f"model '{self.name}': 'quote_sentences' and 'lead_sentences' only apply to chat models")
+        if self.kind == "embedding" and (self.quote_sentences is not None or self.lead_sentences or self.copy_bias):
+            raise ValueError(
+                f"model '{self.name}': 'quote_sentences', 'lead_sentences' and 'copy_bias' only apply to chat models"
+            )
         if self.variant is not None and (self.kind != "embedding" or self.backend != "local"):
             raise ValueError(f"model '{self.name}': 'variant' only applies to local embedding models")
         if self.variant is not None and self.variant not in EMBED_VARIANTS:

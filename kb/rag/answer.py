@@ -56,7 +56,8 @@ class AnswerConfig:
     lead_sentences: int | None = None  # with quote_sentences: how many sentences the best-ranked quote keeps
     rules_in_system: bool = True  # the answering rules in the system message, else in the user turn
     whole_answer: bool = False  # nobody reads the answer before it is complete: ask the model for it at once
-    copy_bias: float = 0.0  # favour the shown quotes' tokens by this much (GenerationParams.copy_bias)
+    # By the question's language: favour the shown quotes' tokens by this much (GenerationParams.copy_bias)
+    copy_bias: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -239,9 +240,9 @@ def answer_question(
         reply = config.not_found_reply or not_found_reply(prompt.language)
         return _canned(draft, reply, usage)
     answer_params = replace(params, max_tokens=answer_tokens)
-    if config.copy_bias:
+    if bias := config.copy_bias.get(prompt.language, 0.0):
         copy_from = "\n".join(quote.text for quote in prompt.quotes)
-        answer_params = replace(answer_params, copy_from=copy_from, copy_bias=config.copy_bias)
+        answer_params = replace(answer_params, copy_from=copy_from, copy_bias=bias)
     if config.whole_answer:  # a remote model can then take a whole answer from its next provider if one breaks off
         check_params(answer_params)
         pieces: Iterator[StreamDelta | Completion] = _whole(model, prompt.messages, answer_params, cancel)

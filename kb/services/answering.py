@@ -67,7 +67,7 @@ def answer_config(
             "quote_sentences": spec.quote_sentences,
             "lead_sentences": spec.lead_sentences,
             "rules_in_system": spec.rules_in_system,
-            "copy_bias": spec.copy_bias or 0.0,
+            "copy_bias": dict(spec.copy_bias or {}),
         }
     return AnswerConfig(
         system_prompt=app.system_prompt,

@@ -268,10 +268,10 @@ class RecordsParams(ScriptedChatModel):
         return super().stream(messages, params, cancel)
 
 
-@pytest.mark.parametrize("bias", [0.0, 1.5])
-def test_a_copy_bias_favours_the_words_of_the_quotes_as_shown(bias):
+@pytest.mark.parametrize("bias", [{}, {"zh": 2.0}, {"en": 1.5, "zh": 2.0}])
+def test_a_copy_bias_favours_the_words_of_the_quotes_as_shown_in_the_questions_language(bias):
     model = RecordsParams(["It was built in 1889 [1]."])
     config = AnswerConfig(quote_sentences=1, copy_bias=bias)
     run(answer_question("When was the tower built?", model=model, retrieve=Searches([LANDMARKS]), config=config))
-    expected = "The tower was built in 1889 for a world's fair." if bias else ""
-    assert (model.params.copy_from, model.params.copy_bias) == (expected, bias), "the focused text, not the chunk"
+    expected = ("The tower was built in 1889 for a world's fair.", 1.5) if "en" in bias else ("", 0.0)
+    assert (model.params.copy_from, model.params.copy_bias) == expected, "the focused text, not the chunk"

@@ -86,7 +86,15 @@ def test_models_file_adds_models_like_fastgpt_config(tmp_path):
         ({"embedding": [{"name": "x", "path": "p", "colour": "red"}]}, r"embedding\[0\]: colour: Extra inputs"),
         (
             {"embedding": [{"name": "x", "path": "p", "quote_sentences": 2}]},
-            "'quote_sentences' and 'lead_sentences' only apply to chat models",
+            "'quote_sentences', 'lead_sentences' and 'copy_bias' only apply to chat models",
+        ),
+        (
+            {"chat": [{"name": "x", "path": "p", "copy_bias": {"fr": 1}}]},
+            r"chat\[0\]: copy_bias\.fr\.\[key\]: Input should be 'en' or 'zh'",
+        ),
+        (
+            {"chat": [{"name": "x", "path": "p", "copy_bias": {"zh": 40}}]},
+            r"chat\[0\]: copy_bias\.zh: .*less than or equal to 10",
         ),
         (
             {"chat": [{"name": "x", "path": "p", "hybrid_weight": 0.9}]},
