@@ -229,6 +229,12 @@ def main() -> None:
     parser.add_argument(
         "--search", type=json.loads, default={}, help="app search settings as JSON, e.g. '{\"limit\": 3}'"
     )
+    parser.add_argument(
+        "--copy-bias",
+        type=json.loads,
+        default=None,
+        help="try another copy bias than the chat model's own, by language, e.g. '{\"en\": 1, \"zh\": 3}' or '{}' for none",
+    )
     parser.add_argument("--rebuild", action="store_true", help="ingest the kits again into a fresh database")
     parser.add_argument("--out", type=Path, default=None, help="write every reply as JSON lines here")
     args = parser.parse_args()
@@ -237,6 +243,9 @@ def main() -> None:
     settings = Settings(_env_file=None, database_url=url, data_dir=CACHE / "data")
     rt = Runtime(settings, Database(url), get_registry(settings))
     chat, embedder = rt.registry.chat(), rt.registry.embedder()
+    if args.copy_bias is not None:
+        rt.registry.chat_spec().copy_bias = args.copy_bias  # this run only: the spec the app path reads
+    print(f"copy bias: {rt.registry.chat_spec().copy_bias}")
     print(f"chat model: {chat.name} (context {chat.context_length}); embedder: {embedder.name}; seed {args.seed}")
     params = GenerationParams(temperature=0.0, max_tokens=args.max_tokens)
     report = {}
