@@ -203,6 +203,9 @@ def catalog_specs() -> list[ModelSpec]:
     best: on the dev kits that holds the answer nearly as often as five whole chunks (0.93 / 0.89 against
     0.96 / 0.98) in a quarter of the prompt (~245 quote tokens against ~1,000), and on 2 cores reading the
     prompt is most of the wait for the first token (BENCHMARKS.md, Answers).
+    Their copy bias, by the question's language, was chosen with bench/answer.py on the 1.5B (session 30): English
+    answer hit 0.63 -> 0.65 at 1 and 0.61 at 2 (it starts copying sentences that do not answer); Chinese 0.55 ->
+    0.58, 0.60 and 0.61 at 1, 2 and 3, with no answer lost and replies no longer.
     """
     return [
         ModelSpec(
@@ -212,6 +215,7 @@ def catalog_specs() -> list[ModelSpec]:
             context_length=entry.default_context,
             quote_sentences=2,
             lead_sentences=5,
+            copy_bias={"en": 1.0, "zh": 3.0},
         )
         for entry in load_catalog().values()
         if entry.kind == "chat"
