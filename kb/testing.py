@@ -224,6 +224,23 @@ def build_tiny_tokenizer(vocab_size: int = 600) -> object:
     return tokenizer
 
 
+# A stand-in for an xllamacpp build that imports fine and dies of SIGSEGV when it loads a model, as the AMX
+# build did in its first matrix multiply. Put first on PYTHONPATH of a child process.
+CRASHING_XLLAMACPP = """import os, signal
+class CommonParams:
+    def __init__(self):
+        self.model = self.cpuparams = self.cpuparams_batch = self
+def Server(params):
+    os.kill(os.getpid(), signal.SIGSEGV)
+"""
+
+
+def write_crashing_xllamacpp(folder: Path) -> Path:
+    """Write CRASHING_XLLAMACPP as `xllamacpp.py` in `folder`; returns the folder."""
+    (folder / "xllamacpp.py").write_text(CRASHING_XLLAMACPP)
+    return folder
+
+
 def build_tiny_qwen(path: str | Path, seed: int = 0, context_length: int = 512) -> str:
     """Write a tiny random Qwen2 chat model (two layers, ~600-token vocabulary) to `path`; returns the path."""
     import torch

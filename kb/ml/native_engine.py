@@ -30,6 +30,8 @@ from functools import cache
 from importlib import metadata
 from pathlib import Path
 
+from kb.ml.llamacpp_server import exit_cause
+
 PACKAGE = "xllamacpp"
 CMAKE_ARGS = "-DLLAMA_LLGUIDANCE=OFF -DLLAMA_BUILD_BORINGSSL=OFF -DLLAMA_OPENSSL=OFF"
 # AMX stays out of the build. On a VM whose CPU lists amx_int8 and amx_tile, and whose kernel grants the tile
@@ -262,8 +264,7 @@ def run_model(target: Path, model: Path, log: Path) -> None:
     with log.open("a", encoding="utf-8") as sink:
         sink.write(done.stdout + done.stderr)
     if done.returncode:
-        cause = f"signal {-done.returncode}" if done.returncode < 0 else f"exit {done.returncode}"
-        raise EngineBuildError(f"the new build crashed running {model.name} ({cause}); see {log}")
+        raise EngineBuildError(f"the new build crashed running {model.name} ({exit_cause(done.returncode)}); see {log}")
 
 
 def cached_wheel(folder: Path) -> Path | None:

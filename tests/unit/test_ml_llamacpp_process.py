@@ -20,6 +20,7 @@ from kb.ml.llamacpp import LlamaCppChatModel
 from kb.ml.llamacpp_server import LlamaServer, LlamaServerError, ServerConfig
 from kb.ml.native_engine import smoke_model
 from kb.ml.types import GenerationParams, StreamDelta
+from kb.testing import write_crashing_xllamacpp
 
 QUESTION = [{"role": "user", "content": "Count from 1 to 30, separated by commas."}]
 GREEDY = GenerationParams(temperature=0, max_tokens=12)
@@ -85,15 +86,7 @@ def test_a_killed_engine_fails_one_request_with_a_503_and_the_next_one_loads_it_
 
 
 def test_an_engine_that_crashes_while_loading_is_an_error_naming_the_signal(tmp_path, monkeypatch):
-    # A stand-in llama.cpp that dies as the AMX build did: SIGSEGV in its first matrix multiply, at load.
-    (tmp_path / "xllamacpp.py").write_text(
-        "import os, signal\n"
-        "class CommonParams:\n"
-        "    def __init__(self):\n"
-        "        self.model = self.cpuparams = self.cpuparams_batch = self\n"
-        "def Server(params):\n"
-        "    os.kill(os.getpid(), signal.SIGSEGV)\n"
-    )
+    write_crashing_xllamacpp(tmp_path)  # dies as the AMX build did: SIGSEGV at load
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
     with pytest.raises(LlamaServerError, match=r"stopped while loading the model \(killed by SIGSEGV\)"):
         LlamaServer(config())

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from kb.ml import native_engine as ne
+from kb.testing import write_crashing_xllamacpp
 
 CPUINFO = """processor\t: 0
 model name\t: Intel(R) Xeon(R)
@@ -40,20 +41,12 @@ def test_amx_is_not_a_feature_the_build_leaves_unused():
 def test_a_build_that_crashes_running_a_model_is_refused(tmp_path):
     target = tmp_path / "target"
     target.mkdir()
-    # Stands in for the AMX build that imported fine and died of SIGSEGV in its first matrix multiply.
-    (target / "xllamacpp.py").write_text(
-        "import os, signal\n"
-        "class CommonParams:\n"
-        "    def __init__(self):\n"
-        "        self.model = self.cpuparams = self.cpuparams_batch = self\n"
-        "def Server(params):\n"
-        "    os.kill(os.getpid(), signal.SIGSEGV)\n"
-    )
+    write_crashing_xllamacpp(target)
     model = tmp_path / "tiny.gguf"
     model.write_bytes(b"GGUF")
     with pytest.raises(ne.EngineBuildError) as caught:
         ne.run_model(target, model, tmp_path / "build.log")
-    assert "crashed running tiny.gguf (signal 11)" in str(caught.value)
+    assert "crashed running tiny.gguf (killed by SIGSEGV)" in str(caught.value)
 
 
 def test_the_installed_engine_runs_the_bundled_small_model(tmp_path):
