@@ -112,6 +112,8 @@ class Row:
     official_hit: bool
     gold_recall: float
     cited_hit: bool
+    model_cited_hit: bool  # with the numbers the model wrote, before kb re-pointed any (kb.rag.citations)
+    corrected_citations: list
     context_hit: bool
     not_found: bool
     prompt_tokens: int
@@ -172,6 +174,9 @@ def ask_one(rt: Runtime, app, question, params: GenerationParams) -> Row:
             finished = item
     answer = finished.answer
     cited = [q for q in answer.quotes if q.cited]
+    shown = {n for _, numbers in answer.corrected_citations for n in numbers}
+    written = {n for numbers, _ in answer.corrected_citations for n in numbers}
+    model_cited = (set(answer.cited) - shown) | written if answer.cited_by == "model" else set(answer.cited)
     return Row(
         doc=question.doc,
         question=question.question,
@@ -182,6 +187,8 @@ def ask_one(rt: Runtime, app, question, params: GenerationParams) -> Row:
         official_hit=official_hit(answer.text, question.answers),
         gold_recall=gold_recall(answer.text, question.answers),
         cited_hit=any(contains(q.text, question.answers) for q in cited),
+        model_cited_hit=any(contains(q.text, question.answers) for q in answer.quotes if q.number in model_cited),
+        corrected_citations=answer.corrected_citations,
         context_hit=any(contains(q.text, question.answers) for q in answer.quotes),
         not_found=answer.not_found,
         prompt_tokens=answer.usage.prompt_tokens,
@@ -211,6 +218,8 @@ def summary(rows: list[Row]) -> dict:
         "cited hit explicit": explicit / n,
         "cited hit attributed": attributed / n,
         "cited hit combined": (explicit + attributed) / n,
+        "cited hit, the model's own numbers": sum(r.model_cited_hit for r in rows) / n,
+        "replies with a citation re-pointed": sum(bool(r.corrected_citations) for r in rows),
         "context hit": sum(r.context_hit for r in rows) / n,
         "not found": sum(r.not_found for r in rows),
         "prompt tokens mean": round(statistics.mean(r.prompt_tokens for r in rows)),

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from kb.ml.types import ChatModel, Completion, GenerationCancelled, GenerationParams, StreamDelta, check_params
-from kb.rag.citations import extract_citations, source_of_copy
+from kb.rag.citations import CitationChecker, check_citations, extract_citations, source_of_copy
 from kb.rag.focus import focus_quotes
 from kb.rag.prompting import PromptQuote, QuotePrompt, build_quote_prompt, not_found_reply
 from kb.rag.rewrite import rewrite_question
@@ -52,6 +52,7 @@ class AnswerConfig:
     max_history_turns: int = 4
     rewrite_follow_ups: bool = True
     cite_copied_quote: bool = True  # an uncited answer copied from one quote gets its [n] (see kb.rag.citations)
+    check_citations: bool = True  # a citation whose quote does not hold its sentence points to the one that does
     quote_sentences: int | None = None  # show only this many best-matching sentences of the quotes (see kb.rag.focus)
     lead_sentences: int | None = None  # with quote_sentences: how many sentences the best-ranked quote keeps
     rules_in_system: bool = True  # the answering rules in the system message, else in the user turn
@@ -136,6 +137,8 @@ class Answer:
     timings: Timings
     dropped_history_messages: int = 0
     cited_by: str | None = None  # "model" when it wrote the [n] itself, "kb" when kb.rag.citations added it
+    # The model's citations kb re-pointed to the quote holding their sentence: (numbers written, numbers shown)
+    corrected_citations: list[tuple[list[int], list[int]]] = field(default_factory=list)
 
     @property
     def cited(self) -> list[int]:
@@ -248,7 +251,7 @@ def answer_question(
         pieces: Iterator[StreamDelta | Completion] = _whole(model, prompt.messages, answer_params, cancel)
     else:
         pieces = model.stream(prompt.messages, answer_params, cancel)
-    return _generate(draft, pieces, usage, config.cite_copied_quote)
+    return _generate(draft, pieces, usage, config)
 
 
 @dataclass
@@ -271,6 +274,7 @@ class _Draft:
         first_token_ms: float | None,
         not_found: bool,
         cited_by: str | None = None,
+        corrected: list[tuple[list[int], list[int]]] | None = None,
     ) -> Answer:
         cited = extract_citations(text, len(self.prompt.quotes))
         return Answer(
@@ -285,6 +289,7 @@ class _Draft:
             timings=Timings(self.rewrite_ms, self.retrieval_ms, first_token_ms, self.clock.ms()),
             dropped_history_messages=self.prompt.dropped_history_messages,
             cited_by=(cited_by or "model") if cited else None,
+            corrected_citations=corrected or [],
         )
 
 
@@ -295,40 +300,54 @@ def _canned(draft: _Draft, reply: str, usage: Usage) -> Iterator[StreamDelta | A
 
 
 def _generate(
-    draft: _Draft, pieces: Iterator[StreamDelta | Completion], usage: Usage, cite_copied_quote: bool
+    draft: _Draft, pieces: Iterator[StreamDelta | Completion], usage: Usage, config: AnswerConfig
 ) -> Iterator[StreamDelta | Answer]:
-    """Pass the model's deltas on, then end with the `Answer` made from its `Completion`.
+    """Pass the model's deltas on (each citation checked before it is shown), then end with the `Answer`.
 
     A cancelled generation (Stop, or the client went away) ends with the partial answer, marked `stopped`,
     so it can be kept; its completion tokens are the pieces that were written.
     """
+    checker = CitationChecker([q.text for q in draft.prompt.quotes]) if config.check_citations else None
     first_token_ms = None
     written: list[str] = []
     try:
         for item in pieces:
             if isinstance(item, Completion):
-                yield from _completed(draft, item, usage, first_token_ms, cite_copied_quote)
+                if checker is not None and (rest := checker.finish()):
+                    yield StreamDelta(rest)
+                yield from _completed(draft, item, usage, first_token_ms, config)
                 return
             if first_token_ms is None:
                 first_token_ms = draft.clock.ms()
             written.append(item.text)
-            yield item
+            shown = item.text if checker is None else checker.feed(item.text)
+            if shown:
+                yield StreamDelta(shown)
     except GenerationCancelled:
         spent = usage + Usage(draft.prompt.prompt_tokens, len(written))
-        yield draft.finish("".join(written), STOPPED, spent, first_token_ms, False)
+        text, corrected = _checked("".join(written), draft, config)
+        yield draft.finish(text, STOPPED, spent, first_token_ms, False, corrected=corrected)
         return
     raise RuntimeError("the chat model's stream ended without its Completion")
 
 
+def _checked(text: str, draft: _Draft, config: AnswerConfig) -> tuple[str, list[tuple[list[int], list[int]]]]:
+    """The answer as its reader saw it: with its citations checked (kb.rag.citations), and those re-pointed."""
+    if not config.check_citations:
+        return text, []
+    return check_citations(text, [q.text for q in draft.prompt.quotes])
+
+
 def _completed(
-    draft: _Draft, item: Completion, usage: Usage, first_token_ms: float | None, cite_copied_quote: bool
+    draft: _Draft, item: Completion, usage: Usage, first_token_ms: float | None, config: AnswerConfig
 ) -> Iterator[StreamDelta | Answer]:
     """The end of a finished generation: a citation added to an uncited copy, then the `Answer`."""
     if first_token_ms is None:  # a whole answer: its first token arrived with the rest
         first_token_ms = draft.clock.ms()
-    copied = _uncited_copy(item.text, draft.prompt.quotes) if cite_copied_quote else None
+    checked, corrected = _checked(item.text, draft, config)
+    copied = _uncited_copy(checked, draft.prompt.quotes) if config.cite_copied_quote else None
     if copied is not None:
         yield StreamDelta(f" [{copied}]")
-    text = item.text if copied is None else f"{item.text} [{copied}]"
+    text = checked if copied is None else f"{checked} [{copied}]"
     total = usage + Usage(item.prompt_tokens, item.completion_tokens)
-    yield draft.finish(text, item.finish_reason, total, first_token_ms, False, "kb" if copied else None)
+    yield draft.finish(text, item.finish_reason, total, first_token_ms, False, "kb" if copied else None, corrected)

@@ -31,6 +31,7 @@ def response_extras(finished: FinishedAnswer, detail: bool) -> dict[str, Any]:
             quotes=[quote.to_dict() for quote in answer.quotes],
             cited=answer.cited,
             cited_by=answer.cited_by,
+            corrected_citations=[{"written": a, "shown": b} for a, b in answer.corrected_citations],
             timings=answer.timings.to_dict(),
             query=answer.query,
             not_found=answer.not_found,

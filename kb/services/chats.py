@@ -98,6 +98,7 @@ def save_turn(
                 "not_found": answer.not_found,
                 "model": answer.model,
                 "cited_by": answer.cited_by,
+                "corrected_citations": [{"written": a, "shown": b} for a, b in answer.corrected_citations],
                 "finish_reason": answer.finish_reason,  # "stopped": cut short by Stop, the partial answer
             },
         )
