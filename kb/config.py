@@ -80,6 +80,13 @@ class Settings(BaseSettings):
         description="Searches computed at once per process (more wait their turn); 0 = one more than the number "
         "of CPU cores. While answers are generated, searches get the cores they leave (at least one).",
     )
+    search_hold_ms: float = Field(
+        default=3000,
+        ge=0,
+        le=60_000,
+        description="While an answer reads its prompt (until its first token), other searches wait, each at most "
+        "this long: the prompt then gets every core. 0 = searches only step back to the cores answers leave.",
+    )
     fulltext_pruning: bool = Field(
         default=True,
         description="Find full-text candidates among each query word's best postings (kb.db.store.postings) and "

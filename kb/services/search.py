@@ -215,7 +215,7 @@ def search_datasets(
     """
     query = check_request(query, mode, limit, min_score, max_tokens)
     started = time.perf_counter()
-    cores = sharing.core_sharing(rt.settings.search_concurrency)
+    cores = sharing.core_sharing(rt.settings.search_concurrency, rt.settings.search_hold_ms)
     args = (rt, dataset_ids, query, mode, limit, min_score, max_tokens, rerank, chat_model)
     with cores.search(for_answer=for_answer) as queued_ms:
         # An answer's retrieval computes on its own thread; other searches on the low-priority ones.

@@ -63,11 +63,13 @@ class ThreadedStream(Generic[T]):
     def _run(self) -> None:
         items: Iterator[T] | None = None
         try:
-            with answering():  # searches step back while a model generates (kb.services.sharing)
+            # Searches step back while a model generates, and more while it reads its prompt (kb.services.sharing).
+            with answering() as prompt_read:
                 items = self._produce(self.cancel)
                 # Not left at the cancel: the model raises GenerationCancelled at its next token, and the
                 # producer can then keep the partial answer (see kb.rag.answer).
                 for item in items:
+                    prompt_read()
                     self._put(item)
         except BaseException as exc:  # handed to the reader, who decides how to report it
             self._put(_Failure(exc))

@@ -250,7 +250,7 @@ def test_searches_past_the_concurrency_limit_wait_their_turn_and_report_the_wait
     settings = deps.settings.model_copy(update={"search_concurrency": 1})
     gated = Runtime(settings, deps.db, deps.registry)
     results = []
-    running = core_sharing(1).search()
+    running = core_sharing(1, settings.search_hold_ms).search()
     running.__enter__()  # a search already running
     waiting = threading.Thread(target=lambda: results.append(search_datasets(gated, [docs["dataset"]], "Great Wall")))
     try:

@@ -121,3 +121,60 @@ def test_waiting_searches_go_in_the_order_they_came():
     newcomer, newcomer_in = _enters(cores)  # nobody waiting: straight in
     assert newcomer_in.wait(5)
     newcomer.leave.set()
+
+
+def test_searches_hold_back_while_an_answer_reads_its_prompt_and_take_their_place_once_it_has():
+    cores = CoreSharing(3, cores=2, hold_ms=30_000)
+    with cores.answering() as prompt_read:
+        search, admitted = _enters(cores)
+        assert not admitted.wait(0.3), "a search waits while the answer reads its prompt"
+        prompt_read()
+        assert admitted.wait(5), "then it gets the core the generating answer leaves"
+        search.leave.set()
+
+
+def test_a_search_is_held_back_by_a_prompt_for_at_most_the_hold():
+    cores = CoreSharing(3, cores=2, hold_ms=400)
+    with cores.answering():
+        search, admitted = _enters(cores)
+        assert not admitted.wait(0.15)
+        assert admitted.wait(5), "the hold ends even if the prompt is still being read"
+        search.leave.set()
+
+
+def test_an_answers_retrieval_is_not_held_back_by_another_answers_prompt():
+    cores = CoreSharing(3, cores=2, hold_ms=30_000)
+    with cores.answering():
+        retrieval, admitted = _enters(cores, for_answer=True)
+        assert admitted.wait(5)
+        retrieval.leave.set()
+
+
+def test_without_a_hold_searches_only_step_back_to_the_cores_answers_leave():
+    cores = CoreSharing(3, cores=2)
+    with cores.answering():
+        search, admitted = _enters(cores)
+        assert admitted.wait(5)
+        search.leave.set()
+
+
+def test_a_model_stream_reads_its_prompt_until_its_first_piece():
+    cores = sharing.core_sharing(3, 30_000)
+    seen = []
+
+    def produce(cancel):
+        seen.append(cores._reading)
+        yield "first"
+        seen.append(cores._reading)
+        yield "second"
+
+    async def read():
+        stream, items = ThreadedStream(produce), []
+        with contextlib.suppress(StopAsyncIteration):
+            while True:
+                items.append(await stream.next())
+        return items
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(lambda: asyncio.run(read())).result() == ["first", "second"]
+    assert seen == [1, 0] and cores._reading == 0 and cores._answering == 0
