@@ -106,6 +106,8 @@ class CoreSharing:
         read = threading.Event()
 
         def prompt_read() -> None:
+            if read.is_set():  # called at every piece of the answer: only the first takes the lock
+                return
             with self._changed:
                 if not read.is_set():
                     read.set()

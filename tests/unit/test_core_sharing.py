@@ -31,6 +31,21 @@ def _enters(cores: CoreSharing, *, for_answer: bool = False) -> tuple[threading.
     return thread, admitted
 
 
+def _read(produce) -> list:
+    """Every item of a ThreadedStream over `produce`, read on a loop of its own in a thread of its own (a browser
+    test earlier in the run may leave this thread's loop running)."""
+
+    async def read():
+        stream, items = ThreadedStream(produce), []
+        with contextlib.suppress(StopAsyncIteration):
+            while True:
+                items.append(await stream.next())
+        return items
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(read())).result()
+
+
 def test_a_generating_answer_keeps_a_core_from_searches():
     cores = CoreSharing(2)
     with cores.answering():
@@ -88,16 +103,7 @@ def test_a_model_stream_counts_as_an_answer_being_generated_while_it_runs():
         seen.append(cores._answering)
         yield "token"
 
-    async def read():
-        stream, items = ThreadedStream(produce), []
-        with contextlib.suppress(StopAsyncIteration):
-            while True:
-                items.append(await stream.next())
-        return items
-
-    # A loop of its own in a thread of its own: a browser test earlier in the run may leave this thread's loop running.
-    with ThreadPoolExecutor(1) as pool:
-        assert pool.submit(lambda: asyncio.run(read())).result() == ["token"]
+    assert _read(produce) == ["token"]
     assert seen == [1]
     assert cores._answering == 0
 
@@ -168,13 +174,5 @@ def test_a_model_stream_reads_its_prompt_until_its_first_piece():
         seen.append(cores._reading)
         yield "second"
 
-    async def read():
-        stream, items = ThreadedStream(produce), []
-        with contextlib.suppress(StopAsyncIteration):
-            while True:
-                items.append(await stream.next())
-        return items
-
-    with ThreadPoolExecutor(1) as pool:
-        assert pool.submit(lambda: asyncio.run(read())).result() == ["first", "second"]
+    assert _read(produce) == ["first", "second"]
     assert seen == [1, 0] and cores._reading == 0 and cores._answering == 0
