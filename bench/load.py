@@ -13,8 +13,9 @@ recorded); baseline (1 search client alone for a few seconds, then a few chats o
 load (`--clients` search clients looping `POST /api/datasets/{id}/search` and `--chats` clients
 streaming `/v1/chat/completions` to `[DONE]`, each request a new kit question). It reports latency
 p50/p95/p99 (search: whole response; chat: first token and total), throughput, errors by kind,
-the server's RSS (children included) and the database connections it holds, sampled from after
-the warm-up to the end, and the load average.
+the server's RSS (in all, and by process: kb serve and the llama.cpp child that runs a GGUF chat
+model) with its trend over the load and over the load's second half, and the database connections it
+holds, sampled from after the warm-up to the end, and the load average.
 Exits 1 when any request failed.
 """
 
@@ -178,34 +179,29 @@ def stop_server(process: subprocess.Popen) -> None:
             continue
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident memory of a process and all its descendants."""
-    try:
-        import psutil
-    except ImportError:
-        return _proc_rss(pid)
+def rss_by_process(pid: int) -> dict[str, int]:
+    """Resident memory of a process ("kb serve") and its descendants, summed by the module or program each runs."""
+    import psutil
+
     try:
         root = psutil.Process(pid)
         members = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0
-    total = 0
+        return {}
+    sizes: Counter[str] = Counter()
     for member in members:
         try:
-            total += member.memory_info().rss
+            sizes[_role(member, root)] += member.memory_info().rss
         except psutil.NoSuchProcess:
             pass
-    return total
+    return dict(sizes)
 
 
-def _proc_rss(pid: int) -> int:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-        children = [int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()]
-    except OSError:
-        return 0
-    rss = next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:")), 0)
-    return rss + sum(_proc_rss(child) for child in children)
+def _role(process, root) -> str:
+    if process.pid == root.pid:
+        return "kb serve"
+    command = process.cmdline()
+    return command[command.index("-m") + 1] if "-m" in command[:-1] else process.name()
 
 
 def load_average() -> str:
@@ -369,13 +365,13 @@ class Probe:
     pid: int
     conn: psycopg.Connection
     started: float = field(default_factory=time.monotonic)
-    samples: list[tuple[float, int, int]] = field(default_factory=list)
+    samples: list[tuple[float, dict[str, int], int]] = field(default_factory=list)
 
     def sample(self) -> None:
         connections = self.conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
         ).fetchone()[0]
-        self.samples.append((round(time.monotonic() - self.started, 1), rss_bytes(self.pid), connections))
+        self.samples.append((round(time.monotonic() - self.started, 1), rss_by_process(self.pid), connections))
 
     async def every(self, seconds: float) -> None:
         while True:
@@ -463,9 +459,10 @@ def build_report(raw: dict, args, load_before: str, load_after: str) -> dict:
     if raw["server_exit"] is not None:
         errors[f"kb serve exited with {raw['server_exit']}"] += 1
     samples = raw["samples"]
-    loaded_rss = [(moment, rss) for moment, rss, _ in samples if moment >= raw["load_started"]]
-    mb = 2**20
-    slope = statistics.linear_regression(*zip(*loaded_rss)).slope if len(loaded_rss) > 2 else 0.0
+    roles = sorted({role for _, sizes, _ in samples for role in sizes}, key=lambda role: role != "kb serve")
+    rss = {"all": memory_trend(samples, raw["load_started"], None)}
+    if len(roles) > 1:
+        rss.update({role: memory_trend(samples, raw["load_started"], role) for role in roles})
     return {
         "duration_s": args.duration,
         "clients": args.clients,
@@ -483,16 +480,34 @@ def build_report(raw: dict, args, load_before: str, load_after: str) -> dict:
             "chat total p50": ratio(load["chat"]["latency_ms"]["p50"], base["chat"]["latency_ms"]["p50"]),
         },
         "errors": dict(errors),
-        "rss_mb": {
-            "start": samples[0][1] / mb,
-            "load_start": loaded_rss[0][1] / mb,
-            "end": samples[-1][1] / mb,
-            "max": max(rss for _, rss, _ in samples) / mb,
-            "load_slope_per_minute": slope * 60 / mb,
-        },
+        "rss_mb": rss,
         "db_connections_max": max(connections for *_, connections in samples),
-        "samples": [{"s": t, "rss_mb": round(rss / mb), "db_connections": c} for t, rss, c in samples],
+        "samples": [
+            {"s": t, "rss_mb": {role: round(size / 2**20) for role, size in sizes.items()}, "db_connections": c}
+            for t, sizes, c in samples
+        ],
     }
+
+
+def memory_trend(samples: list, load_started: float, role: str | None) -> dict:
+    """One process's RSS (or, with no role, the sum of all) in MB: after warm-up, as the load began, at the end, and
+    the least-squares trend in MB/min over the whole load and over its second half. A cache that fills up to its cap
+    early in the load (llama.cpp's prompt cache) shows in the first trend and not in the second; a leak shows in both."""
+    mb = 2**20
+    series = [(t, (sum(sizes.values()) if role is None else sizes.get(role, 0)) / mb) for t, sizes, _ in samples]
+    loaded = [(t, size) for t, size in series if t >= load_started]
+    return {
+        "start": series[0][1],
+        "load_start": loaded[0][1],
+        "end": series[-1][1],
+        "max": max(size for _, size in series),
+        "load_slope_per_minute": _slope_per_minute(loaded),
+        "second_half_slope_per_minute": _slope_per_minute(loaded[len(loaded) // 2 :]),
+    }
+
+
+def _slope_per_minute(series: list[tuple[float, float]]) -> float:
+    return statistics.linear_regression(*zip(*series)).slope * 60 if len(series) > 2 else 0.0
 
 
 def _ms(value: float | None) -> str:
@@ -543,13 +558,14 @@ def print_report(report: dict) -> None:
     console.print(f"chat prompts: {report['load']['chat']['mean_prompt_tokens']} tokens on average (quotes included)")
     ratios = ", ".join(f"{k} {v:.2f}×" for k, v in report["ratios"].items() if v is not None)
     console.print(f"loaded / baseline: {ratios}")
-    rss = report["rss_mb"]
-    console.print(
-        f"server RSS (children included): {rss['start']:,.0f} MB after warm-up, {rss['load_start']:,.0f} MB "
-        f"as the load began, {rss['end']:,.0f} MB at the end (max {rss['max']:,.0f} MB; "
-        f"end - load start {rss['end'] - rss['load_start']:+,.0f} MB; "
-        f"trend over the load {rss['load_slope_per_minute']:+,.0f} MB/min)"
-    )
+    for role, rss in report["rss_mb"].items():
+        name = "server RSS (children included)" if role == "all" else f"  of which {role}"
+        console.print(
+            f"{name}: {rss['start']:,.0f} MB after warm-up, {rss['load_start']:,.0f} MB as the load began, "
+            f"{rss['end']:,.0f} MB at the end (max {rss['max']:,.0f} MB; end - load start "
+            f"{rss['end'] - rss['load_start']:+,.0f} MB; trend over the load {rss['load_slope_per_minute']:+,.0f} MB/min, "
+            f"over its second half {rss['second_half_slope_per_minute']:+,.0f} MB/min)"
+        )
     console.print(f"database connections held by the server: at most {report['db_connections_max']} (sampled)")
     console.print(f"load average: {report['load_average']['start']} at start, {report['load_average']['end']} at end")
     errors = report["errors"]
