@@ -35,7 +35,10 @@ log = logging.getLogger(__name__)
 # long a cancelled prefill keeps the CPU: 128 freed it 5x sooner than llama.cpp's 512 for the same CPU
 # time per prompt (18.4 vs 18.6 s for 1,300 tokens at load 12, BENCHMARKS.md).
 PROMPT_BATCH = 128
-HOST_PROMPT_CACHE_MIB = 256  # llama.cpp's default keeps up to 8 GiB of old prompts in RAM
+# Past prompts' KV state kept in RAM, so a conversation that returns after another request took its slot is
+# not read again. llama.cpp's default is 8 GiB; under steady load this fills within minutes and then stays,
+# and it is the whole of the server's memory growth there (BENCHMARKS.md, session 32).
+HOST_PROMPT_CACHE_MIB = 256
 
 
 class LlamaServerError(RuntimeError):
