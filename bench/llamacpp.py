@@ -1,5 +1,7 @@
 """The llama.cpp engine as kb serves it: load time, first token of a 5-quote RAG prompt (cold and with the
-prompt cache), two chats at once on 1 slot vs 2 slots, and how soon a cancelled prefill frees the CPU.
+prompt cache), two chats at once on 1 slot vs 2 slots, how soon a cancelled prefill frees the CPU, and the
+first token of a conversation's second turn after another conversation took the one slot, with llama.cpp's
+host prompt cache at kb's size and, as the baseline in the same run, turned off.
 
     PYTHONPATH=. .venv/bin/python bench/llamacpp.py --gguf FILE [--threads 2] [--tokens 48] [--smoke]
 
@@ -17,10 +19,13 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from generate import GGUF, shared_data
 
 from kb.config import Settings
+from kb.ml import llamacpp_server
 from kb.ml.registry import ModelRegistry
 from kb.ml.types import Completion, GenerationCancelled, GenerationParams, StreamDelta
 
@@ -40,12 +45,13 @@ def five_quotes(tag: str) -> list[dict]:
     return [{"role": "system", "content": system}, {"role": "user", "content": text}]
 
 
-def load(gguf: str, slots: int, threads: int, data_dir: Path):
-    models = data_dir / f"models-{slots}.json"
-    models.write_text(json.dumps({"chat": [{"name": f"q{slots}", "path": gguf, "slots": slots}]}))
+def load(gguf: str, slots: int, threads: int, data_dir: Path, name: str = ""):
+    name = name or f"q{slots}"
+    models = data_dir / f"models-{name}.json"
+    models.write_text(json.dumps({"chat": [{"name": name, "path": gguf, "slots": slots}]}))
     began = time.perf_counter()
     model = ModelRegistry(Settings(_env_file=None, data_dir=data_dir, models_file=models, torch_threads=threads)).chat(
-        f"q{slots}"
+        name
     )
     return model, time.perf_counter() - began
 
@@ -79,8 +85,20 @@ def two_at_once(model, tokens: int, tag: str) -> dict:
     return {**out, "wall_s": round(time.perf_counter() - began, 2)}
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its children: llama.cpp computes in a child process (kb.ml.llamacpp_child)."""
+    total = time.process_time()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def cancel_to_idle(model, after_s: float) -> float:
-    """Cancel a cold 5-quote request `after_s` into its prefill; seconds until this process's CPU goes idle."""
+    """Cancel a cold 5-quote request `after_s` into its prefill; seconds until the CPU (ours and llama.cpp's) goes idle."""
     cancel = threading.Event()
 
     def ask():
@@ -94,10 +112,21 @@ def cancel_to_idle(model, after_s: float) -> float:
     cancel.set()
     cancelled_at = time.perf_counter()
     while True:  # idle = under 5% of one core over half a second (no HTTP polling: it would delay the cancel)
-        cpu = time.process_time()
+        cpu = cpu_seconds()
         time.sleep(0.5)
-        if time.process_time() - cpu < 0.025:
+        if cpu_seconds() - cpu < 0.025:
             return round(time.perf_counter() - cancelled_at - 0.5, 1)
+
+
+def returning(model, tokens: int, tag: str) -> dict:
+    """Conversation A, then B on the same slot, then A's second turn: does A's prompt have to be read again?"""
+    out: dict = {}
+    first = five_quotes(f"{tag}-A")
+    timed_answer(model, first, tokens, out, "A, turn 1")
+    timed_answer(model, five_quotes(f"{tag}-B"), tokens, out, "B, turn 1")
+    follow_up = [*first, {"role": "assistant", "content": "See quote [1]."}, {"role": "user", "content": "Why?"}]
+    timed_answer(model, follow_up, tokens, out, "A, turn 2")
+    return out
 
 
 def main() -> None:
@@ -119,6 +148,11 @@ def main() -> None:
         report["two_chats_1_slot"] = two_at_once(one, args.tokens, "one-slot")
         two, _ = load(args.gguf, 2, args.threads, data_dir)
         report["two_chats_2_slots"] = two_at_once(two, args.tokens, "two-slots")
+        report[f"returning_cache_{llamacpp_server.HOST_PROMPT_CACHE_MIB}_mib"] = returning(one, args.tokens, "cache")
+        llamacpp_server._unload_all()
+        llamacpp_server.HOST_PROMPT_CACHE_MIB = 0
+        no_cache, _ = load(args.gguf, 1, args.threads, data_dir, "q1-no-cache")  # a new server
+        report["returning_cache_off"] = returning(no_cache, args.tokens, "no-cache")
     report["load_avg_end"] = round(os.getloadavg()[0], 1)
     print(json.dumps(report, indent=1))
 
