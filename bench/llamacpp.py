@@ -134,25 +134,28 @@ def main() -> None:
     parser.add_argument("--gguf", default=GGUF)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=48)
-    parser.add_argument("--smoke", action="store_true", help="load time and one cached answer of 4 tokens")
+    parser.add_argument(
+        "--smoke", action="store_true", help="load time, one answer and a returning conversation, 4 tokens each"
+    )
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="kb-bench-llamacpp-"))
     one, load_s = load(args.gguf, 1, args.threads, data_dir)
     report: dict = {"load_s": round(load_s, 2), "load_avg_start": round(os.getloadavg()[0], 1)}
     out: dict = {}
+    tokens = 4 if args.smoke else args.tokens
     for key in ("cold", "cached") if not args.smoke else ("cold",):
-        timed_answer(one, five_quotes("first"), 4 if args.smoke else args.tokens, out, key)
+        timed_answer(one, five_quotes("first"), tokens, out, key)
     report["rag_5_quotes"] = out
     if not args.smoke:
         report["cancel_to_idle_s"] = cancel_to_idle(one, after_s=1.0)
         report["two_chats_1_slot"] = two_at_once(one, args.tokens, "one-slot")
         two, _ = load(args.gguf, 2, args.threads, data_dir)
         report["two_chats_2_slots"] = two_at_once(two, args.tokens, "two-slots")
-        report[f"returning_cache_{llamacpp_server.HOST_PROMPT_CACHE_MIB}_mib"] = returning(one, args.tokens, "cache")
-        llamacpp_server._unload_all()
-        llamacpp_server.HOST_PROMPT_CACHE_MIB = 0
-        no_cache, _ = load(args.gguf, 1, args.threads, data_dir, "q1-no-cache")  # a new server
-        report["returning_cache_off"] = returning(no_cache, args.tokens, "no-cache")
+    report[f"returning_cache_{llamacpp_server.HOST_PROMPT_CACHE_MIB}_mib"] = returning(one, tokens, "cache")
+    llamacpp_server._unload_all()
+    llamacpp_server.HOST_PROMPT_CACHE_MIB = 0
+    no_cache, _ = load(args.gguf, 1, args.threads, data_dir, "q1-no-cache")  # a new server
+    report["returning_cache_off"] = returning(no_cache, tokens, "no-cache")
     report["load_avg_end"] = round(os.getloadavg()[0], 1)
     print(json.dumps(report, indent=1))
 

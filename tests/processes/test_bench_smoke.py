@@ -23,6 +23,7 @@ SMOKE_RUNS = {
     "ingest.py": ["--smoke"],
     "fusion_ablation.py": ["--smoke"],
     "generate.py": ["--smoke"],
+    "llamacpp.py": ["--smoke"],
     "qagen.py": ["--smoke"],
     "retrieval.py": ["--smoke"],
 }
