@@ -45,6 +45,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
+import psutil  # noqa: E402
 import psycopg  # noqa: E402
 
 from bench.answer import bench_database, kit_app, kit_dataset  # noqa: E402
@@ -181,8 +182,6 @@ def stop_server(process: subprocess.Popen) -> None:
 
 def rss_by_process(pid: int) -> dict[str, int]:
     """Resident memory of a process ("kb serve") and its descendants, summed by the module or program each runs."""
-    import psutil
-
     try:
         root = psutil.Process(pid)
         members = [root, *root.children(recursive=True)]
